@@ -1,0 +1,393 @@
+"""The sweep config: one TOML file, one set of frozen dataclasses, validated up front.
+
+The dataclasses below are the whole schema: the loader walks their fields, so a key
+is defined exactly once. Every problem is reported as ``file:line: message`` so a
+user can jump to it, and nothing is sent to any model before the whole config is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ttc.errors import ConfigError, MissingAPIKeyError
+
+__all__ = [
+    "EFFORT_LEVELS",
+    "Budget",
+    "Config",
+    "DatasetConfig",
+    "ModelConfig",
+    "PromptConfig",
+    "ScorerConfig",
+    "SweepConfig",
+    "load_config",
+    "parse_budget",
+]
+
+Budget = int | str
+EFFORT_LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+PROVIDERS = ("anthropic", "openai", "simulated", "local")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetForcingConfig:
+    """s1-style budget forcing through a raw completions endpoint (see ttc.budget_forcing)."""
+
+    enabled: bool = False
+    think_start: str = "<think>\n"
+    think_end: str = "\n</think>\n"
+    answer_prefix: str = "Final answer: "
+    wait_rounds: int = 0
+    wait_text: str = "Wait"
+    min_thinking_tokens: int = 0
+    chat_template: str = "chatml"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    provider: Literal["anthropic", "openai", "simulated", "local"]
+    name: str = ""
+    base_url: str = ""
+    api_key_env: str = ""
+    answer_tokens: int = 1024
+    temperature: float | None = None
+    top_p: float | None = None
+    budget_field: str = "thinking_token_budget"
+    max_tokens_field: str = "max_completion_tokens"
+    effort_field: str = "reasoning_effort"
+    anthropic_version: str = "2023-06-01"
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    # local provider
+    path: str = ""
+    servers: int = 1
+    n_ctx: int = 4096
+    threads: int = 0
+    startup_timeout_s: float = 600.0
+    budget_forcing: BudgetForcingConfig = field(default_factory=BudgetForcingConfig)
+    # simulated provider
+    seed: int = 0
+
+    def api_key(self) -> str | None:
+        """The key from the environment; None when the provider needs none."""
+        if not self.api_key_env:
+            return None
+        value = os.environ.get(self.api_key_env, "")
+        if not value:
+            raise MissingAPIKeyError(
+                f"environment variable {self.api_key_env} (model.api_key_env) is not set; "
+                f"export it before running the sweep"
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetConfig:
+    path: str = ""
+    format: str = "auto"
+    builtin: str = ""
+    size: int = 100
+    difficulty: int = 1
+    seed: int = 0
+    limit: int = 0
+    subjects: list[str] = field(default_factory=list)
+    sample: int = 0
+    shuffle_choices: Literal["problem", "sample", "none"] = "problem"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptConfig:
+    system: str = ""
+    math: str = ""
+    mcq: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    budgets: list[Budget] = field(default_factory=lambda: [1024])
+    samples: int = 8
+    concurrency: int = 32
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+    timeout_s: float = 600.0
+    max_attempts: int = 6
+    store_thinking: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerConfig:
+    name: str
+    kind: Literal["verifier", "learned", "reward_model", "simulated"]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    model: ModelConfig
+    dataset: DatasetConfig
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    scorers: list[ScorerConfig] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the config resolve against the config's folder."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+
+def parse_budget(value: object) -> Budget:
+    """A budget as stored: an int for thinking tokens, a name for an effort level."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    return int(text) if re.fullmatch(r"-?\d+", text) else text
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Locator:
+    """Finds the line of ``section.key`` in the TOML text, for error messages."""
+
+    def __init__(self, path: Path | str, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line(self, dotted: str) -> int | None:
+        parts = dotted.split(".")
+        key = parts[-1]
+        section = ".".join(parts[:-1])
+        current = ""
+        for number, raw in enumerate(self.lines, start=1):
+            stripped = raw.strip()
+            header = re.fullmatch(r"\[\[?\s*([^\]]+?)\s*\]\]?", stripped)
+            if header:
+                current = header.group(1)
+                if dotted == current:
+                    return number
+                continue
+            if current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+                return number
+        section_line = None
+        for number, raw in enumerate(self.lines, start=1):
+            if re.fullmatch(rf"\[\[?\s*{re.escape(section)}\s*\]\]?", raw.strip()):
+                section_line = number
+        return section_line
+
+    def error(self, dotted: str, message: str) -> ConfigError:
+        return ConfigError(message, path=self.path, line=self.line(dotted))
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read and validate a config file, applying ``section.key=value`` overrides."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config: {exc}", path=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        message = getattr(exc, "msg", str(exc))
+        if line is None:
+            match = re.search(r"line (\d+)", str(exc))
+            line = int(match.group(1)) if match else None
+            message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(f"invalid TOML: {message}", path=path, line=line) from None
+    for item in overrides:
+        _apply_override(data, item)
+    return config_from_dict(data, path=path, locator=_Locator(path, text))
+
+
+def config_from_dict(
+    data: dict[str, Any], *, path: Path | None = None, locator: _Locator | None = None
+) -> Config:
+    """Validate an already-parsed mapping (used by tests and notebooks too)."""
+    loc = locator or _Locator(path or "<config>", "")
+    for key in data:
+        if key not in ("model", "dataset", "sweep", "prompt", "scorers"):
+            raise loc.error(key, f"unknown section [{key}]{_suggest(key, _SECTIONS)}")
+    if "model" not in data:
+        raise ConfigError("missing [model] section", path=path or "<config>")
+    if "dataset" not in data:
+        raise ConfigError("missing [dataset] section", path=path or "<config>")
+    model = _build(ModelConfig, data["model"], "model", loc)
+    dataset = _build(DatasetConfig, data["dataset"], "dataset", loc)
+    sweep = _build(SweepConfig, data.get("sweep", {}), "sweep", loc)
+    prompt = _build(PromptConfig, data.get("prompt", {}), "prompt", loc)
+    scorers_raw = data.get("scorers", [])
+    if not isinstance(scorers_raw, list):
+        raise loc.error("scorers", "scorers must be an array of tables: [[scorers]]")
+    scorers = []
+    for raw in scorers_raw:
+        if not isinstance(raw, dict):
+            raise loc.error("scorers", "each [[scorers]] entry must be a table")
+        known = {k: raw[k] for k in ("name", "kind") if k in raw}
+        options = {k: v for k, v in raw.items() if k not in ("name", "kind")}
+        scorers.append(_build(ScorerConfig, {**known, "options": options}, "scorers", loc))
+    config = Config(model, dataset, sweep, prompt, scorers, path)
+    _check(config, loc)
+    return config
+
+
+_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers")
+
+
+def _suggest(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _build(cls: Any, raw: object, section: str, loc: _Locator) -> Any:
+    if not isinstance(raw, dict):
+        raise loc.error(section, f"[{section}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise loc.error(
+                f"{section}.{key}", f"unknown key '{key}' in [{section}]{_suggest(key, names)}"
+            )
+        values[key] = _coerce(value, hints[key], f"{section}.{key}", loc)
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in values:
+            raise loc.error(section, f"[{section}] needs '{f.name}'")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, dotted: str, loc: _Locator) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, dotted, loc)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise loc.error(dotted, f"{dotted} must be one of {choices}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if hint == Budget or set(args) == {int, str}:
+            if isinstance(value, (int, str)) and not isinstance(value, bool):
+                return value
+            raise loc.error(dotted, f"{dotted} must be a number or a name")
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], dotted, loc)
+    if origin is list:
+        if not isinstance(value, list):
+            raise loc.error(dotted, f"{dotted} must be a list")
+        return [_coerce(v, args[0], dotted, loc) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise loc.error(dotted, f"{dotted} must be a table")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise loc.error(dotted, f"{dotted} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise loc.error(dotted, f"{dotted} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise loc.error(dotted, f"{dotted} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise loc.error(dotted, f"{dotted} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _check(config: Config, loc: _Locator) -> None:
+    """Cross-field rules the type walk cannot express."""
+    m, d, s = config.model, config.dataset, config.sweep
+    if m.provider in ("anthropic", "openai") and not m.base_url:
+        default = "https://api.anthropic.com" if m.provider == "anthropic" else ""
+        if not default:
+            raise loc.error("model.provider", "model.base_url is required for provider 'openai'")
+    if m.provider in ("anthropic", "openai") and not m.name:
+        raise loc.error("model", f"model.name is required for provider '{m.provider}'")
+    if m.answer_tokens <= 0:
+        raise loc.error("model.answer_tokens", "model.answer_tokens must be positive")
+    if m.servers < 1:
+        raise loc.error("model.servers", "model.servers must be at least 1")
+    if not s.budgets:
+        raise loc.error("sweep.budgets", "sweep.budgets must name at least one budget")
+    seen: set[Budget] = set()
+    for b in s.budgets:
+        if isinstance(b, int) and b <= 0:
+            raise loc.error("sweep.budgets", f"budgets must be positive, got {b}")
+        if isinstance(b, str) and b not in EFFORT_LEVELS:
+            raise loc.error(
+                "sweep.budgets",
+                f"unknown effort level {b!r}; use a token count or one of {', '.join(EFFORT_LEVELS)}",
+            )
+        if b in seen:
+            raise loc.error("sweep.budgets", f"budget {b!r} is listed twice")
+        seen.add(b)
+        if m.provider == "anthropic" and isinstance(b, int) and b < 1024:
+            raise loc.error("sweep.budgets", f"Anthropic thinking budgets must be >= 1024, got {b}")
+    for key in ("samples", "concurrency", "max_attempts"):
+        if getattr(s, key) <= 0:
+            raise loc.error(f"sweep.{key}", f"sweep.{key} must be positive, got {getattr(s, key)}")
+    for key in ("requests_per_minute", "tokens_per_minute"):
+        if getattr(s, key) < 0:
+            raise loc.error(f"sweep.{key}", f"sweep.{key} must not be negative")
+    if s.timeout_s <= 0:
+        raise loc.error("sweep.timeout_s", "sweep.timeout_s must be positive")
+    if not d.path and not d.builtin:
+        raise loc.error("dataset", "[dataset] needs 'path' (a file) or 'builtin' (a generated set)")
+    if d.path and d.builtin:
+        raise loc.error("dataset.builtin", "[dataset] takes 'path' or 'builtin', not both")
+    for key in ("limit", "sample"):
+        if getattr(d, key) < 0:
+            raise loc.error(f"dataset.{key}", f"dataset.{key} must not be negative")
+    for name in ("math", "mcq"):
+        template = getattr(config.prompt, name)
+        if template and "{question}" not in template:
+            raise loc.error(f"prompt.{name}", f"prompt.{name} must contain {{question}}")
+    names = [sc.name for sc in config.scorers]
+    if len(set(names)) != len(names):
+        raise loc.error("scorers", "scorer names must be unique")
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply ``--set section.key=value``; the value is parsed as TOML, else kept as text."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    dotted, _, raw = item.partition("=")
+    parts = [p.strip() for p in dotted.strip().split(".") if p.strip()]
+    if len(parts) < 2:
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a table")
+        node = child
+    node[parts[-1]] = value

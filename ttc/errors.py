@@ -1,0 +1,136 @@
+"""Every error ttc raises on purpose, in one tree.
+
+::
+
+    TTCError
+    ├── UserInputError          bad input a person can fix; the CLI prints one line, exits 2
+    │   ├── ConfigError         a TOML config or --set override (file and line named)
+    │   ├── DatasetError        a dataset file or row (file and line named)
+    │   ├── MissingAPIKeyError  the variable named by model.api_key_env is unset
+    │   └── RunConflictError    a run directory holds another model, dataset or prompt
+    ├── LocalModelError         the local llama.cpp server could not be started
+    └── APIError                a model call failed; translated at the provider boundary
+        ├── RetryableError      worth another attempt (408, 409, 429, 5xx, 529, network, bad body)
+        │   ├── RateLimitError          429
+        │   ├── OverloadedError         529 / 503
+        │   ├── ServerError             other 5xx, 408, 409
+        │   ├── ConnectionFailedError   refused or dropped connection
+        │   ├── RequestTimeoutError     no full answer within timeout_s
+        │   └── MalformedResponseError  a body that is not the expected JSON
+        └── FatalAPIError       retrying cannot help (400, 401, 403, 404, other 4xx)
+
+Provider modules raise only ``APIError`` subclasses, so the sampler never sees a
+transport's own exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "ConfigError",
+    "ConnectionFailedError",
+    "DatasetError",
+    "FatalAPIError",
+    "LocalModelError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "OverloadedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "RetryableError",
+    "RunConflictError",
+    "ServerError",
+    "TTCError",
+    "UserInputError",
+    "located",
+]
+
+
+class TTCError(Exception):
+    """Base of every error ttc raises on purpose."""
+
+
+class UserInputError(TTCError):
+    """Bad input that a person can fix; the CLI shows ``str(err)`` and exits 2."""
+
+
+def located(path: object, line: int | None, message: str) -> str:
+    """Format ``path:line: message`` (line omitted when unknown)."""
+    where = f"{path}:{line}" if line else f"{path}"
+    return f"{where}: {message}"
+
+
+class ConfigError(UserInputError):
+    """A config file, or an override, that cannot be used."""
+
+    def __init__(self, message: str, *, path: object = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(located(path, line, message) if path is not None else message)
+
+
+class DatasetError(UserInputError):
+    """A dataset file or row that cannot be used."""
+
+    def __init__(self, message: str, *, path: object = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(located(path, line, message) if path is not None else message)
+
+
+class MissingAPIKeyError(UserInputError):
+    """The environment variable that should hold the API key is unset or empty."""
+
+
+class RunConflictError(UserInputError):
+    """A run directory already belongs to a different model, dataset or prompt."""
+
+
+class LocalModelError(TTCError):
+    """The local llama.cpp server could not be installed, started or reached."""
+
+
+class APIError(TTCError):
+    """A model call failed. ``status`` is the HTTP status, or None for network errors."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RetryableError(APIError):
+    """Another attempt may succeed; ``retry_after`` is the server's hint in seconds."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status)
+
+
+class RateLimitError(RetryableError):
+    """HTTP 429."""
+
+
+class OverloadedError(RetryableError):
+    """HTTP 529 (Anthropic) or 503."""
+
+
+class ServerError(RetryableError):
+    """Other 5xx, 408 or 409."""
+
+
+class ConnectionFailedError(RetryableError):
+    """The connection was refused or dropped before a full response arrived."""
+
+
+class RequestTimeoutError(RetryableError):
+    """No full response within the per-attempt timeout."""
+
+
+class MalformedResponseError(RetryableError):
+    """The body was not the JSON shape the provider promises."""
+
+
+class FatalAPIError(APIError):
+    """A response that retrying cannot fix: 400, 401, 403, 404 and other 4xx."""

@@ -1,0 +1,200 @@
+"""The narrow interface every model backend implements, and the shared HTTP error mapping.
+
+A provider turns one ``SampleRequest`` into one ``Completion`` or raises a
+``ttc.errors.APIError``. It knows its wire format and nothing about retries, rate
+limits or storage: the sampler owns those, so every backend gets them for free.
+"""
+
+from __future__ import annotations
+
+import abc
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ttc.config import Budget, ModelConfig
+from ttc.errors import (
+    FatalAPIError,
+    MalformedResponseError,
+    OverloadedError,
+    RateLimitError,
+    RetryableError,
+    ServerError,
+)
+from ttc.http import HTTPResponse
+from ttc.problems import Problem
+
+__all__ = [
+    "Completion",
+    "Provider",
+    "SampleRequest",
+    "error_for_response",
+    "estimate_tokens",
+    "parse_json_body",
+    "retry_after_seconds",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRequest:
+    """One sample to draw: the rendered prompt for one problem at one budget."""
+
+    problem: Problem
+    prompt: str
+    budget: Budget
+    sample_index: int
+    system: str = ""
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class Completion:
+    """What a provider returns for one sample, normalised across wire formats."""
+
+    text: str
+    thinking: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    thinking_tokens: int = 0
+    thinking_estimated: bool = False
+    stop_reason: str | None = None
+    censored: bool = False
+    response_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    """A model backend. Subclasses implement ``complete``; ``aclose`` releases resources."""
+
+    #: short name stored with the run ("anthropic", "openai", ...)
+    kind: str = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    async def complete(self, request: SampleRequest) -> Completion:
+        """Draw one sample; raise an ``APIError`` subclass on failure."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare resources (start a server, open a pool) before the first request."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``start`` or ``complete`` opened."""
+
+    def cost(self, completion: Completion) -> float:
+        """Dollar cost of a completion from the configured per-million-token prices."""
+        c = self.config
+        return (
+            completion.input_tokens * c.price_input_per_mtok
+            + completion.output_tokens * c.price_output_per_mtok
+        ) / 1e6
+
+    def max_output_tokens(self, budget: Budget) -> int:
+        """Output tokens one sample may use at ``budget``: thinking budget plus answer allowance."""
+        if isinstance(budget, int):
+            return budget + self.config.answer_tokens
+        return _EFFORT_TOKENS.get(budget, 16384) + self.config.answer_tokens
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this model for the run fingerprint (never the key or the URL)."""
+        c = self.config
+        return {
+            "provider": c.provider,
+            "name": c.name,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "extra_body": c.extra_body,
+        }
+
+
+#: rough output size of named effort levels, for projections and token-rate limits
+_EFFORT_TOKENS = {
+    "none": 0,
+    "minimal": 1024,
+    "low": 4096,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+    "max": 65536,
+}
+
+
+def estimate_tokens(text: str | None) -> int:
+    """Approximate token count (about four characters a token) where a server reports none."""
+    if not text:
+        return 0
+    return max(1, round(len(text) / 4))
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The server's wait hint: ``retry-after-ms``, then ``retry-after`` (seconds or a date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def parse_json_body(response: HTTPResponse, provider: str) -> dict[str, Any]:
+    """Decode a 2xx body; anything but a JSON object is a retryable malformed response."""
+    try:
+        data = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        snippet = response.body[:120].decode("utf-8", "replace")
+        raise MalformedResponseError(
+            f"{provider}: response is not JSON: {snippet!r}", status=response.status
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponseError(f"{provider}: response is not a JSON object")
+    return data
+
+
+def error_for_response(response: HTTPResponse, provider: str) -> Exception:
+    """Translate a non-2xx response into the right ``APIError`` with the server's message."""
+    status = response.status
+    message = _server_message(response.body)
+    text = f"{provider} HTTP {status}: {message}" if message else f"{provider} HTTP {status}"
+    hint = retry_after_seconds(response.headers)
+    should = response.headers.get("x-should-retry")
+    if should == "false":
+        return FatalAPIError(text, status=status)
+    if status == 429:
+        return RateLimitError(text, status=status, retry_after=hint)
+    if status in (503, 529):
+        return OverloadedError(text, status=status, retry_after=hint)
+    if status in (408, 409) or status >= 500:
+        return ServerError(text, status=status, retry_after=hint)
+    if should == "true":
+        return RetryableError(text, status=status, retry_after=hint)
+    return FatalAPIError(text, status=status)
+
+
+def _server_message(body: bytes) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("type") or "")[:500]
+        if isinstance(err, str):
+            return err[:500]
+    return ""
