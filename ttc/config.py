@@ -124,6 +124,8 @@ class SweepConfig:
     max_attempts: int = 6
     store_thinking: bool = True
     seed: int = 0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +343,8 @@ def _check(config: Config, loc: _Locator) -> None:
         if isinstance(b, str) and b not in EFFORT_LEVELS:
             raise loc.error(
                 "sweep.budgets",
-                f"unknown effort level {b!r}; use a token count or one of {', '.join(EFFORT_LEVELS)}",
+                f"unknown effort level {b!r}; use a token count or one of "
+                f"{', '.join(EFFORT_LEVELS)}",
             )
         if b in seen:
             raise loc.error("sweep.budgets", f"budget {b!r} is listed twice")
@@ -354,6 +357,8 @@ def _check(config: Config, loc: _Locator) -> None:
     for key in ("requests_per_minute", "tokens_per_minute"):
         if getattr(s, key) < 0:
             raise loc.error(f"sweep.{key}", f"sweep.{key} must not be negative")
+    if s.backoff_base_s < 0 or s.backoff_max_s < s.backoff_base_s:
+        raise loc.error("sweep.backoff_base_s", "need 0 <= sweep.backoff_base_s <= backoff_max_s")
     if s.timeout_s <= 0:
         raise loc.error("sweep.timeout_s", "sweep.timeout_s must be positive")
     if not d.path and not d.builtin:

@@ -97,7 +97,9 @@ class HttpxTransport:
         import httpx
 
         try:
-            resp = await self._client.post(url, content=body, headers=dict(headers), timeout=timeout)
+            resp = await self._client.post(
+                url, content=body, headers=dict(headers), timeout=timeout
+            )
         except httpx.TimeoutException as exc:
             raise RequestTimeoutError(f"no response from {url} within {timeout:g}s") from exc
         except httpx.TransportError as exc:

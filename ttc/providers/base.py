@@ -49,6 +49,8 @@ class SampleRequest:
     sample_index: int
     system: str = ""
     seed: int = 0
+    #: for MCQ, ``choice_order[i]`` is the source index of the choice shown at position i
+    choice_order: tuple[int, ...] | None = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,89 @@
+"""A live progress line for sweeps: done/total, requests/s, tokens, spend, failures, ETA.
+
+rich draws it on a terminal; elsewhere (CI logs, pipes) it stays silent and the CLI
+prints a summary at the end instead, so logs are not flooded with redraws.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ttc.store import SampleRecord
+
+__all__ = ["SweepProgress"]
+
+
+class SweepProgress:
+    """Context manager fed one record at a time by the sampler."""
+
+    def __init__(self, *, total: int, done: int, enabled: bool) -> None:
+        self.total = total
+        self.done = done
+        self.new = 0
+        self.failed = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self._start = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+        self._last = 0.0
+        if enabled:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            if console.is_terminal:
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                )
+
+                self._progress = Progress(
+                    TextColumn("[bold]sweep"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[stats]}"),
+                    TimeRemainingColumn(),
+                    console=console,
+                    transient=False,
+                )
+
+    def __enter__(self) -> SweepProgress:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task(
+                "sweep", total=self.total, completed=self.done, stats=""
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._refresh(force=True)
+            self._progress.stop()
+
+    def advance(self, record: SampleRecord) -> None:
+        self.new += 1
+        self.done += record.status != "failed"
+        self.failed += record.status == "failed"
+        self.tokens += record.output_tokens
+        self.cost += record.cost
+        self._refresh()
+
+    def stats(self) -> str:
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        return (
+            f"{self.new / elapsed:7.1f} req/s  {self.tokens:,} tok  "
+            f"${self.cost:,.2f}  {self.failed} failed"
+        )
+
+    def _refresh(self, force: bool = False) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last > 0.2:
+            self._last = now
+            self._progress.update(self._task, completed=self.done, stats=self.stats())
