@@ -1,0 +1,222 @@
+"""Anthropic Messages API backend (``POST /v1/messages``).
+
+Numeric budgets use manual extended thinking (``thinking.type = "enabled"`` with
+``budget_tokens``); named budgets use adaptive thinking with ``output_config.effort``,
+because newer models refuse ``budget_tokens``. Wire shapes follow the ``anthropic``
+SDK's ``MessageCreateParams`` (checked in tests); the SDK itself is not used at run
+time, so the sampler keeps one pooled aiohttp client and its own retry policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ttc.config import Budget, ModelConfig
+from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
+from ttc.http import AiohttpTransport, Transport
+from ttc.providers.base import (
+    Completion,
+    Provider,
+    SampleRequest,
+    error_for_response,
+    estimate_tokens,
+    parse_json_body,
+)
+
+__all__ = ["ANTHROPIC_EFFORTS", "DEFAULT_BASE_URL", "MIN_BUDGET_TOKENS", "AnthropicProvider"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: effort levels ``output_config.effort`` accepts (the SDK's Literal); "none" disables thinking
+ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+#: the API rejects a smaller ``thinking.budget_tokens``
+MIN_BUDGET_TOKENS = 1024
+#: stop reasons that mean the output was cut off, not finished
+_CUT_OFF = ("max_tokens", "model_context_window_exceeded")
+
+
+class AnthropicProvider(Provider):
+    """One sample = one non-streaming Messages call; errors become ``ttc.errors`` types."""
+
+    kind = "anthropic"
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        transport: Transport | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = 0,
+    ) -> None:
+        super().__init__(config)
+        self.timeout_s = timeout_s
+        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
+        self._url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+        key = config.api_key()  # MissingAPIKeyError now, before any request
+        self._secret = key or ""
+        headers = {
+            "anthropic-version": config.anthropic_version,
+            "content-type": "application/json",
+        }
+        if key:
+            headers["x-api-key"] = key
+        headers.update(config.headers)
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(model={self.config.name!r}, url={self._url!r})"
+
+    # ------------------------------------------------------------------ request
+
+    def check_budget(self, budget: Budget) -> None:
+        """Refuse, before any request, a budget the Messages API cannot express."""
+        if isinstance(budget, int):
+            if budget < MIN_BUDGET_TOKENS:
+                raise ConfigError(
+                    f"anthropic thinking budget must be >= {MIN_BUDGET_TOKENS} tokens, got {budget}"
+                )
+        elif budget != "none" and budget not in ANTHROPIC_EFFORTS:
+            raise ConfigError(
+                f"anthropic effort must be one of {', '.join(ANTHROPIC_EFFORTS)} or 'none', "
+                f"got {budget!r}"
+            )
+
+    def build_body(self, request: SampleRequest) -> dict[str, Any]:
+        """The JSON body for one sample (public so tests can check it against the SDK types)."""
+        c = self.config
+        budget = request.budget
+        body: dict[str, Any] = {
+            "model": c.name,
+            "max_tokens": self.max_output_tokens(budget),
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.system:
+            body["system"] = request.system
+        if isinstance(budget, int):
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        elif budget == "none":
+            body["thinking"] = {"type": "disabled"}
+        else:
+            body["thinking"] = {"type": "adaptive"}
+            body["output_config"] = {"effort": budget}
+        # Sampling knobs only when the user set them: the API requires temperature 1 (unset)
+        # with thinking, and the current SDK no longer lists them at all.
+        if c.temperature is not None:
+            body["temperature"] = c.temperature
+        if c.top_p is not None:
+            body["top_p"] = c.top_p
+        return _merge(body, c.extra_body)
+
+    async def complete(self, request: SampleRequest) -> Completion:
+        """Send one Messages request and normalise the reply."""
+        try:
+            self.check_budget(request.budget)
+        except ConfigError as exc:
+            raise FatalAPIError(f"anthropic: {exc}") from None
+        payload = orjson.dumps(self.build_body(request))
+        try:
+            response = await self._transport.post(
+                self._url, headers=self._headers, body=payload, timeout=self.timeout_s
+            )
+            if not 200 <= response.status < 300:
+                raise error_for_response(response, "anthropic")
+            return parse_message(parse_json_body(response, "anthropic"))
+        except APIError as exc:
+            _scrub(exc, self._secret)
+            raise
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool."""
+        await self._transport.aclose()
+
+
+# ---------------------------------------------------------------------- response
+
+
+def parse_message(data: dict[str, Any]) -> Completion:
+    """Normalise a Messages API body; any missing or mistyped field is malformed (retryable)."""
+    content = _field(data, "content", list)
+    texts: list[str] = []
+    thoughts: list[str] = []
+    redacted = 0
+    thinking_blocks = 0
+    for block in content:
+        if not isinstance(block, dict):
+            raise _bad("content block is not an object")
+        kind = _field(block, "type", str)
+        if kind == "text":
+            texts.append(_field(block, "text", str))
+        elif kind == "thinking":
+            thinking_blocks += 1
+            thoughts.append(_field(block, "thinking", str))
+        elif kind == "redacted_thinking":
+            redacted += 1
+    stop_reason = _field(data, "stop_reason", str)
+    usage = _field(data, "usage", dict)
+    input_tokens = _field(usage, "input_tokens", int)
+    for extra_key in ("cache_creation_input_tokens", "cache_read_input_tokens"):
+        input_tokens += _optional(usage, extra_key, int) or 0
+    output_tokens = _field(usage, "output_tokens", int)
+    details = _optional(usage, "output_tokens_details", dict)
+    reported = _optional(details, "thinking_tokens", int) if details is not None else None
+    text = "".join(texts)
+    thinking = "\n\n".join(thoughts) if thinking_blocks else None
+    if reported is not None:
+        thinking_tokens, estimated = reported, False
+    elif thinking:
+        thinking_tokens, estimated = min(output_tokens, estimate_tokens(thinking)), True
+    elif redacted:
+        # only encrypted thinking: what is not the visible answer was thinking
+        thinking_tokens, estimated = max(0, output_tokens - estimate_tokens(text)), True
+    else:
+        thinking_tokens, estimated = 0, False
+    extra: dict[str, Any] = {}
+    if redacted:
+        extra["redacted_thinking_blocks"] = redacted
+    return Completion(
+        text=text,
+        thinking=thinking,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        thinking_tokens=thinking_tokens,
+        thinking_estimated=estimated,
+        stop_reason=stop_reason,
+        censored=stop_reason in _CUT_OFF,
+        response_id=_field(data, "id", str),
+        extra=extra,
+    )
+
+
+def _bad(message: str) -> MalformedResponseError:
+    return MalformedResponseError(f"anthropic: malformed response: {message}")
+
+
+def _field(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is None:
+        raise _bad(f"missing field {key!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _bad(f"field {key!r} is {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    return None if data.get(key) is None else _field(data, key, kind)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra_body`` wins, merging into nested objects (e.g. ``thinking.display``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _scrub(exc: APIError, secret: str) -> None:
+    """Blank the API key out of an error's message, in place (servers may echo it)."""
+    if secret and any(secret in str(arg) for arg in exc.args):
+        exc.args = tuple(str(arg).replace(secret, "***") for arg in exc.args)

@@ -1,0 +1,203 @@
+"""OpenAI-compatible Chat Completions backend (OpenAI, vLLM, SGLang, llama.cpp).
+
+Servers disagree on how a thinking budget is spelled, so the field names are config:
+a numeric budget goes in ``model.budget_field`` (vLLM's ``thinking_token_budget`` by
+default; "" sends none), a named one in ``model.effort_field`` (``reasoning_effort``),
+and the output cap in ``model.max_tokens_field``. Reasoning text is read from
+``reasoning_content`` or ``reasoning``, or split off ``<think>...</think>`` when a server
+runs without a reasoning parser; where no reasoning count is reported, it is estimated
+and marked so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ttc.config import ModelConfig
+from ttc.errors import APIError, MalformedResponseError
+from ttc.http import AiohttpTransport, Transport
+from ttc.providers.base import (
+    Completion,
+    Provider,
+    SampleRequest,
+    error_for_response,
+    estimate_tokens,
+    parse_json_body,
+)
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_chat_completion", "split_think_tags"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider(Provider):
+    """One sample = one non-streaming ``/chat/completions`` call."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        transport: Transport | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = 0,
+    ) -> None:
+        super().__init__(config)
+        self.timeout_s = timeout_s
+        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
+        self._url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        key = config.api_key()  # MissingAPIKeyError now, before any request
+        self._secret = key or ""
+        headers = {"content-type": "application/json"}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        headers.update(config.headers)
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(model={self.config.name!r}, url={self._url!r})"
+
+    def build_body(self, request: SampleRequest) -> dict[str, Any]:
+        """The JSON body for one sample (public so tests can check it against the SDK types)."""
+        c = self.config
+        budget = request.budget
+        messages: list[dict[str, str]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
+        body: dict[str, Any] = {"model": c.name, "messages": messages}
+        body[c.max_tokens_field] = self.max_output_tokens(budget)
+        if isinstance(budget, int):
+            if c.budget_field:
+                body[c.budget_field] = budget
+        elif c.effort_field:
+            body[c.effort_field] = budget
+        if c.temperature is not None:
+            body["temperature"] = c.temperature
+        if c.top_p is not None:
+            body["top_p"] = c.top_p
+        if request.seed:  # 0 means unset: a fixed seed would make every sample identical
+            body["seed"] = request.seed
+        return _merge(body, c.extra_body)
+
+    async def complete(self, request: SampleRequest) -> Completion:
+        """Send one chat completion request and normalise the reply."""
+        payload = orjson.dumps(self.build_body(request))
+        try:
+            response = await self._transport.post(
+                self._url, headers=self._headers, body=payload, timeout=self.timeout_s
+            )
+            if not 200 <= response.status < 300:
+                raise error_for_response(response, "openai")
+            return parse_chat_completion(parse_json_body(response, "openai"))
+        except APIError as exc:
+            _scrub(exc, self._secret)
+            raise
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool."""
+        await self._transport.aclose()
+
+
+def parse_chat_completion(data: dict[str, Any]) -> Completion:
+    """Normalise a chat completion body; missing or mistyped fields are malformed (retryable)."""
+    choices = _field(data, "choices", list)
+    if not choices or not isinstance(choices[0], dict):
+        raise _bad("'choices' is empty or not a list of objects")
+    choice = choices[0]
+    message = _field(choice, "message", dict)
+    finish_reason = _field(choice, "finish_reason", str)
+    content = _optional(message, "content", str) or ""
+    reasoning = _optional(message, "reasoning_content", str)
+    if reasoning is None:
+        reasoning = _optional(message, "reasoning", str)
+    if reasoning is None:
+        reasoning, content = split_think_tags(content)
+    usage = _optional(data, "usage", dict)
+    extra: dict[str, Any] = {}
+    if usage is not None:
+        input_tokens = _field(usage, "prompt_tokens", int)
+        output_tokens = _field(usage, "completion_tokens", int)
+        details = _optional(usage, "completion_tokens_details", dict)
+        reported = _optional(details, "reasoning_tokens", int) if details is not None else None
+    else:  # usage is optional in the spec; some servers omit it
+        extra["usage_estimated"] = True
+        input_tokens = 0
+        output_tokens = estimate_tokens(content) + estimate_tokens(reasoning)
+        reported = None
+    if reported:
+        thinking_tokens, estimated = reported, False
+    elif reasoning:
+        thinking_tokens, estimated = estimate_tokens(reasoning), True
+        if usage is not None:
+            thinking_tokens = min(thinking_tokens, output_tokens)
+    else:
+        thinking_tokens, estimated = 0, False
+    return Completion(
+        text=content,
+        thinking=reasoning or None,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        thinking_tokens=thinking_tokens,
+        thinking_estimated=estimated,
+        stop_reason=finish_reason,
+        censored=finish_reason == "length",
+        response_id=_field(data, "id", str),
+        extra=extra,
+    )
+
+
+def split_think_tags(content: str) -> tuple[str | None, str]:
+    """``(thinking, answer)`` from raw ``<think>...</think>`` output; (None, content) if untagged.
+
+    Handles templates that open ``<think>`` in the prompt (only ``</think>`` appears) and
+    outputs cut off mid-thought (``<think>`` with no close: all of it is thinking).
+    """
+    stripped = content.lstrip()
+    opened = stripped.startswith("<think>")
+    close = content.find("</think>")
+    if close < 0:
+        if opened:
+            return stripped[len("<think>") :].strip(), ""
+        return None, content
+    head = content[:close].lstrip()
+    if head.startswith("<think>"):
+        head = head[len("<think>") :]
+    return head.strip(), content[close + len("</think>") :].lstrip()
+
+
+def _bad(message: str) -> MalformedResponseError:
+    return MalformedResponseError(f"openai: malformed response: {message}")
+
+
+def _field(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is None:
+        raise _bad(f"missing field {key!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _bad(f"field {key!r} is {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    return None if data.get(key) is None else _field(data, key, kind)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra_body`` wins, merging into nested objects."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _scrub(exc: APIError, secret: str) -> None:
+    """Blank the API key out of an error's message, in place (OpenAI echoes part of it)."""
+    if secret and any(secret in str(arg) for arg in exc.args):
+        exc.args = tuple(str(arg).replace(secret, "***") for arg in exc.args)
