@@ -93,6 +93,31 @@ class Sweep:
 
         Raises before any request: bad dataset, unset key, conflicting run.
         """
+        problems, provider, fingerprint, orders = self._load(check_key=True)
+        store = RunStore(self.run_dir, create=True)
+        try:
+            store.claim(fingerprint)
+            store.put_problems(problems, orders)
+            store.set_meta(config=_public_config(self.config), n_problems=len(problems))
+            plan = self._plan(problems, orders, store.done_keys(), provider)
+        except BaseException:
+            store.close()
+            raise
+        return store, problems, provider, plan
+
+    def prepare_dry(self) -> tuple[None, list[Problem], Provider, SweepPlan]:
+        """Like ``prepare`` but writes nothing and needs no key: for ``--dry-run``."""
+        problems, provider, fingerprint, orders = self._load(check_key=False)
+        done: set[SampleKey] = set()
+        if (self.run_dir / "samples.sqlite").exists():
+            with RunStore(self.run_dir) as store:
+                store.check(fingerprint)
+                done = store.done_keys()
+        return None, problems, provider, self._plan(problems, orders, done, provider)
+
+    def _load(self, *, check_key: bool) -> tuple[
+        list[Problem], Provider, dict[str, Any], dict[str, tuple[int, ...] | None]
+    ]:
         from ttc.datasets import dataset_fingerprint, load_dataset
         from ttc.prompts import choice_order
 
@@ -102,28 +127,20 @@ class Sweep:
         if provider is None:
             from ttc.providers import make_provider
 
-            cfg.model.api_key()  # a missing key fails here, before anything is written
+            if check_key:
+                cfg.model.api_key()  # a missing key fails here, before anything is written
             provider = make_provider(cfg.model)
         fingerprint = {
             "model": provider.describe(),
             "dataset": dataset_fingerprint(cfg.dataset, base_dir=cfg.base_dir),
             "prompt": self.prompt_identity(),
         }
-        store = RunStore(self.run_dir, create=True)
-        try:
-            store.claim(fingerprint)
-            orders = {
-                p.id: choice_order(p, mode=cfg.dataset.shuffle_choices, seed=cfg.sweep.seed,
-                                   sample_index=0)
-                for p in problems
-            }
-            store.put_problems(problems, orders)
-            store.set_meta(config=_public_config(cfg))
-            plan = self._plan(problems, orders, store.done_keys(), provider)
-        except BaseException:
-            store.close()
-            raise
-        return store, problems, provider, plan
+        orders = {
+            p.id: choice_order(p, mode=cfg.dataset.shuffle_choices, seed=cfg.sweep.seed,
+                               sample_index=0)
+            for p in problems
+        }
+        return problems, provider, fingerprint, orders
 
     def prompt_identity(self) -> dict[str, Any]:
         from ttc.prompts import DEFAULT_TEMPLATES

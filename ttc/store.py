@@ -193,10 +193,14 @@ class RunStore:
         ``fingerprint`` maps "model", "dataset" and "prompt" to JSON-able identities.
         A conflict raises before anything is written, so the run is left untouched.
         """
+        if self.check(fingerprint):
+            self.set_meta(fingerprint=fingerprint, schema_version=SCHEMA_VERSION)
+
+    def check(self, fingerprint: dict[str, Any]) -> bool:
+        """Raise ``RunConflictError`` if the run holds another identity; True if unclaimed."""
         current = self.meta().get("fingerprint")
         if current is None:
-            self.set_meta(fingerprint=fingerprint, schema_version=SCHEMA_VERSION)
-            return
+            return True
         wanted = json.loads(json.dumps(fingerprint, sort_keys=True))
         differ = [part for part in sorted(set(current) | set(wanted))
                   if current.get(part) != wanted.get(part)]
@@ -205,6 +209,7 @@ class RunStore:
                 f"{self.run_dir} holds a run of a different {' and '.join(differ)}; "
                 f"use another --out directory (nothing was changed)"
             )
+        return False
 
     # ------------------------------------------------------------ problems
     def put_problems(
@@ -296,6 +301,14 @@ class RunStore:
         for budget, status, n in rows:
             out.setdefault(budget, {})[status] = int(n)
         return out
+
+    def error_counts(self) -> list[tuple[str, int]]:
+        """The most frequent errors of failed samples, most frequent first."""
+        rows = self._db.execute(
+            "SELECT error, COUNT(*) AS n FROM samples WHERE status = 'failed' "
+            "GROUP BY error ORDER BY n DESC LIMIT 20"
+        )
+        return [(str(e), int(n)) for e, n in rows]
 
     def totals(self) -> dict[str, float]:
         """Spend and token totals over all stored samples."""
