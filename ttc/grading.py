@@ -47,6 +47,7 @@ __all__ = [
     "extract_answer",
     "grade",
     "is_equivalent",
+    "last_boxed",
     "numeric_value",
 ]
 
@@ -95,7 +96,8 @@ def _braced(text: str, start: int) -> str | None:
     return None
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{}``/``\\fbox{}`` in ``text`` (nested braces)."""
     starts = [m.end() for m in _BOX_RE.finditer(text)]
     for start in reversed(starts[-8:]):
         content = _braced(text, start)
@@ -132,7 +134,7 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
         return None
     if kind == "mcq":
         return _extract_letter(text)
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return _clean(boxed)
     for regex in (_FINAL_RE, _ANSWER_LINE_RE):
