@@ -24,8 +24,12 @@ class RequestLimiter:
     def __init__(self, per_minute: int) -> None:
         self._throttler: Throttler | None = None
         if per_minute > 0:
-            burst = max(1, math.ceil(per_minute / 60))
-            self._throttler = Throttler(rate_limit=burst, period=60.0 * burst / per_minute)
+            # windows of at least 20 ms: smooth, yet coarse enough for asyncio's timers
+            burst = max(1, math.ceil(per_minute / 60 / 50))
+            period = 60.0 * burst / per_minute
+            self._throttler = Throttler(
+                rate_limit=burst, period=period, retry_interval=min(0.01, period / 4)
+            )
 
     async def acquire(self) -> None:
         if self._throttler is not None:

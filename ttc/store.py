@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ttc.config import Budget, parse_budget
+from ttc.config import EFFORT_LEVELS, Budget, parse_budget
 from ttc.errors import RunConflictError, UserInputError
 from ttc.problems import Problem
 
@@ -333,8 +333,9 @@ class RunStore:
         problems = pd.DataFrame(rows, columns=["problem_id", "subject", "kind", "gold", "position"])
         frame = frame.merge(problems, on="problem_id", how="left")
         frame["budget"] = frame["budget"].map(parse_budget).astype(object)
-        frame = frame.sort_values(["position", "sample_index"], kind="stable")
-        return frame.drop(columns=["position"]).reset_index(drop=True)
+        frame["_budget_order"] = frame["budget"].map(_budget_order)
+        frame = frame.sort_values(["position", "_budget_order", "sample_index"], kind="stable")
+        return frame.drop(columns=["position", "_budget_order"]).reset_index(drop=True)
 
     # ------------------------------------------------------------ scores
     def write_scores(
@@ -382,6 +383,13 @@ class RunStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _budget_order(budget: Budget) -> float:
+    """Token budgets ascending, then effort levels from least to most."""
+    if isinstance(budget, int):
+        return float(budget)
+    return 1e15 + (EFFORT_LEVELS.index(budget) if budget in EFFORT_LEVELS else 99)
 
 
 class _Transaction:

@@ -1,0 +1,204 @@
+"""The sweep engine: exactly-once storage, resume, conflicts, retries against real faults."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ttc.config import Config, config_from_dict
+from ttc.errors import RunConflictError
+from ttc.providers.base import Completion, SampleRequest
+from ttc.providers.simulated import SimulatedProvider
+from ttc.sampler import Sweep, SweepAborted
+from ttc.store import RunStore
+from ttc.testing.fake_server import FaultPlan, run_in_thread
+
+
+def sim_config(dataset: Path, **sweep: Any) -> Config:
+    settings = {"budgets": [1024, 4096], "samples": 4, "concurrency": 8, **sweep}
+    return config_from_dict(
+        {"model": {"provider": "simulated", "seed": 1}, "dataset": {"path": str(dataset)},
+         "sweep": settings}
+    )
+
+
+class CountingSimulated(SimulatedProvider):
+    """The simulated backend, counting the requests it is sent."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config.model)
+        self.calls: list[tuple[str, object, int]] = []
+
+    async def complete(self, request: SampleRequest) -> Completion:
+        self.calls.append((request.problem.id, request.budget, request.sample_index))
+        return await super().complete(request)
+
+
+def run(config: Config, out: Path, provider: Any = None) -> Any:
+    return asyncio.run(Sweep(config, out, provider=provider).run())
+
+
+def rows(out: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(out / "samples.sqlite") as db:
+        return db.execute(
+            "SELECT problem_id, budget, sample_index, status FROM samples ORDER BY 1, 2, 3"
+        ).fetchall()
+
+
+def test_every_sample_once_and_resume_requests_nothing(
+    addition_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = sim_config(addition_dataset)
+    out = tmp_path / "run"
+    first = CountingSimulated(cfg)
+    result = run(cfg, out, first)
+    assert result.completed == 20 * 2 * 4 == len(first.calls)
+    assert len(rows(out)) == 160
+    assert len({r[:3] for r in rows(out)}) == 160
+
+    again = CountingSimulated(cfg)
+    assert run(cfg, out, again).planned == 0
+    assert again.calls == []
+
+    grown = sim_config(addition_dataset, samples=6, budgets=[1024, 4096, 16384])
+    more = CountingSimulated(grown)
+    run(grown, out, more)
+    assert len(more.calls) == 20 * 2 * 2 + 20 * 6
+    assert not {c for c in more.calls if c[1] in (1024, 4096) and c[2] < 4}
+    assert len(rows(out)) == 20 * 3 * 6
+
+
+def test_simulated_run_is_deterministic(addition_dataset: Path, tmp_path: Path) -> None:
+    cfg = sim_config(addition_dataset)
+    run(cfg, tmp_path / "a")
+    run(cfg, tmp_path / "b")
+    with sqlite3.connect(tmp_path / "a" / "samples.sqlite") as a, sqlite3.connect(
+        tmp_path / "b" / "samples.sqlite"
+    ) as b:
+        q = "SELECT problem_id, budget, sample_index, answer, correct, thinking_tokens " \
+            "FROM samples ORDER BY 1, 2, 3"
+        assert a.execute(q).fetchall() == b.execute(q).fetchall()
+
+
+def test_conflicting_run_is_refused_and_untouched(addition_dataset: Path, tmp_path: Path) -> None:
+    cfg = sim_config(addition_dataset)
+    out = tmp_path / "run"
+    run(cfg, out)
+    before = (out / "samples.sqlite").read_bytes()
+    other_model = config_from_dict(
+        {"model": {"provider": "simulated", "seed": 2}, "dataset": {"path": str(addition_dataset)}}
+    )
+    with pytest.raises(RunConflictError, match="model"):
+        run(other_model, out)
+    other_prompt = config_from_dict({
+        "model": {"provider": "simulated", "seed": 1},
+        "dataset": {"path": str(addition_dataset)},
+        "prompt": {"math": "Solve: {question}"},
+    })
+    with pytest.raises(RunConflictError, match="prompt"):
+        run(other_prompt, out)
+    other_data = tmp_path / "other.jsonl"
+    other_data.write_text('{"id": "x", "question": "What is 1 + 1?", "answer": "2"}\n')
+    with pytest.raises(RunConflictError, match="dataset"):
+        run(sim_config(other_data), out)
+    assert len(rows(out)) == 160
+    assert (out / "samples.sqlite").read_bytes() == before
+
+
+def openai_config(dataset: Path, base_url: str, **sweep: Any) -> Config:
+    settings = {"budgets": [512], "samples": 3, "concurrency": 4, "timeout_s": 5,
+                "backoff_base_s": 0.01, "backoff_max_s": 0.05, **sweep}
+    return config_from_dict({
+        "model": {"provider": "openai", "name": "fake-model", "base_url": f"{base_url}/v1"},
+        "dataset": {"path": str(dataset)},
+        "sweep": settings,
+    })
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_retries_through_injected_faults(
+    provider: str, addition_dataset: Path, tmp_path: Path
+) -> None:
+    faults = ("rate_limit", "server_error", "overloaded", "malformed_json", "drop",
+              "missing_fields", "unavailable")
+    with run_in_thread(plan=FaultPlan(per_body=faults, retry_after_s=0.01)) as server:
+        if provider == "openai":
+            cfg = openai_config(addition_dataset, server.base_url, max_attempts=10)
+        else:
+            cfg = config_from_dict({
+                "model": {"provider": "anthropic", "name": "fake", "base_url": server.base_url},
+                "dataset": {"path": str(addition_dataset)},
+                "sweep": {"budgets": [1024], "samples": 3, "concurrency": 4, "timeout_s": 5,
+                          "max_attempts": 10, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+            })
+        out = tmp_path / "run"
+        result = run(cfg, out)
+        assert result.failed == 0
+        assert result.completed == 60
+        requests = server.count
+    with RunStore(out) as store:
+        records = list(store.iter_samples())
+    assert len(records) == 60
+    # every request the server saw is one counted attempt of one stored sample
+    assert sum(r.attempts for r in records) == requests
+    if provider == "openai":  # bodies differ by seed, so each sample meets every fault
+        assert all(r.attempts == len(faults) + 1 for r in records)
+    else:  # identical bodies share the fault sequence: each problem meets every fault once
+        # (the fixture repeats each question twice: 10 distinct bodies, 6 samples each)
+        assert requests == 10 * (len(faults) + 6)
+    assert all(r.status == "ok" and r.answer is not None for r in records)
+    assert sum(bool(r.correct) for r in records) > 0
+
+
+def test_hung_request_times_out_and_is_retried(addition_dataset: Path, tmp_path: Path) -> None:
+    with run_in_thread(plan=FaultPlan(at={1: "hang", 2: "hang"}, hang_s=30)) as server:
+        cfg = openai_config(addition_dataset, server.base_url, timeout_s=0.5, samples=1)
+        result = run(cfg, tmp_path / "run")
+    assert result.failed == 0 and result.completed == 20
+
+
+def test_exhausted_attempts_are_stored_failed_then_retried(
+    addition_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    with run_in_thread(plan=FaultPlan(rates={"server_error": 1.0})) as server:
+        cfg = openai_config(addition_dataset, server.base_url, max_attempts=2, samples=1)
+        result = run(cfg, out)
+        assert result.failed == 20 and server.count == 40
+        with RunStore(out) as store:
+            failed = list(store.iter_samples())
+        assert {r.status for r in failed} == {"failed"}
+        assert all("HTTP 500" in (r.error or "") for r in failed)
+        server.plan = FaultPlan()
+        server.reset()
+        result = run(cfg, out)
+        assert result.completed == 20 and server.count == 20
+    assert {r[3] for r in rows(out)} == {"ok"} and len(rows(out)) == 20
+
+
+def test_bad_request_fails_fast_and_auth_error_aborts(
+    addition_dataset: Path, tmp_path: Path
+) -> None:
+    with run_in_thread(plan=FaultPlan(at={1: "bad_request"})) as server:
+        cfg = openai_config(addition_dataset, server.base_url, samples=1, concurrency=1)
+        result = run(cfg, tmp_path / "a")
+        assert result.failed == 1 and server.count == 20
+    with run_in_thread(plan=FaultPlan(rates={"unauthorized": 1.0})) as server:
+        cfg = openai_config(addition_dataset, server.base_url, samples=1, concurrency=1)
+        with pytest.raises(SweepAborted, match="401"):
+            run(cfg, tmp_path / "b")
+        assert server.count == 1
+
+
+def test_rate_limit_spreads_requests(addition_dataset: Path, tmp_path: Path) -> None:
+    cfg = sim_config(addition_dataset, budgets=[1024], samples=1, requests_per_minute=1200)
+    import time
+
+    started = time.monotonic()
+    run(cfg, tmp_path / "run")
+    # 20 requests at 20/s must take close to a second, not arrive as one burst
+    assert time.monotonic() - started > 0.8
