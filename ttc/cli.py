@@ -146,7 +146,9 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps({"counts": counts, "totals": totals, "errors": errors}, indent=2))
         return 0
     model = meta.get("fingerprint", {}).get("model", {})
-    print(f"run {args.run}: {model.get('name') or model.get('provider')}")
+    done_all = sum(n for c in counts.values() for st, n in c.items() if st != "failed")
+    print(f"run {args.run}: {model.get('name') or model.get('provider')}, "
+          f"{done_all:,}/{n_problems * samples * len(budgets):,} samples done")
     for budget in budgets:
         c = counts.get(budget, {})
         done = c.get("ok", 0) + c.get("censored", 0)

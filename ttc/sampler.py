@@ -27,8 +27,8 @@ from ttc.store import RunStore, SampleKey, SampleRecord, budget_label
 
 __all__ = ["FLUSH_EVERY", "Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
 
-FLUSH_EVERY = 256
-FLUSH_SECONDS = 1.0
+FLUSH_EVERY = 64
+FLUSH_SECONDS = 0.02
 
 
 class SweepAborted(APIError):
@@ -202,12 +202,16 @@ class Sweep:
             tokens = TokenBucket(self.config.sweep.tokens_per_minute)
             jobs = iter(plan.jobs)
             workers = min(self.config.sweep.concurrency, max(1, len(plan.jobs)))
-            with bar:
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(
-                            self._worker(jobs, provider, requests, tokens, store, result, bar)
-                        )
+            flusher = asyncio.create_task(self._flush_periodically(store))
+            try:
+                with bar:
+                    async with asyncio.TaskGroup() as group:
+                        for _ in range(workers):
+                            group.create_task(
+                                self._worker(jobs, provider, requests, tokens, store, result, bar)
+                            )
+            finally:
+                flusher.cancel()
         except* SweepAborted as aborted:
             raise aborted.exceptions[0] from None
         finally:
@@ -244,6 +248,12 @@ class Sweep:
                 time.monotonic() - self._last_flush > FLUSH_SECONDS
             ):
                 self._flush(store)
+
+    async def _flush_periodically(self, store: RunStore) -> None:
+        """Bound what a ``kill -9`` can lose to what is in flight plus ~20 ms of results."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self._flush(store)
 
     def _flush(self, store: RunStore) -> None:
         if self._buffer:
