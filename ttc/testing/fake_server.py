@@ -255,7 +255,7 @@ class FakeServer:
             self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, backlog=8192, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, host, port, backlog=8192)
         await site.start()
         bound = self._runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound}"
@@ -366,12 +366,17 @@ class FakeServer:
             prompt = prompt[0] if isinstance(prompt, list) else prompt
             if not isinstance(prompt, str):
                 raise TypeError("prompt must be a string")
-            opened = prompt.rfind("<think>")
-            closed = prompt.rfind("</think>")
-            answer_only = closed > opened >= 0 or (closed >= 0 and opened < 0)
-            prior = len(prompt[opened + 7 :].split()) if opened > closed else 0
+            # the question is what precedes the first <think>, so every round of one
+            # budget-forcing sample sees the same problem; thinking so far counts as done
+            opened = prompt.find("<think>")
+            question, rest = (
+                (prompt[:opened], prompt[opened + 7 :]) if opened >= 0 else (prompt, "")
+            )
+            closed = rest.find("</think>")
+            prior = len((rest if closed < 0 else rest[:closed]).split())
+            answer_only = closed >= 0 or (opened < 0 and "</think>" in prompt)
             return Query(
-                api, prompt, "", None, _opt_int(max_tokens, 16), seed, number, prior, answer_only
+                api, question, "", None, _opt_int(max_tokens, 16), seed, number, prior, answer_only
             )
         messages = body["messages"]
         prompt = _text(messages[-1]["content"])
@@ -463,7 +468,8 @@ class FakeServer:
                 out = out[:at]
         if q.max_tokens is not None and _count(out) > q.max_tokens:
             out, finish = _head(out, q.max_tokens), "length"
-        n_in, n_out = _count(q.prompt), _count(out)
+        prompt = body["prompt"]
+        n_in, n_out = _count(prompt[0] if isinstance(prompt, list) else prompt), _count(out)
         choice = {"index": 0, "text": out, "finish_reason": finish, "logprobs": None}
         return {
             "id": f"cmpl-fake{q.number:08d}",
