@@ -4,10 +4,11 @@ Why cross-fitting: a scorer fitted on a problem's own labels and then used to pi
 among that problem's samples reports best-of-k that no deployed system could reach.
 Problems are split into ``n_folds`` folds; the samples of each fold are scored by a
 model fitted only on the other folds, so no problem's label ever informs its own
-scores. Why not scikit-learn: one convex objective with an analytic gradient is a
-few lines on scipy's trust-region Newton solver, and it keeps a heavy dependency out of the core; the
-estimator follows scikit-learn's conventions (keyword-only ``__init__`` storing
-parameters, ``fit`` returning self, fitted state with a trailing underscore).
+scores. Why not scikit-learn: one convex objective with an analytic gradient and
+Hessian is a few lines on scipy's trust-region Newton solver, which keeps a heavy
+dependency out of the core; the estimator follows scikit-learn's conventions
+(keyword-only ``__init__`` storing parameters, ``fit`` returning self, fitted state
+with a trailing underscore).
 """
 
 from __future__ import annotations
