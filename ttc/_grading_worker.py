@@ -48,7 +48,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
     """Answer requests until the pipe closes.
 
     Requests are ``("verify", budget_s, pred, gold)`` -> ``bool`` and
-    ``("cluster", budget_s, [answers])`` -> ``list[int]`` (class ids in first-seen order);
+    ``("cluster", budget_s, [answers], [is_numeric])`` -> ``list[int]`` (class ids in
+    first-seen order);
     ``None`` answers a request that failed or ran out of time. Each request gets its wall
     time from an interval timer; the parent kills the process if even that fails (C-level
     big-integer arithmetic ignores signals).
@@ -78,6 +79,13 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             return False
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
+    # warm sympy's lazy imports and caches before saying ready, so the first real
+    # comparison is not charged for them (and does not time out on a cold start)
+    with contextlib.suppress(Exception):
+        same("(x+1)^{2}", "x^2+2x+1")
+        same("\\left[1,\\frac{\\sqrt{2}}{2}\\right)", "[1, \\sqrt{2}/2)")
+        _signature(parse_one("(x+1)^{2}"))
+        parsed.clear()
     signal.signal(signal.SIGALRM, _on_alarm)
     replies.write('"ready"\n')
     replies.flush()
@@ -95,7 +103,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             if request[0] == "verify":
                 result = same(request[2], request[3])
             elif request[0] == "cluster":
-                result = _cluster(request[2], same)
+                result = _cluster(request[2], request[3], same, parse_one)
             else:
                 result = None
         except _Expired:
@@ -111,12 +119,52 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             return
 
 
-def _cluster(answers: list[str], same: Any) -> list[int]:
-    """Greedy classes: each answer joins the first earlier class it is equivalent to."""
-    reps: list[str] = []
-    ids: list[int] = []
+def _signature(parsed: Any) -> tuple[Any, ...]:
+    """A cheap bucket key: the value at fixed sample points for expressions, else the type.
+
+    Equivalent expressions take equal values at any point, so only answers sharing a key
+    are compared with the (slow) full ``verify``; this keeps clustering near-linear.
+    """
+    import sympy
+
+    if not parsed:
+        return ("unparsed",)
+    value = parsed[0]
+    if isinstance(value, sympy.Eq):
+        value = value.rhs
+    if isinstance(value, sympy.Expr):
+        symbols = sorted(value.free_symbols, key=lambda sym: sym.name)
+        points = {sym: sympy.Rational(137 + 29 * k, 101) for k, sym in enumerate(symbols)}
+        number = complex(value.subs(points).evalf(15))
+        if number != number or abs(number) == float("inf"):
+            return ("expr", "nan")
+        return ("expr", float(f"{number.real:.9g}"), float(f"{number.imag:.9g}"))
+    return ("other", type(value).__name__)
+
+
+def _cluster(answers: list[str], numeric: list[bool], same: Any, parse_one: Any) -> list[int]:
+    """Greedy classes: each answer joins the first earlier equivalent class in its bucket.
+
+    Two answers flagged ``numeric`` were already found different by the caller's exact
+    arithmetic, so they are never compared again.
+    """
+    keys: list[tuple[Any, ...]] = []
     for answer in answers:
-        for index, rep in enumerate(reps):
+        try:
+            keys.append(_signature(parse_one(answer)))
+        except _Expired:
+            raise
+        except Exception:
+            keys.append(("unparsed",))
+    reps: list[int] = []
+    ids: list[int] = []
+    for position, answer in enumerate(answers):
+        for index, rep_position in enumerate(reps):
+            if keys[position] != keys[rep_position] or keys[position] == ("unparsed",):
+                continue
+            if numeric[position] and numeric[rep_position]:
+                continue
+            rep = answers[rep_position]
             try:
                 equal = same(answer, rep) or same(rep, answer)
             except _Expired:
@@ -127,7 +175,7 @@ def _cluster(answers: list[str], same: Any) -> list[int]:
                 ids.append(index)
                 break
         else:
-            reps.append(answer)
+            reps.append(position)
             ids.append(len(reps) - 1)
     return ids
 

@@ -374,7 +374,10 @@ class Grader:
                 self.stats["cached"] += 1
                 return self._cache[key]
         self.stats["worker"] += 1
-        verdict = self._ask(["verify", cp, cg], self.time_limit_s) is True
+        reply = self._ask(["verify", cp, cg], self.time_limit_s)
+        if reply is None:  # timed out or failed: False now, but not remembered
+            return False
+        verdict = reply is True
         with self._lock:
             self._cache[key] = verdict
             if len(self._cache) > self.cache_size:
@@ -431,8 +434,9 @@ class Grader:
         fallback = {key: i for i, key in enumerate(distinct)}
         safe = [i for i, t in enumerate(texts) if not _too_hostile(t)]
         n = len(safe)
-        limit = min(30.0, self.time_limit_s + 0.02 * n * n)
-        ids = self._ask(["cluster", [texts[i] for i in safe]], limit)
+        limit = min(30.0, self.time_limit_s * 2 + 0.05 * n)
+        numeric = [distinct[i][0] == "n" for i in safe]
+        ids = self._ask(["cluster", [texts[i] for i in safe], numeric], limit)
         if not isinstance(ids, list) or len(ids) != n:
             return fallback
         merged = dict(fallback)
