@@ -26,10 +26,13 @@ from ttc.errors import ConfigError, UserInputError
 from ttc.scorers.base import ScorableSample
 from ttc.scorers.features import DEFAULT_FEATURES, build_features, expand_features
 
-__all__ = ["LearnedScorer", "assign_folds"]
+__all__ = ["Groups", "LearnedScorer", "assign_folds"]
+
+#: one problem id per row: a list or a 1-d array
+Groups = Sequence[Hashable] | np.ndarray
 
 
-def assign_folds(groups: Sequence[Hashable], n_folds: int, seed: int) -> dict[Hashable, int]:
+def assign_folds(groups: Groups, n_folds: int, seed: int) -> dict[Hashable, int]:
     """Map each distinct group to a fold: a seeded shuffle dealt round-robin.
 
     Depends only on the set of groups and the seed, never on labels or order.
@@ -92,14 +95,15 @@ class LearnedScorer:
         self,
         X: np.ndarray,
         y: np.ndarray,
-        groups: Sequence[Hashable] | None = None,
+        groups: Groups | None = None,
         *,
         feature_names: Sequence[str] | None = None,
     ) -> LearnedScorer:
         """Fit on rows with a label (NaN in ``y`` = unlabelled, ignored).
 
-        With ``groups`` (problem ids), every problem carries equal total weight, so a
-        problem with more samples does not dominate the fit.
+        With ``groups`` (problem ids) every problem carries total weight 1, so a problem
+        with more samples does not dominate and ``l2`` is relative to the number of
+        problems; without, every sample weighs 1.
         """
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -107,21 +111,24 @@ class LearnedScorer:
         X, y = X[keep], y[keep]
         weights = np.ones(len(y))
         if groups is not None:
-            g = np.asarray(list(groups), dtype=object)[keep]
-            _, inverse, counts = np.unique(g.astype(str), return_inverse=True, return_counts=True)
-            weights = len(y) / len(counts) / counts[inverse]
+            g = np.asarray([str(v) for v in groups], dtype=object)[keep]
+            _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+            weights = 1.0 / counts[inverse]
         names = list(feature_names) if feature_names is not None else None
         if names is None or len(names) != X.shape[1]:
             names = [f"x{i}" for i in range(X.shape[1])]
         self.feature_names_ = names
         self.n_train_ = int(len(y))
-        self.mean_ = X.mean(axis=0) if len(y) else np.zeros(X.shape[1])
-        scale = X.std(axis=0) if len(y) else np.ones(X.shape[1])
+        if len(y):
+            self.mean_ = np.average(X, axis=0, weights=weights)
+            scale = np.sqrt(np.average((X - self.mean_) ** 2, axis=0, weights=weights))
+        else:
+            self.mean_, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         if len(y) == 0:
             raise ValueError("no labelled samples to fit on")
         if y.min() == y.max():
-            rate = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+            rate = float(np.clip(np.average(y, weights=weights), 1e-3, 1 - 1e-3))
             beta, b = np.zeros(X.shape[1]), float(np.log(rate / (1 - rate)))
         else:
             beta, b = self._solve((X - self.mean_) / self.scale_, y, weights)
@@ -163,7 +170,7 @@ class LearnedScorer:
         return np.column_stack([1 - p, p])
 
     def cross_fit_predict(
-        self, X: np.ndarray, y: np.ndarray, groups: Sequence[Hashable],
+        self, X: np.ndarray, y: np.ndarray, groups: Groups,
         *, feature_names: Sequence[str] | None = None,
     ) -> np.ndarray:
         """P(correct) for every row, each from a model that never saw its group's labels.
