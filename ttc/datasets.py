@@ -263,7 +263,7 @@ def _aime(row: dict[str, Any], fmt: str, path: Path, line: int) -> Problem:
 
 
 def _choice_answer(answer: Any, choices: list[str], path: Path, line: int) -> str:
-    """The gold as a letter in source order, from an index, a letter or a choice's text."""
+    """The gold as a source-order letter from an index, a choice's exact text, or a letter."""
     n = len(choices)
     if isinstance(answer, int) and not isinstance(answer, bool):
         if not 0 <= answer < n:
@@ -275,6 +275,11 @@ def _choice_answer(answer: Any, choices: list[str], path: Path, line: int) -> st
         return LETTERS[answer]
     if isinstance(answer, str):
         stripped = answer.strip()
+        matches = [i for i, c in enumerate(choices) if c == stripped]  # text wins over letter
+        if len(matches) == 1:
+            return LETTERS[matches[0]]
+        if len(matches) > 1:
+            raise DatasetError(f"answer text matches {len(matches)} choices", path=path, line=line)
         if len(stripped) == 1 and stripped.upper() in LETTERS:
             index = LETTERS.index(stripped.upper())
             if index >= n:
@@ -284,11 +289,6 @@ def _choice_answer(answer: Any, choices: list[str], path: Path, line: int) -> st
                     line=line,
                 )
             return LETTERS[index]
-        matches = [i for i, c in enumerate(choices) if c == stripped]
-        if len(matches) == 1:
-            return LETTERS[matches[0]]
-        if len(matches) > 1:
-            raise DatasetError(f"answer text matches {len(matches)} choices", path=path, line=line)
     raise DatasetError(
         f"answer {answer!r} is not a choice index, a letter or the text of a choice",
         path=path,
