@@ -1,0 +1,160 @@
+"""Sampler throughput and memory against a loopback server, with baselines from the same run.
+
+1. Throughput: a 4,000-request ``ttc sweep`` (OpenAI wire format, concurrency 64) against
+   the fake server in its own process, timed from process start to exit, against a bare
+   aiohttp loop (also a fresh process) sending the same 4,000 requests to the same server.
+   Goal: ttc at >= 70% of the bare loop's request rate.
+2. Memory: 5,000 requests in flight at once against a slow server (every answer delayed);
+   goal: peak RSS of the ttc process under 1 GB.
+
+    python benchmarks/sampler_throughput.py [--requests 4000] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ttc.testing.fake_server import start_subprocess  # noqa: E402
+
+BASELINE = textwrap.dedent(
+    """
+    import asyncio, sys, aiohttp, orjson
+    URL, N, C = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    async def main():
+        it = iter(range(N))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            async def worker():
+                for i in it:
+                    body = orjson.dumps({
+                        "model": "fake-model", "max_completion_tokens": 1280,
+                        "thinking_token_budget": 256, "seed": i,
+                        "messages": [{"role": "user", "content": f"What is {i % 10} + 2?"}],
+                    })
+                    async with s.post(URL, data=body,
+                                      headers={"content-type": "application/json"}) as r:
+                        data = orjson.loads(await r.read())
+                        assert data["choices"][0]["message"]["content"]
+            await asyncio.gather(*(worker() for _ in range(C)))
+    asyncio.run(main())
+    """
+)
+
+
+def write_run_files(folder: Path, base_url: str, requests: int, concurrency: int,
+                    samples: int) -> Path:
+    problems = max(1, requests // samples)
+    with open(folder / "data.jsonl", "w") as fh:
+        for i in range(problems):
+            fh.write(json.dumps({"id": f"p{i}", "question": f"What is {i % 10} + {i % 7}?",
+                                 "answer": str(i % 10 + i % 7)}) + "\n")
+    config = folder / "sweep.toml"
+    config.write_text(textwrap.dedent(f"""\
+        [model]
+        provider = "openai"
+        name = "fake-model"
+        base_url = "{base_url}/v1"
+        [dataset]
+        path = "data.jsonl"
+        [sweep]
+        budgets = [256]
+        samples = {samples}
+        concurrency = {concurrency}
+        store_thinking = false
+        """))
+    return config
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall time of a fresh process and its peak RSS in bytes (polled from /proc)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    out, err = proc.communicate(timeout=600)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    watcher.join(1)
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}\n{err}")
+    return elapsed, peak
+
+
+def throughput(requests: int, concurrency: int, rounds: int) -> None:
+    ttc_times, base_times = [], []
+    with start_subprocess() as server:
+        url = f"{server.base_url}/v1/chat/completions"
+        for _ in range(rounds):
+            base_times.append(timed(
+                [sys.executable, "-c", BASELINE, url, str(requests), str(concurrency)], ROOT
+            )[0])
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                write_run_files(folder, server.base_url, requests, concurrency, samples=8)
+                ttc_times.append(timed(
+                    [sys.executable, "-m", "ttc", "sweep", "sweep.toml", "--out", "run",
+                     "--quiet"], folder
+                )[0])
+    base, ours = min(base_times), min(ttc_times)
+    print(f"throughput: {requests} requests at concurrency {concurrency}, best of {rounds}, "
+          "process start included")
+    print(f"  bare aiohttp loop : {base:6.2f} s  {requests / base:7.0f} req/s")
+    print(f"  ttc sweep         : {ours:6.2f} s  {requests / ours:7.0f} req/s")
+    print(f"  ratio ttc/baseline: {base / ours:.2f}  (goal >= 0.70)")
+
+
+def memory(in_flight: int, latency_s: float) -> None:
+    with start_subprocess(latency_s=latency_s) as server, \
+            tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_run_files(folder, server.base_url, in_flight, in_flight, samples=10)
+        elapsed, peak = timed(
+            [sys.executable, "-m", "ttc", "sweep", "sweep.toml", "--out", "run", "--quiet"],
+            folder,
+        )
+    print(f"memory: {in_flight} requests in flight against a server answering after "
+          f"{latency_s:g} s")
+    print(f"  sweep took {elapsed:.1f} s, peak RSS {peak / 2**20:.0f} MiB (goal < 1024 MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-flight", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=5.0)
+    args = parser.parse_args()
+    throughput(args.requests, args.concurrency, args.rounds)
+    memory(args.in_flight, args.latency)
+
+
+if __name__ == "__main__":
+    main()
