@@ -125,7 +125,7 @@ def _with_classes(frame: pd.DataFrame) -> pd.DataFrame:
     positions = {label: i for i, label in enumerate(frame.index)}
     for (_pid, kind), group in frame.groupby(["problem_id", "kind"], sort=False):
         answers = [a if isinstance(a, str) else None for a in group["answer"]]
-        ids = cluster_answers(answers, kind)
+        ids = cluster_answers(answers, "mcq" if kind == "mcq" else "math")
         representative: dict[int, str] = {}
         for label, answer, cid in zip(group.index, answers, ids, strict=True):
             if cid is None or answer is None:

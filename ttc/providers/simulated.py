@@ -18,7 +18,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from ttc.config import Budget
+from ttc.config import Budget, ModelConfig
 from ttc.problems import LETTERS, Problem
 from ttc.providers.base import _EFFORT_TOKENS, Completion, Provider, SampleRequest
 
@@ -149,8 +149,8 @@ class SimulatedProvider(Provider):
 
     kind = "simulated"
 
-    def __init__(self, config: object, *, model: SimulatedModel | None = None) -> None:
-        super().__init__(config)  # type: ignore[arg-type]
+    def __init__(self, config: ModelConfig, *, model: SimulatedModel | None = None) -> None:
+        super().__init__(config)
         self.model = model or SimulatedModel(seed=self.config.seed)
 
     async def complete(self, request: SampleRequest) -> Completion:
