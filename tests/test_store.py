@@ -1,0 +1,94 @@
+"""The run store, exports and regrading on a real (simulated-backend) run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ttc.config import config_from_dict
+from ttc.export import EXPORT_COLUMNS, export_run
+from ttc.problems import Problem
+from ttc.regrade import regrade_run
+from ttc.run import open_run
+from ttc.sampler import Sweep
+from ttc.store import RunStore, SampleRecord
+
+
+def test_replace_keeps_one_row_and_thinking_roundtrips(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "run", create=True) as store:
+        store.put_problems([Problem(id="p", question="q", answer="1")], {"p": None})
+        store.write_samples([SampleRecord("p", "1024", 0, "failed", attempts=6, error="HTTP 500")])
+        assert store.done_keys() == set()
+        long_thinking = "step " * 50_000
+        store.write_samples([SampleRecord("p", "1024", 0, "ok", answer="1", correct=True,
+                                          thinking=long_thinking, thinking_tokens=50_000)])
+        records = list(store.iter_samples(with_text=True))
+        assert len(records) == 1
+        assert records[0].status == "ok" and records[0].thinking == long_thinking
+        assert store.done_keys() == {("p", "1024", 0)}
+    # compressed: the database is far smaller than the thinking text
+    assert (tmp_path / "run" / "samples.sqlite").stat().st_size < len(long_thinking) / 5
+
+
+def test_opening_a_non_run_is_a_clear_error(tmp_path: Path) -> None:
+    from ttc.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="not a ttc run"):
+        RunStore(tmp_path)
+
+
+@pytest.fixture
+def sim_run(tmp_path: Path, addition_dataset: Path) -> Path:
+    cfg = config_from_dict({
+        "model": {"provider": "simulated"},
+        "dataset": {"path": str(addition_dataset)},
+        "sweep": {"budgets": [1024, "high"], "samples": 3},
+    })
+    asyncio.run(Sweep(cfg, tmp_path / "run").run())
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_export_has_one_row_per_sample_with_contract_columns(sim_run: Path, fmt: str) -> None:
+    with open_run(sim_run) as run:
+        target = export_run(run, fmt, None)
+    frame = {"jsonl": lambda p: pd.read_json(p, lines=True), "csv": pd.read_csv,
+             "parquet": pd.read_parquet}[fmt](target)
+    assert list(frame.columns) == EXPORT_COLUMNS
+    assert len(frame) == 20 * 2 * 3
+    assert set(frame["budget"].astype(str)) == {"1024", "high"}
+    assert frame[["problem_id", "budget", "sample_index"]].astype(str).duplicated().sum() == 0
+
+
+def test_samples_frame_and_answer_classes(sim_run: Path) -> None:
+    with open_run(sim_run) as run:
+        frame = run.samples()
+        assert run.model["provider"] == "simulated"
+    assert len(frame) == 120
+    assert list(frame["budget"].drop_duplicates()) == [1024, "high"]
+    voted = frame[frame["answer"].notna()]
+    assert (voted["answer_class"] == voted["answer"]).all()  # integers: one class per value
+    assert frame.loc[frame["answer"].isna(), "answer_class"].isna().all()
+
+
+def test_regrade_counts_changed_verdicts(sim_run: Path) -> None:
+    with RunStore(sim_run) as store:
+        record = next(r for r in store.iter_samples() if r.correct)
+        store.update_grades([("999", False, record.key)])
+        result = regrade_run(store)
+        assert result.changed_verdicts == 1 and result.changed_answers == 1
+        assert regrade_run(store).changed_verdicts == 0
+        fixed = next(r for r in store.iter_samples() if r.key == record.key)
+        assert fixed.correct is True
+
+
+def test_stored_config_has_no_secrets(sim_run: Path) -> None:
+    with RunStore(sim_run) as store:
+        meta = store.meta()
+    assert set(meta["fingerprint"]) == {"model", "dataset", "prompt"}
+    assert "headers" not in meta["config"]["model"]
+    json.dumps(meta)
