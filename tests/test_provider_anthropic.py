@@ -258,6 +258,8 @@ def test_bad_budgets_refused_before_sending() -> None:
         provider.check_budget("minimal")
     provider.check_budget(1024)
     provider.check_budget("xhigh")
+    with pytest.raises(ConfigError, match="answer_tokens"):
+        AnthropicProvider(config(answer_tokens=0)).check_budget(2048)
     with pytest.raises(FatalAPIError, match="1024"):
         call(provider, request(512))
     assert sent == []

@@ -72,6 +72,8 @@ class AnthropicProvider(Provider):
     def check_budget(self, budget: Budget) -> None:
         """Refuse, before any request, a budget the Messages API cannot express."""
         if isinstance(budget, int):
+            if self.config.answer_tokens < 1:
+                raise ConfigError("anthropic needs model.answer_tokens >= 1 (budget < max_tokens)")
             if budget < MIN_BUDGET_TOKENS:
                 raise ConfigError(
                     f"anthropic thinking budget must be >= {MIN_BUDGET_TOKENS} tokens, got {budget}"
