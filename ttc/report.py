@@ -222,7 +222,7 @@ def _tables(summary: dict[str, Any], extras: dict[str, Any]) -> list[tuple[str, 
     top = summary["budgets"][-1]["budget"] if summary["budgets"] else None
     rows = [[c["metric"], str(c["k"]), _fmt(c["value"]),
              f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"]
-            for c in allc if c["budget"] == top]
+            for c in sorted(allc, key=lambda c: (c["metric"], c["k"])) if c["budget"] == top]
     if rows:
         tables.append((f"Parallel curves at budget {top} (all problems)",
                        ["metric", "N", "value", "95% CI"], rows))

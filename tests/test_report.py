@@ -1,0 +1,164 @@
+"""``write_report`` end to end: real sweeps (loopback HTTP server, simulated backend) to files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ttc.config import config_from_dict
+from ttc.report import SUMMARY_KEYS, write_report
+from ttc.run import open_run
+from ttc.sampler import Sweep
+from ttc.testing.fake_server import FaultPlan, run_in_thread
+
+SECRET = "sk-ttc-report-test-0123456789abcdef"
+BUDGET_KEYS = {"budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
+               "n_problems", "n_samples"}
+CURVE_KEYS = {"budget", "metric", "k", "value", "ci_low", "ci_high", "subject"}
+METRIC = re.compile(r"^(majority|pass|best_of:.+|weighted_majority:.+)$")
+
+
+def sweep(config: dict[str, Any], out: Path) -> None:
+    asyncio.run(Sweep(config_from_dict(config), out).run())
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_contract(summary: dict[str, Any], budgets: list[int | str], n_problems: int) -> None:
+    assert tuple(summary) == SUMMARY_KEYS
+    assert isinstance(summary["model"], dict) and isinstance(summary["prompt"], dict)
+    assert isinstance(summary["dataset"], str | dict)
+    assert [b["budget"] for b in summary["budgets"]] == budgets
+    for entry in summary["budgets"]:
+        assert set(entry) == BUDGET_KEYS
+        assert isinstance(entry["budget"], int | str)
+        assert 0.0 <= entry["ci"][0] <= entry["accuracy"] <= entry["ci"][1] <= 1.0
+        assert len(entry["ci"]) == 2
+        assert is_number(entry["mean_thinking_tokens"]) and entry["mean_thinking_tokens"] > 0
+        assert 0.0 <= entry["censored_fraction"] <= 1.0
+        assert entry["n_problems"] == n_problems
+        assert isinstance(entry["n_samples"], int)
+    curves = summary["curves"]
+    assert curves, "curves must not be empty"
+    for row in curves:
+        assert set(row) == CURVE_KEYS
+        assert METRIC.match(row["metric"]), row["metric"]
+        assert isinstance(row["k"], int) and row["k"] >= 1
+        assert row["budget"] in budgets
+        assert isinstance(row["subject"], str)
+        for key in ("value", "ci_low", "ci_high"):
+            assert is_number(row[key]) and 0.0 <= row[key] <= 1.0
+        assert row["ci_low"] <= row["value"] + 1e-9 and row["value"] <= row["ci_high"] + 1e-9
+    assert {"majority", "pass"} <= {row["metric"] for row in curves}
+    assert "all" in {row["subject"] for row in curves}
+
+
+def check_files(out: Path) -> None:
+    for stem in ("accuracy_vs_tokens", "parallel_curves", "frontier", "budget_use"):
+        png = (out / "figures" / f"{stem}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert "<svg" in (out / "figures" / f"{stem}.svg").read_text()[:2000]
+        assert f"figures/{stem}.png" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 4
+    assert not re.search(r"src=['\"](?!data:)", page)  # self-contained: nothing external
+    assert "<table>" in page
+
+
+def test_end_to_end_http_sweep_then_report(
+    addition_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTC_REPORT_TEST_KEY", SECRET)
+    budgets: list[int | str] = [1024, 2048, 4096]
+    out = tmp_path / "run"
+    # one request in 20 is a 400: those samples fail, are excluded, and are counted
+    with run_in_thread(plan=FaultPlan(rates={"bad_request": 0.05}, seed=3)) as server:
+        sweep({
+            "model": {"provider": "anthropic", "name": "fake-thinker", "base_url": server.base_url,
+                      "api_key_env": "TTC_REPORT_TEST_KEY", "price_output_per_mtok": 15.0},
+            "dataset": {"path": str(addition_dataset)},
+            "sweep": {"budgets": budgets, "samples": 4, "concurrency": 8, "timeout_s": 10,
+                      "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        }, out)
+    with open_run(out) as run:
+        samples = run.samples()
+        report = write_report(run, n_boot=200, seed=0, progress=False)
+    assert report == out / "report"
+    summary = json.loads((report / "summary.json").read_text())
+    check_contract(summary, budgets, n_problems=20)
+    assert summary["model"]["name"] == "fake-thinker"
+    fit = summary["fit"]
+    assert set(fit) == {"intercept", "slope_per_doubling", "ci", "r2", "x"}
+    assert fit["x"] == "log2 mean realized thinking tokens"
+    assert fit["ci"][0] <= fit["slope_per_doubling"] <= fit["ci"][1]
+    failed = samples[samples["status"] == "failed"]
+    assert len(failed) > 0
+    extras = json.loads((report / "analysis.json").read_text())
+    for entry in summary["budgets"]:
+        n_failed = int((failed["budget"] == entry["budget"]).sum())
+        assert extras["failed_samples"][str(entry["budget"])] == n_failed
+        assert entry["n_samples"] + n_failed == 20 * 4
+    assert f"Failed samples (excluded from every number): {len(failed)}." in (
+        report / "report.md").read_text()
+    check_files(report)
+    for path in report.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".html", ".svg"):
+            assert SECRET not in path.read_text(), path
+
+
+def test_simulated_report_fit_covers_true_slope_and_custom_out(tmp_path: Path) -> None:
+    from ttc.providers.simulated import SimulatedModel
+
+    budgets: list[int | str] = [1024, 4096, 16384]
+    out = tmp_path / "sim"
+    sweep({"model": {"provider": "simulated", "seed": 0},
+           "dataset": {"builtin": "arithmetic", "size": 60},
+           "sweep": {"budgets": budgets, "samples": 8}}, out)
+    with open_run(out) as run:
+        target = write_report(run, tmp_path / "elsewhere", n_boot=300, progress=False)
+        problems = [p for p, _order in run.problems()]
+    assert target == tmp_path / "elsewhere" and not (out / "report").exists()
+    summary = json.loads((target / "summary.json").read_text())
+    check_contract(summary, budgets, n_problems=60)
+    model = SimulatedModel(seed=0)
+    y = [np.mean([model.true_accuracy(p, b) for p in problems]) for b in budgets]
+    x = [math.log2(np.mean([model.true_mean_thinking_tokens(p, b) for p in problems]))
+         for b in budgets]
+    truth = float(np.polyfit(x, y, 1)[0])
+    assert summary["fit"]["ci"][0] <= truth <= summary["fit"]["ci"][1]
+    for entry, cap in zip(summary["budgets"], [1024, 4096, 16384], strict=True):
+        assert entry["mean_thinking_tokens"] < cap  # realized, not the cap
+    check_files(target)
+
+
+def test_single_budget_has_null_fit_and_effort_levels_work(tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    sweep({"model": {"provider": "simulated", "seed": 1},
+           "dataset": {"builtin": "mcq", "size": 24},
+           "sweep": {"budgets": [2048], "samples": 4}}, single)
+    with open_run(single) as run:
+        summary = json.loads((write_report(run, n_boot=100, progress=False)
+                              / "summary.json").read_text())
+    assert summary["fit"] is None
+    check_contract(summary, [2048], n_problems=24)
+    assert {"all", "arithmetic", "units", "logic"} <= {c["subject"] for c in summary["curves"]}
+
+    effort = tmp_path / "effort"
+    sweep({"model": {"provider": "simulated", "seed": 1},
+           "dataset": {"builtin": "arithmetic", "size": 24},
+           "sweep": {"budgets": ["low", "high"], "samples": 4}}, effort)
+    with open_run(effort) as run:
+        report = write_report(run, n_boot=100, progress=False)
+    summary = json.loads((report / "summary.json").read_text())
+    check_contract(summary, ["low", "high"], n_problems=24)
+    assert summary["fit"] is not None  # x is realized tokens, so named levels still fit
+    assert "no cap" in (report / "figures" / "budget_use.svg").read_text()
