@@ -181,10 +181,13 @@ async def score_run(
                 written += len(batch)
                 bar.update(written)
 
-        with bar:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(max(1, concurrency), max(1, len(batches)))):
-                    group.create_task(worker())
+        try:
+            with bar:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(max(1, concurrency), max(1, len(batches)))):
+                        group.create_task(worker())
+        except* Exception as failed:  # surface ttc's own error, not an ExceptionGroup
+            raise failed.exceptions[0] from None
         return written
     finally:
         if owned:
