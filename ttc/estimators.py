@@ -423,6 +423,52 @@ def _weighted_vote(
     return np.divide((win * credit).sum(axis=1), n_win, out=np.zeros(rows), where=n_win > 0)
 
 
+def _weighted_vote_mc(
+    ids: IntArray,
+    weights: FloatArray,
+    credit: FloatArray,
+    ks: IntArray,
+    n_mc: int,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray]:
+    """Mean and standard deviation of the vote credit of the first k of random permutations.
+
+    Every prefix of a uniform permutation is a uniform k-subset, so one running sum of
+    per-class weights per permutation serves every k.
+    """
+    n, m = ids.size, credit.size
+    if m == 0:
+        return np.zeros(ks.size), np.zeros(ks.size)
+    s1 = np.zeros(ks.size)
+    s2 = np.zeros(ks.size)
+    chunk = max(1, 4_000_000 // (n * m))
+    done = 0
+    while done < n_mc:
+        size = min(chunk, n_mc - done)
+        perms = np.argsort(rng.random((size, n)), axis=1)
+        cls = ids[perms]
+        b, t = np.nonzero(cls >= 0)
+        tot = np.zeros((size, n, m))
+        tot[b, t, cls[b, t]] = weights[perms[b, t]]
+        cnt = np.zeros((size, n, m), dtype=np.int32)
+        cnt[b, t, cls[b, t]] = 1
+        tot = np.cumsum(tot, axis=1)[:, ks - 1, :]
+        present = np.cumsum(cnt, axis=1)[:, ks - 1, :] > 0
+        tot = np.where(present, tot, -np.inf)
+        best = tot.max(axis=2, keepdims=True)
+        win = present & (tot >= best - 1e-12 * np.abs(best))
+        n_win = win.sum(axis=2)
+        vals = np.divide(
+            (win * credit).sum(axis=2), n_win, out=np.zeros(n_win.shape), where=n_win > 0
+        )
+        s1 += vals.sum(axis=0)
+        s2 += (vals**2).sum(axis=0)
+        done += size
+    mean = s1 / n_mc
+    var = np.maximum(s2 / n_mc - mean**2, 0.0) * n_mc / (n_mc - 1)
+    return mean, np.sqrt(var)
+
+
 def weighted_majority_at_k(
     answers: Sequence[Hashable | None],
     scores: ArrayLike,
@@ -460,22 +506,9 @@ def weighted_majority_at_k(
         if n_mc < 2:
             raise ValueError("n_mc must be at least 2 for a standard error")
         gen = rng if rng is not None else np.random.default_rng()
-        s1 = np.zeros(mc.size)
-        s2 = np.zeros(mc.size)
-        chunk = max(1, 200_000 // n)
-        done = 0
-        while done < n_mc:
-            size = min(chunk, n_mc - done)
-            perms = np.argsort(gen.random((size, n)), axis=1)
-            for col, pos in enumerate(mc):
-                vals = _weighted_vote(perms[:, : ks[pos]], ids, w, credit)
-                s1[col] += vals.sum()
-                s2[col] += (vals**2).sum()
-            done += size
-        mean = s1 / n_mc
-        var = np.maximum(s2 / n_mc - mean**2, 0.0) * n_mc / (n_mc - 1)
+        mean, sd = _weighted_vote_mc(ids, w, credit, ks[mc], n_mc, gen)
         value[mc] = mean
-        stderr[mc] = np.sqrt(var / n_mc)
+        stderr[mc] = sd / np.sqrt(n_mc)
     if scalar:
         return Estimate(float(value[0]), float(stderr[0]), bool(exact[0]))
     return Estimate(value, stderr, exact)
