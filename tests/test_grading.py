@@ -35,6 +35,9 @@ MATH_EXTRACTION = [
     ("We get 12 apples and then 1,234 pears", "1234"),
     ("The total is -3.5 degrees", "-3.5"),
     ("an unclosed \\boxed{5 is ignored; 17 remains", "17"),
+    ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),
+    ("The answer is not obvious at first sight. After work we get 41.", "41"),
+    ("\\boxed{$ $} but the final answer is 9", "9"),
 ]
 
 
@@ -50,6 +53,7 @@ def test_extract_math_abstentions() -> None:
     assert extract_answer("It is 12.", "math", number_fallback=False) is None
     assert extract_answer("\\boxed{}", "math") is None
     assert extract_answer("\\boxed{ }  \\boxed{$ $}", "math", number_fallback=False) is None
+    assert extract_answer("The answer is not obvious at all", "math") is None
 
 
 MCQ_EXTRACTION = [
@@ -64,6 +68,9 @@ MCQ_EXTRACTION = [
     ("(D)", "D"),
     ("The answer is C.", "C"),
     ("Final answer: (A)", "A"),
+    ("Answer: D\nAnswer: I think it is actually C", "D"),
+    ("The answer is A because it is largest.", "A"),
+    ("answer is (I) for sure", "I"),
 ]
 
 
@@ -83,7 +90,15 @@ def test_extraction_of_a_huge_response_is_fast() -> None:
     start = time.perf_counter()
     assert extract_answer(text, "math") == "12"
     assert extract_answer(text, "mcq") is None
+    assert extract_answer("the answer is " + "x " * 100_000, "math") is None
     assert time.perf_counter() - start < 2.0
+
+
+def test_normalisation_cannot_be_made_to_backtrack() -> None:
+    start = time.perf_counter()  # an exponential unit regex takes minutes on this
+    assert canonical("5" + " ab" * 300 + " !") == "5" + "ab" * 300 + "!"
+    assert canonical("5" + " ab" * 300) == "5"  # all words: a unit
+    assert time.perf_counter() - start < 1.0
 
 
 # ---------------------------------------------------------------- equivalence
@@ -197,9 +212,13 @@ def test_worker_timeout_kills_and_recovers() -> None:
     grader = Grader(time_limit_s=0.5)
     try:
         assert grader.is_equivalent("\\sqrt{4}", "2", "math")  # warm
+        bomb = ["verify", "2^{2^{2^{2^{2^{2}}}}}", "5"]  # bypasses the cheap bomb filter
         start = time.perf_counter()
-        # bypass the cheap bomb filter to exercise the worker's own limits
-        assert grader._ask(["verify", "2^{2^{2^{2^{2^{2}}}}}", "5"], 0.5) is None
+        assert grader._ask(bomb, 0.5) is None  # the worker's own timer stops it
+        assert time.perf_counter() - start < 2.0
+        assert grader.stats["timeouts"] == 0 and grader.stats["starts"] == 1
+        start = time.perf_counter()
+        assert grader._ask(bomb, 0.5, worker_budget_s=30.0) is None  # parent kills it
         assert time.perf_counter() - start < 2.0
         assert grader.stats["timeouts"] == 1
         assert grader.is_equivalent("\\frac{\\pi}{2}", "\\frac{2\\pi}{4}", "math")

@@ -22,11 +22,19 @@ __all__ = ["MEMORY_LIMIT_BYTES", "main", "serve"]
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
-class _Expired(Exception):
-    """Raised by the interval timer when one request ran past its budget."""
+class _Expired(BaseException):
+    """Raised by the interval timer when one request ran past its budget.
+
+    A BaseException, so the ``except Exception`` inside math-verify and sympy cannot turn
+    a timeout into an ordinary (and cacheable) "not equal"; ``_state`` records it anyway.
+    """
+
+
+_state = {"expired": False}
 
 
 def _on_alarm(signum: int, frame: object) -> None:
+    _state["expired"] = True
     raise _Expired
 
 
@@ -98,6 +106,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             request = json.loads(line)
         except ValueError:
             request = ["invalid", 0.0]
+        _state["expired"] = False
         try:
             signal.setitimer(signal.ITIMER_REAL, float(request[1]))
             if request[0] == "verify":
@@ -112,6 +121,8 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             result = None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if _state["expired"]:
+            result = None
         try:
             replies.write(json.dumps(result) + "\n")
             replies.flush()

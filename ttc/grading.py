@@ -135,13 +135,15 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
     if kind == "mcq":
         return _extract_letter(text)
     boxed = last_boxed(text)
-    if boxed is not None:
-        return _clean(boxed)
+    cleaned = _clean(boxed) if boxed is not None else None
+    if cleaned:
+        return cleaned
     for regex in (_FINAL_RE, _ANSWER_LINE_RE):
-        found = regex.findall(text)
-        if found:
-            cleaned = _clean(found[-1])
-            if cleaned:
+        for candidate in reversed(regex.findall(text)):
+            # "Final Answer: The final answer is $5$." nests one phrase in another
+            inner = _FINAL_RE.findall(candidate)
+            cleaned = _clean(inner[-1] if inner else candidate)
+            if cleaned and _plausible(cleaned):
                 return cleaned
     if number_fallback:
         numbers = _NUMBER_RE.findall(text)
@@ -150,12 +152,23 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
     return None
 
 
+def _plausible(answer: str) -> bool:
+    """A stated answer, not prose ("the answer is not obvious"): short, or mathematical."""
+    if len(answer) > 200:
+        return False
+    return bool(re.search(r"[\d\\^=+\-*/()]", answer)) or len(answer.split()) <= 3
+
+
 def _extract_letter(text: str) -> str | None:
     best: tuple[int, str] | None = None
     for match in _MCQ_COMMIT_RE.finditer(text):
         letter = match.group(1) or match.group(2)
-        if letter and letter.isupper():
-            best = (match.start(), letter)
+        if not letter or not letter.isupper():
+            continue
+        bare = not match.group(0).rstrip().endswith(")")
+        if bare and letter == "I" and re.match(r"\s+[a-z]", text[match.end() :]):
+            continue  # "Answer: I think ...": a pronoun, not a letter
+        best = (match.start(), letter)
     if best is not None:
         return best[1]
     parens = _MCQ_PAREN_RE.findall(text)
@@ -167,10 +180,11 @@ def _extract_letter(text: str) -> str | None:
 
 # ------------------------------------------------------------------ fast path
 
-_UNIT_RE = re.compile(
-    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*"
-    r"(?:\\(?:text|mbox|mathrm)\s*\{[^{}]*\}|\s[A-Za-z]{2,}(?:\s+[A-Za-z]+)*)+$"
-)
+_NUMBER_PREFIX_RE = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
+# each pattern is unambiguous (no nested quantifiers over the same characters), so a
+# hostile string cannot make them backtrack exponentially
+_TEXT_UNITS_RE = re.compile(r"\s*(?:\\(?:text|mbox|mathrm)\s*\{[^{}]*\}\s*)+")
+_WORD_UNITS_RE = re.compile(r"\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+)*\s*")
 _THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -188,9 +202,11 @@ def canonical(answer: str) -> str:
     if whole_text:
         s = whole_text.group(1)
     s = s.strip()
-    unit = _UNIT_RE.match(s)
-    if unit:
-        s = unit.group("num")
+    number = _NUMBER_PREFIX_RE.match(s)
+    if number and number.end() < len(s):
+        rest = s[number.end() :]
+        if _TEXT_UNITS_RE.fullmatch(rest) or _WORD_UNITS_RE.fullmatch(rest):
+            s = number.group(0)
     s = re.sub(r"\s+", "", s)
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "")
@@ -320,8 +336,12 @@ class Grader:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
-    def _ask(self, request: list[Any], limit_s: float) -> Any:
-        """Send one request; None on timeout or worker death (the worker is restarted)."""
+    def _ask(self, request: list[Any], limit_s: float, worker_budget_s: float | None = None) -> Any:
+        """Send one request; None on timeout or worker death (the worker is restarted).
+
+        The worker stops itself after ``worker_budget_s`` (default 90% of ``limit_s``);
+        past ``limit_s`` the parent kills it, for work that ignores signals.
+        """
         with self._lock:
             if self._pid != os.getpid():  # forked: the handles belong to the parent
                 self._process = None
@@ -336,7 +356,8 @@ class Grader:
                     if self._read_line(time.monotonic() + 60.0) is None:
                         raise OSError("grading worker did not start")
                     self._ready = True
-                request = [request[0], max(0.05, limit_s * 0.9), *request[1:]]
+                budget = worker_budget_s if worker_budget_s is not None else limit_s * 0.9
+                request = [request[0], max(0.05, budget), *request[1:]]
                 process.stdin.write(json.dumps(request).encode() + b"\n")
                 process.stdin.flush()
                 line = self._read_line(time.monotonic() + limit_s)
@@ -357,6 +378,8 @@ class Grader:
         if kind == "mcq":
             self.stats["fast"] += 1
             return _letter(pred) == _letter(gold) != ""
+        if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+            return False  # not an answer; and keeps normalisation cost bounded
         cp, cg = canonical(pred), canonical(gold)
         if cp == cg and cp:
             self.stats["fast"] += 1
