@@ -91,6 +91,8 @@ def test_majority_hand_worked_tie() -> None:
     assert majority_at_k(["A", None], [1, 0], 1) == pytest.approx(0.5, abs=1e-15)
     assert majority_at_k(["A", None], [1, 0], 2) == pytest.approx(1.0, abs=1e-15)
     assert majority_at_k([None, None], [0, 0], [1, 2]).tolist() == [0.0, 0.0]
+    # NaN (how pandas writes a missing answer) abstains too
+    assert majority_at_k(["A", float("nan"), float("nan")], [1, 0, 0], 2) == pytest.approx(2 / 3)
 
 
 def test_majority_matches_brute_force_on_random_small_cases() -> None:

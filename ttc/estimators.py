@@ -366,7 +366,8 @@ def _classes(
     index: dict[Hashable, int] = {}
     ids = np.empty(c.size, dtype=np.int64)
     for pos, a in enumerate(answers):
-        ids[pos] = -1 if a is None else index.setdefault(a, len(index))
+        missing = a is None or (isinstance(a, float) and math.isnan(a))  # pandas writes NaN
+        ids[pos] = -1 if missing else index.setdefault(a, len(index))
     voted = ids >= 0
     if np.isnan(c[voted]).any():
         raise ValueError("correct must not be NaN for samples that give an answer")
@@ -387,8 +388,8 @@ def majority_at_k(
 ) -> float | FloatArray:
     """Exact expected credit of a plurality vote over a uniformly random k-subset.
 
-    ``answers`` are answer classes (``None`` = no answer: it takes a slot, casts no
-    vote); tied winners share the credit equally; a subset of abstentions scores 0.
+    ``answers`` are answer classes (``None`` or NaN = no answer: it takes a slot, casts
+    no vote); tied winners share the credit equally; a subset of abstentions scores 0.
     Samples of one class should share correctness; if not, the class mean is used.
     """
     ids, credit, counts = _classes(answers, correct)

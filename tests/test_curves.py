@@ -1,0 +1,218 @@
+"""Curves, per-problem values, problem-bootstrap intervals and paired differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ttc.curves import (
+    bootstrap_mean_ci,
+    compute_curves,
+    paired_difference,
+    per_problem_values,
+)
+from ttc.estimators import best_of_k, majority_at_k, pass_at_k
+
+
+def make_samples(
+    n_problems: int = 12, n: int = 6, budgets: tuple[object, ...] = (256, "high"), seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small synthetic run: per-problem answer distributions, scores, some censoring."""
+    rng = np.random.default_rng(seed)
+    rows, scores = [], []
+    for p in range(n_problems):
+        subject = ["algebra", "geometry", None][p % 3]
+        probs = rng.dirichlet(np.ones(4))
+        for budget in budgets:
+            for i in range(n):
+                cls = int(rng.choice(4, p=probs))
+                censored = rng.random() < 0.1
+                rows.append(
+                    {
+                        "problem_id": f"p{p}",
+                        "subject": subject,
+                        "budget": budget,
+                        "sample_index": i,
+                        "status": "censored" if censored else "ok",
+                        "answer_class": None if censored else f"a{cls}",
+                        "correct": False if censored else cls == 0,
+                    }
+                )
+                for scorer in ("rm", "verifier"):
+                    scores.append(
+                        {
+                            "problem_id": f"p{p}",
+                            "budget": budget,
+                            "sample_index": i,
+                            "scorer": scorer,
+                            "score": float(rng.random()),
+                        }
+                    )
+    return pd.DataFrame(rows), pd.DataFrame(scores)
+
+
+def test_per_problem_values_match_direct_estimator_calls() -> None:
+    samples, scores = make_samples()
+    per = per_problem_values(samples, scores)
+    assert set(per.columns) >= {"problem_id", "subject", "budget", "metric", "k", "value"}
+    assert set(per["metric"]) == {
+        "mean",
+        "majority",
+        "pass",
+        "best_of:rm",
+        "best_of:verifier",
+        "weighted_majority:rm",
+        "weighted_majority:verifier",
+    }
+    g = samples[(samples.problem_id == "p4") & (samples.budget == "high")]
+    g = g.sort_values("sample_index")
+    answers = list(g.answer_class)
+    credit = g.correct.astype(float).to_numpy()
+    rm = scores[(scores.problem_id == "p4") & (scores.budget == "high") & (scores.scorer == "rm")]
+    rm_scores = rm.sort_values("sample_index").score.to_numpy()
+
+    def got(metric: str) -> np.ndarray:
+        part = per[(per.problem_id == "p4") & (per.budget == "high") & (per.metric == metric)]
+        return part.sort_values("k").value.to_numpy()
+
+    ks = np.arange(1, 7)
+    np.testing.assert_allclose(got("majority"), majority_at_k(answers, credit, ks), atol=1e-15)
+    np.testing.assert_allclose(got("pass"), pass_at_k(6, int(credit.sum()), ks), atol=1e-15)
+    np.testing.assert_allclose(got("best_of:rm"), best_of_k(rm_scores, credit, ks), atol=1e-15)
+    assert got("mean") == pytest.approx([credit.mean()])
+    wm = per[(per.metric == "weighted_majority:rm")]
+    assert (wm.stderr == 0).all()  # C(6, k) is small: enumerated exactly
+
+
+def test_failed_rows_are_dropped_and_counted_censored_rows_kept() -> None:
+    samples, _ = make_samples(n_problems=3, n=5, budgets=(1,))
+    failed = samples.iloc[[0]].assign(
+        sample_index=99, status="failed", correct=np.nan, answer_class=None
+    )
+    per = per_problem_values(pd.concat([samples, failed]), metrics=("majority",))
+    assert per.attrs["n_failed_dropped"] == 1
+    assert per[per.metric == "majority"].k.max() == 5  # the failed row is not a sample
+    curves = compute_curves(pd.concat([samples, failed]), metrics=("majority",), n_boot=50)
+    assert curves.attrs["n_failed_dropped"] == 1
+
+
+def test_missing_correctness_on_an_answered_sample_is_an_error() -> None:
+    samples, _ = make_samples(n_problems=2, n=3, budgets=(1,))
+    samples["correct"] = samples["correct"].astype(object)
+    samples.loc[samples.answer_class.notna().idxmax(), "correct"] = None
+    with pytest.raises(ValueError, match="correct is missing"):
+        per_problem_values(samples)
+
+
+def test_unscored_samples_and_unknown_metrics_fail_loudly() -> None:
+    samples, scores = make_samples(n_problems=2, n=3, budgets=(1,))
+    with pytest.raises(ValueError, match="did not score every sample"):
+        per_problem_values(samples, scores.iloc[1:])
+    with pytest.raises(ValueError, match="unknown metric"):
+        per_problem_values(samples, metrics=("majorty",))
+    with pytest.raises(ValueError, match="no scores"):
+        per_problem_values(samples, scores, metrics=("best_of:nope",))
+
+
+def test_default_ks_stop_at_the_smallest_sample_count() -> None:
+    samples, _ = make_samples(n_problems=4, n=6, budgets=(1,))
+    short = samples[~((samples.problem_id == "p1") & (samples.sample_index >= 4))]
+    per = per_problem_values(short, metrics=("majority",))
+    assert per[per.metric == "majority"].k.max() == 4
+    with pytest.raises(ValueError, match="ks must lie"):
+        per_problem_values(short, metrics=("majority",), ks=[5])
+
+
+def test_graded_credit_pass_is_expected_best_credit() -> None:
+    samples, _ = make_samples(n_problems=2, n=4, budgets=(1,))
+    samples["correct"] = np.linspace(0, 1, len(samples))
+    per = per_problem_values(samples, metrics=("pass",))
+    g = samples[samples.problem_id == "p0"].sort_values("sample_index")
+    credit = g.correct.to_numpy()
+    got = per[(per.problem_id == "p0") & (per.metric == "pass")].sort_values("k").value
+    np.testing.assert_allclose(got, best_of_k(credit, credit, np.arange(1, 5)), atol=1e-15)
+
+
+def test_curves_average_problems_and_bracket_the_value() -> None:
+    samples, scores = make_samples(n_problems=30, n=5)
+    curves = compute_curves(samples, scores, n_boot=400, seed=1)
+    per = per_problem_values(samples, scores)
+    assert list(curves.columns[:7]) == [
+        "budget",
+        "metric",
+        "k",
+        "value",
+        "ci_low",
+        "ci_high",
+        "subject",
+    ]
+    allc = curves[curves.subject == "all"]
+    merged = allc.merge(
+        per.groupby(["budget", "metric", "k"], as_index=False)["value"].mean(),
+        on=["budget", "metric", "k"],
+        suffixes=("", "_per"),
+    )
+    assert len(merged) == len(allc)
+    np.testing.assert_allclose(merged.value, merged.value_per, atol=1e-12)
+    assert (allc.ci_low <= allc.value + 1e-12).all() and (allc.value <= allc.ci_high + 1e-12).all()
+    assert (allc.ci_high - allc.ci_low > 0).any()
+    # problems without a subject appear only in "all"
+    assert set(curves.subject) == {"all", "algebra", "geometry"}
+    alg = curves[(curves.subject == "algebra")].n_problems.unique().tolist()
+    assert alg == [10] and allc.n_problems.unique().tolist() == [30]
+
+
+def test_curves_are_reproducible_and_depend_on_the_seed() -> None:
+    samples, _ = make_samples(n_problems=20, n=4)
+    a = compute_curves(samples, metrics=("majority",), n_boot=200, seed=3)
+    b = compute_curves(samples, metrics=("majority",), n_boot=200, seed=3)
+    c = compute_curves(samples, metrics=("majority",), n_boot=200, seed=4)
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(a.value, c.value)
+    assert not np.array_equal(a.ci_low.to_numpy(), c.ci_low.to_numpy())
+
+
+def test_bootstrap_interval_matches_normal_theory_for_a_mean() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.6, 0.2, size=400)
+    low, high = bootstrap_mean_ci(values, n_boot=4000, rng=np.random.default_rng(1), level=0.95)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
+    assert low < values.mean() < high
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+    with pytest.raises(ValueError):
+        bootstrap_mean_ci(np.zeros((2, 2)), n_boot=10, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        bootstrap_mean_ci([np.nan, 1.0], n_boot=10, rng=np.random.default_rng(0))
+
+
+def test_paired_difference_is_tighter_than_unpaired() -> None:
+    rng = np.random.default_rng(2)
+    difficulty = rng.random(200)
+    a = np.clip(difficulty + 0.05 + rng.normal(0, 0.02, 200), 0, 1)
+    b = difficulty
+    res = paired_difference(a, b, n_boot=2000, seed=0)
+    assert res["difference"] == pytest.approx(float((a - b).mean()))
+    assert res["ci_low"] > 0  # a real 5-point gain is detected
+    lo_a, hi_a = bootstrap_mean_ci(a, n_boot=2000, rng=np.random.default_rng(0))
+    lo_b, hi_b = bootstrap_mean_ci(b, n_boot=2000, rng=np.random.default_rng(0))
+    assert res["ci_high"] - res["ci_low"] < 0.2 * min(hi_a - lo_a, hi_b - lo_b)
+
+
+def test_paired_difference_on_frames_budget_vs_budget_and_scorer_vs_majority() -> None:
+    samples, scores = make_samples(n_problems=15, n=5)
+    per = per_problem_values(samples, scores, metrics=("majority", "best_of:rm"))
+    lo, hi = per[per.budget == 256], per[per.budget == "high"]
+    by_budget = paired_difference(hi, lo, n_boot=300)
+    assert set(by_budget.metric) == {"mean", "majority", "best_of:rm"}  # matched per metric, k
+    row = by_budget[(by_budget.metric == "majority") & (by_budget.k == 3)].iloc[0]
+    va = hi[(hi.metric == "majority") & (hi.k == 3)].set_index("problem_id").value
+    vb = lo[(lo.metric == "majority") & (lo.k == 3)].set_index("problem_id").value
+    assert row.difference == pytest.approx(float((va - vb.reindex(va.index)).mean()))
+    assert row.n_problems == 15 and row.ci_low <= row.difference <= row.ci_high
+    scorer = paired_difference(
+        per[per.metric == "best_of:rm"], per[per.metric == "majority"], n_boot=300
+    )
+    assert "metric" not in scorer.columns and {"budget", "k"} <= set(scorer.columns)
+    with pytest.raises(ValueError, match="several values"):
+        paired_difference(per, per[per.metric == "majority"], on=["budget"])
