@@ -199,22 +199,26 @@ def _simulated_run(tmp_path: Path, problems: int = 200) -> Path:
     return run_dir
 
 
-def _curves(run_dir: Path, scorer: str) -> dict[str, np.ndarray]:
+def _curves(run_dir: Path, *scorers: str) -> dict[str, np.ndarray]:
+    """Exact curves over k = 1..8, averaged over problems: best-of-k for each scorer,
+    majority@k, and random choice (mean accuracy)."""
     run = open_run(run_dir)
     samples = run.samples()
     scores = run.scores()
-    scores = scores[scores["scorer"] == scorer]
-    merged = samples.merge(scores[["problem_id", "budget", "sample_index", "score"]],
-                           on=["problem_id", "budget", "sample_index"], how="left")
     ks = np.arange(1, 9)
-    out: dict[str, list[np.ndarray]] = {"best": [], "majority": [], "random": []}
-    for _pid, group in merged.groupby("problem_id"):
+    out: dict[str, list[np.ndarray]] = {"majority": [], "random": []}
+    for _pid, group in samples.groupby("problem_id"):
         correct = group["correct"].astype(float).to_numpy()
-        score = group["score"].fillna(-np.inf).to_numpy()
-        out["best"].append(np.asarray(best_of_k(score, correct, ks)))
         answers = tuple(None if a is None else str(a) for a in group["answer_class"])
         out["majority"].append(np.asarray(majority_at_k(answers, tuple(correct), ks)))
         out["random"].append(np.full(len(ks), correct.mean()))
+    for name in scorers:
+        mine = scores[scores["scorer"] == name]
+        merged = samples.merge(mine[["problem_id", "budget", "sample_index", "score"]],
+                               on=["problem_id", "budget", "sample_index"], how="left")
+        out[name] = [np.asarray(best_of_k(g["score"].fillna(-np.inf).to_numpy(),
+                                          g["correct"].astype(float).to_numpy(), ks))
+                     for _pid, g in merged.groupby("problem_id")]
     run.close()
     return {k: np.mean(v, axis=0) for k, v in out.items()}
 
@@ -225,7 +229,7 @@ def test_learned_scorer_beats_majority_and_random_choice(tmp_path: Path) -> None
     assert asyncio.run(score_run(run_dir, scorer)) == 1600
     assert asyncio.run(score_run(run_dir, scorer)) == 0  # stored once, reused
     curves = _curves(run_dir, "learned")
-    best, majority, random_choice = curves["best"], curves["majority"], curves["random"]
+    best, majority, random_choice = curves["learned"], curves["majority"], curves["random"]
     # k = 1 is one random sample whatever the scorer
     assert abs(best[0] - random_choice[0]) < 1e-9
     assert best[-1] > majority[-1] + 0.05
@@ -253,3 +257,58 @@ def test_learned_scorer_needs_labels_and_two_problems(tmp_path: Path) -> None:
     one = [_sample("a", i, "7", correct=bool(i % 2)) for i in range(4)]
     with pytest.raises(UserInputError, match="two problems"):
         asyncio.run(LearnedScorer()(one))
+
+
+def test_learned_scores_never_feed_another_learned_scorer(tmp_path: Path) -> None:
+    """Stacking cross-fits would let a problem's labels reach it through another fold."""
+    run_dir = _simulated_run(tmp_path, problems=30)
+    asyncio.run(score_run(run_dir, SimulatedScorer(name="sig")))
+    asyncio.run(score_run(run_dir, LearnedScorer(name="first")))
+    second = LearnedScorer(name="second", features=("scores:*",))
+    asyncio.run(score_run(run_dir, second))
+    assert second.feature_names_ == ["score:sig"]
+
+
+# ---------------------------------------------------------------- on real recorded samples
+
+
+def _recorded_run(tmp_path: Path, shared: Path) -> Path:
+    """math_cot_100 as a run: 100 MATH problems x 8 graded samples, reward-model scores."""
+    from ttc.store import RunStore
+
+    rows = [json.loads(line) for line in
+            (shared / "recorded" / "math_cot_100.jsonl").read_text("utf-8").splitlines()]
+    store = RunStore(tmp_path / "recorded", create=True)
+    problems = [Problem(id=f"r{i}", question=r["question"], answer=str(r["gt"]))
+                for i, r in enumerate(rows)]
+    store.put_problems(problems, {})
+    records, rm = [], []
+    for p, r in zip(problems, rows, strict=True):
+        for j, (pred, ok, rm_score) in enumerate(zip(r["pred"], r["score"], r["pred_score"],
+                                                     strict=True)):
+            records.append(SampleRecord(problem_id=p.id, budget="0", sample_index=j,
+                                        status="ok", answer=pred or None, correct=bool(ok),
+                                        thinking_tokens=len(r["response"][j]) // 4))
+            while isinstance(rm_score, list):
+                rm_score = rm_score[-1]
+            rm.append(((p.id, "0", j), float(rm_score)))
+    store.write_samples(records)
+    store.write_scores("rm", "v1", rm)
+    store.close()
+    return tmp_path / "recorded"
+
+
+def test_on_recorded_samples_the_learned_scorer_keeps_the_reward_models_ranking(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """With the reward-model score as its only feature, the cross-fitted model is a
+    monotone map of it in every fold, so best-of-8 is the reward model's 0.94."""
+    run_dir = _recorded_run(tmp_path, shared_data)
+    scorer = LearnedScorer(name="learned", features=("scores:*",))
+    assert asyncio.run(score_run(run_dir, scorer)) == 800
+    assert all(m.coef_[0] > 0 for m in scorer.fold_models_)
+    curves = _curves(run_dir, "rm", "learned")
+    assert curves["rm"][-1] == pytest.approx(0.94, abs=1e-9)
+    np.testing.assert_allclose(curves["learned"], curves["rm"], atol=1e-12)  # every k
+    assert curves["random"][-1] == pytest.approx(0.91, abs=0.005)
+    assert curves["majority"][-1] == pytest.approx(0.92, abs=0.006)

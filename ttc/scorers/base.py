@@ -30,6 +30,7 @@ __all__ = [
     "Scorer",
     "call_with_retries",
     "latest_scores",
+    "latest_versions",
     "make_scorer",
     "model_config_from_dict",
     "score_by_name",
@@ -60,7 +61,8 @@ class Scorer(Protocol):
     ``version`` names everything that changes the scores (prompt, model, parameters):
     a new version is scored afresh, the old one stays in the store. A scorer that
     sets ``whole_run = True`` (the learned scorer, whose features and folds span the
-    run) receives every sample in one call and re-scores all of them.
+    run) receives every sample in one call and re-scores all of them. One that sets
+    ``needs_text = False`` is handed samples without text and thinking (less memory).
     """
 
     @property
@@ -105,14 +107,21 @@ async def call_with_retries(
 # ---------------------------------------------------------------- scoring a run
 
 
+def latest_versions(store: RunStore) -> dict[str, str]:
+    """Each scorer's newest version (the largest version string, as ``Run`` uses)."""
+    newest: dict[str, str] = {}
+    for scorer, version in store.scores_frame()[["scorer", "version"]].drop_duplicates(
+    ).itertuples(index=False, name=None):
+        if version > newest.get(scorer, ""):
+            newest[scorer] = version
+    return newest
+
+
 def latest_scores(store: RunStore) -> dict[str, dict[SampleKey, float | None]]:
     """Every scorer's newest version (by version string) as ``{scorer: {key: score}}``."""
     frame = store.scores_frame()
     rows = list(frame.itertuples(index=False, name=None))
-    newest: dict[str, str] = {}
-    for _p, _b, _i, scorer, version, _s in rows:
-        if version > newest.get(scorer, ""):
-            newest[scorer] = version
+    newest = latest_versions(store)
     out: dict[str, dict[SampleKey, float | None]] = {name: {} for name in newest}
     for pid, budget, index, scorer, version, score in rows:
         if version == newest[scorer]:
@@ -121,11 +130,16 @@ def latest_scores(store: RunStore) -> dict[str, dict[SampleKey, float | None]]:
     return out
 
 
-def _load_samples(store: RunStore, exclude: str) -> list[ScorableSample]:
+def _load_samples(store: RunStore, exclude: str, *, with_text: bool) -> list[ScorableSample]:
     problems = {p.id: p for p, _order in store.problems()}
-    others = {k: v for k, v in latest_scores(store).items() if k != exclude}
+    # learned scores never feed another scorer: stacking one cross-fit on another lets a
+    # problem's labels reach its own scores through the first model's training folds
+    learned = {name for name, version in latest_versions(store).items()
+               if version.startswith("learned-")}
+    others = {k: v for k, v in latest_scores(store).items()
+              if k != exclude and k not in learned}
     out = []
-    for record in store.iter_samples(with_text=True):
+    for record in store.iter_samples(with_text=with_text):
         if record.status == "failed":
             continue
         problem = problems.get(record.problem_id)
@@ -154,7 +168,8 @@ async def score_run(
     """
     store, owned = _open_store(run_or_store)
     try:
-        samples = _load_samples(store, exclude=scorer.name)
+        samples = _load_samples(store, exclude=scorer.name,
+                                with_text=getattr(scorer, "needs_text", True))
         done = store.scored_keys(scorer.name, scorer.version)
         if getattr(scorer, "whole_run", False):
             new = sum(s.key not in done for s in samples)

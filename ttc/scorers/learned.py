@@ -51,6 +51,7 @@ class LearnedScorer:
     """
 
     whole_run = True
+    needs_text = False
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ __all__ = ["SimulatedScorer"]
 class SimulatedScorer:
     """Score = the sample's stored signal (``raw``) or its logistic (``sigmoid``)."""
 
+    needs_text = False
+
     def __init__(self, *, name: str = "simulated", key: str = "signal",
                  transform: str = "raw") -> None:
         if transform not in ("raw", "sigmoid"):
