@@ -227,6 +227,34 @@ def test_worker_timeout_kills_and_recovers() -> None:
         grader.close()
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["{" * 10_000 + "1" + "}" * 10_000, "1+" * 60_000 + "1", "\\frac{1}{" * 3_000],
+    ids=["nested-braces", "200KB-sum", "unclosed-fracs"],
+)
+def test_worker_survives_hostile_input_sent_directly(answer: str) -> None:
+    """Past the cheap filter, the sandbox itself still answers quickly and keeps serving."""
+    grader = default_grader()
+    grader._ask(["verify", "1", "1"], 60.0)  # warm
+    start = time.perf_counter()
+    assert grader._ask(["verify", answer, "5"], 1.0) in (None, False)
+    assert time.perf_counter() - start < 2.0
+    assert grader._ask(["verify", "\\frac{2}{4}", "0.5"], 60.0) is True
+
+
+def test_worker_runs_under_a_memory_limit() -> None:
+    from ttc._grading_worker import MEMORY_LIMIT_BYTES
+
+    grader = default_grader()
+    grader._ask(["verify", "1", "1"], 60.0)
+    assert grader._process is not None
+    limits = Path(f"/proc/{grader._process.pid}/limits")
+    if not limits.exists():
+        pytest.skip("no /proc on this platform")
+    line = next(x for x in limits.read_text().splitlines() if x.startswith("Max address space"))
+    assert line.split()[3] == str(MEMORY_LIMIT_BYTES)
+
+
 def test_code_looking_text_executes_nothing(tmp_path: Path) -> None:
     sentinel = tmp_path / "pwned"
     payloads = [
