@@ -65,7 +65,7 @@ _FINAL_RE = re.compile(
     re.IGNORECASE,
 )
 _ANSWER_LINE_RE = re.compile(r"^[\s*#>_]*answer\s*\**\s*:\s*\**\s*(.+?)\s*$", re.I | re.M)
-_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+")
+_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)|-?\.\d+")
 _MCQ_COMMIT_RE = re.compile(
     r"\\(?:boxed|fbox)\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?\(?([A-Z])\)?(?![A-Za-z])"
     r"|answer\s*(?:is|:|=)?\s*(?:option|choice)?\s*[:\s]*[*_$]*\s*\(?\s*([A-Z])\s*\)?"
