@@ -401,3 +401,30 @@ def test_verifier_rating_through_a_provider(tmp_path: Path, provider: str) -> No
         on=["problem_id", "sample_index"])
     assert (frame["score"] == frame["correct"].astype(float)).all()
     store.close()
+
+
+# ---------------------------------------------------------------- verifier: prompts
+
+
+def test_verifier_prompt_shows_mcq_choices_as_the_model_saw_them() -> None:
+    problem = Problem(id="m1", question="Which is a prime?", answer="C", kind="mcq",
+                      choices=("4", "6", "7", "9"))
+    # shown order: position 0 shows source 2 ("7"), so the model answered "A"
+    record = SampleRecord(problem_id="m1", budget="low", sample_index=0, status="ok",
+                          answer="C", correct=True, text="7 is prime. Answer: A",
+                          choice_order=(2, 0, 1, 3))
+    model = ModelConfig(provider="openai", name="judge", base_url="http://127.0.0.1:9/v1")
+    prompt = VerifierScorer(model).render(ScorableSample(problem, record))
+    assert "Which is a prime?\n\nA. 7\nB. 4\nC. 6\nD. 9" in prompt
+    assert "The proposed final answer is: A. 7" in prompt
+    custom = VerifierScorer(model, prompt="Check {question} vs \\boxed{{}} {solution}: {answer}")
+    assert custom.render(ScorableSample(problem, record)).endswith(
+        "vs \\boxed{{}} 7 is prime. Answer: A: A. 7")
+    with pytest.raises(ConfigError, match="must contain"):
+        VerifierScorer(model, prompt="no slots")
+
+
+def test_verifier_refuses_the_simulated_backend() -> None:
+    with pytest.raises(ConfigError, match="cannot judge"):
+        make_scorer(ScorerConfig("v", "verifier", {}),
+                    model_config=ModelConfig(provider="simulated"))

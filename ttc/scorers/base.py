@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ttc.errors import ConfigError, RetryableError
-from ttc.problems import Problem
+from ttc.problems import LETTERS, Problem
 from ttc.store import RunStore, SampleKey, SampleRecord
 
 if TYPE_CHECKING:
@@ -28,11 +29,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ScorableSample",
     "Scorer",
+    "answer_text",
     "call_with_retries",
+    "fill_template",
     "latest_scores",
     "latest_versions",
     "make_scorer",
     "model_config_from_dict",
+    "problem_text",
     "score_by_name",
     "score_run",
 ]
@@ -52,6 +56,40 @@ class ScorableSample:
     @property
     def key(self) -> SampleKey:
         return self.record.key
+
+
+def fill_template(template: str, **values: str) -> str:
+    """Replace ``{name}`` for the given names only, so LaTeX braces in a user's prompt
+    (``\\boxed{}``) need no escaping, unlike ``str.format``."""
+    pattern = re.compile(r"\{(" + "|".join(map(re.escape, values)) + r")\}")
+    return pattern.sub(lambda m: values[m.group(1)], template)
+
+
+def problem_text(sample: ScorableSample) -> str:
+    """The question as the model saw it: MCQ choices lettered in the sample's shown order,
+    so a solution's "(B)" means the same to a judge as it did to the model."""
+    problem = sample.problem
+    if problem.kind != "mcq" or not problem.choices:
+        return problem.question
+    from ttc.prompts import format_choices
+
+    return f"{problem.question}\n\n{format_choices(problem, sample.record.choice_order)}"
+
+
+def answer_text(sample: ScorableSample) -> str | None:
+    """The sample's graded final answer; for MCQ its shown letter and the choice's text."""
+    answer = sample.record.answer
+    problem = sample.problem
+    if answer is None or problem.kind != "mcq" or not problem.choices:
+        return answer
+    from ttc.prompts import source_to_shown
+
+    try:
+        index = LETTERS.index(answer.strip().upper())
+        shown = source_to_shown(answer, sample.record.choice_order)
+        return f"{shown}. {problem.choices[index]}"
+    except (ValueError, IndexError):
+        return answer
 
 
 @runtime_checkable

@@ -32,7 +32,13 @@ import orjson
 from ttc.errors import ConfigError, MalformedResponseError, MissingAPIKeyError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import error_for_response, parse_json_body
-from ttc.scorers.base import ScorableSample, call_with_retries
+from ttc.scorers.base import (
+    ScorableSample,
+    answer_text,
+    call_with_retries,
+    fill_template,
+    problem_text,
+)
 
 __all__ = ["FORMATS", "RewardModelScorer", "reduce_pooled"]
 
@@ -130,12 +136,11 @@ class RewardModelScorer:
 
     # ------------------------------------------------------------ requests
     def render(self, sample: ScorableSample) -> str:
-        return self.template.format(question=sample.problem.question,
-                                    solution=sample.record.text or "",
-                                    answer=sample.record.answer or "")
+        return fill_template(self.template, question=problem_text(sample),
+                             solution=sample.record.text or "", answer=answer_text(sample) or "")
 
     def _messages(self, sample: ScorableSample) -> list[dict[str, str]]:
-        return [{"role": "user", "content": sample.problem.question},
+        return [{"role": "user", "content": problem_text(sample)},
                 {"role": "assistant", "content": sample.record.text or ""}]
 
     def build_body(self, batch: Sequence[ScorableSample]) -> dict[str, Any]:
@@ -143,8 +148,8 @@ class RewardModelScorer:
         body: dict[str, Any] = {"model": self.model} if self.model else {}
         if self.format == "score_json":
             (sample,) = batch
-            body.update({"problem_id": sample.problem.id, "question": sample.problem.question,
-                         "solution": sample.record.text or "", "answer": sample.record.answer,
+            body.update({"problem_id": sample.problem.id, "question": problem_text(sample),
+                         "solution": sample.record.text or "", "answer": answer_text(sample),
                          "text": self.render(sample), "messages": self._messages(sample)})
         elif self.input == "messages":
             (sample,) = batch

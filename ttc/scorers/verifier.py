@@ -26,7 +26,14 @@ from ttc.config import ModelConfig
 from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import Provider, SampleRequest, error_for_response, parse_json_body
-from ttc.scorers.base import ScorableSample, call_with_retries, model_config_from_dict
+from ttc.scorers.base import (
+    ScorableSample,
+    answer_text,
+    call_with_retries,
+    fill_template,
+    model_config_from_dict,
+    problem_text,
+)
 
 __all__ = [
     "DEFAULT_PROMPT",
@@ -139,6 +146,10 @@ class VerifierScorer:
         max_solution_chars: int = 20000,
         transport: Transport | None = None,
     ) -> None:
+        if model.provider == "simulated":
+            raise ConfigError(f"scorer {name!r}: the simulated backend cannot judge solutions; "
+                              f"give the verifier a [scorers.model] table, or use a scorer "
+                              f"of kind 'simulated'")
         if scale not in ("yes_no", "1-10"):
             raise ConfigError(f"scorer {name!r}: scale must be 'yes_no' or '1-10'")
         self.model = model
@@ -208,8 +219,8 @@ class VerifierScorer:
         solution = sample.record.text or ""
         if len(solution) > self.max_solution_chars:
             solution = "[...]\n" + solution[-self.max_solution_chars :]
-        return self.prompt.format(question=sample.problem.question, solution=solution,
-                                  answer=sample.record.answer or "(none given)")
+        return fill_template(self.prompt, question=problem_text(sample), solution=solution,
+                             answer=answer_text(sample) or "(none given)")
 
     async def __call__(self, samples: Sequence[ScorableSample]) -> list[float | None]:
         loop = asyncio.get_running_loop()
