@@ -3,7 +3,8 @@
 ``recorded/math_cot_100.jsonl`` holds 100 MATH problems x 8 model responses, each with the
 score an established grader gave it. ttc must agree on at least 99% of them; every
 disagreement is printed (run with ``-s``) and named in the failure message, so a reviewer
-can judge who is right.
+can judge who is right. GSM8K's ``example_model_solutions.jsonl`` (5,276 labelled
+solutions) is checked the same way.
 """
 
 from __future__ import annotations
@@ -75,3 +76,34 @@ def test_majority_vote_over_clusters_matches_known_figure() -> None:
             hits += is_equivalent(member, str(row["gt"]), "math")
         total += hits / len(winners)
     assert abs(total / len(rows) - 0.92) <= 0.011, total / len(rows)
+
+
+def test_agrees_with_gsm8k_example_model_solutions() -> None:
+    """5,276 real GSM8K solutions from four OpenAI models, each labelled is_correct."""
+    from ttc.config import DatasetConfig
+    from ttc.datasets import load_dataset
+
+    base = DATA.parents[1]
+    path = base / "gsm8k" / "example_model_solutions.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    problems = load_dataset(DatasetConfig(path="gsm8k/test.jsonl"), base_dir=base)
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    assert len(rows) == len(problems) == 1319
+    total = agree = 0
+    disagreements: list[str] = []
+    for row, problem in zip(rows, problems, strict=True):
+        assert row["question"] == problem.question
+        for model, sample in row.items():
+            if not isinstance(sample, dict):
+                continue
+            answer, correct = grade(sample["solution"], problem, None)
+            total += 1
+            if correct == bool(sample["is_correct"]):
+                agree += 1
+            else:
+                disagreements.append(f"{problem.id} {model}: gold={problem.answer} ttc={answer}")
+    print(f"\nGSM8K agreement {agree}/{total}")
+    assert total == 4 * 1319
+    assert agree / total >= 0.995, "\n".join(disagreements[:50])
