@@ -292,6 +292,21 @@ def test_grade_math_and_mcq_mapping() -> None:
     assert grade("Answer: E", mcq, order) == (None, False)  # no such choice: abstention
 
 
+def test_grader_options_and_warm_up() -> None:
+    strict = Grader(number_fallback=False)
+    problem = Problem("n", "q", "12")
+    assert strict.grade("so she has 12 apples", problem) == (None, False)
+    assert Grader().grade("so she has 12 apples", problem) == ("12", True)
+    strict.warm_up()
+    try:
+        assert strict._process is not None and strict.stats["starts"] == 1
+        assert strict.is_equivalent("\\sqrt{9}", "3", "math")
+        assert strict.stats["starts"] == 1  # reused the warmed worker
+    finally:
+        strict.close()
+    assert strict._process is None
+
+
 def test_cluster_answers() -> None:
     answers = ["0.5", "\\frac{1}{2}", None, "1/2", "3", "03", "\\frac{6}{2}", "x+1", "1+x"]
     ids = cluster_answers(answers, "math")

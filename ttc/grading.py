@@ -273,12 +273,16 @@ class Grader:
     """Holds the verdict cache and the math-verify worker process.
 
     ``time_limit_s`` bounds one symbolic comparison (the worker is killed past it);
-    ``cache_size`` bounds the verdict cache. Safe to share between threads.
+    ``cache_size`` bounds the verdict cache; ``number_fallback`` is passed to
+    ``extract_answer`` by ``grade``. Safe to share between threads.
     """
 
-    def __init__(self, *, time_limit_s: float = 1.0, cache_size: int = 200_000) -> None:
+    def __init__(
+        self, *, time_limit_s: float = 1.0, cache_size: int = 200_000, number_fallback: bool = True
+    ) -> None:
         self.time_limit_s = time_limit_s
         self.cache_size = cache_size
+        self.number_fallback = number_fallback
         self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -315,6 +319,13 @@ class Grader:
                 with contextlib.suppress(Exception):
                     if stream is not None:
                         stream.close()
+
+    def warm_up(self) -> None:
+        """Start the worker now (without waiting), so the first symbolic check is not slow."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._kill()
+                self._start()
 
     def close(self) -> None:
         """Stop the worker; a later symbolic check starts a new one."""
@@ -411,7 +422,7 @@ class Grader:
         self, text: str | None, problem: Problem, order: tuple[int, ...] | None = None
     ) -> tuple[str | None, bool]:
         """Extract, map an MCQ letter back to source order, and compare with the gold."""
-        answer = extract_answer(text, problem.kind)
+        answer = extract_answer(text, problem.kind, number_fallback=self.number_fallback)
         if answer is None:
             return None, False
         if problem.kind == "mcq":
