@@ -58,8 +58,8 @@ def naive_majority(samples: pd.DataFrame, *, draws: int = 50, seed: int = 0) -> 
             wins = 0
             for _ in range(draws):
                 subset = pd.Series(answers[rng.choice(len(answers), size=k, replace=False)])
-                counts = subset.value_counts()
-                wins += counts.index[0] == gold
+                counts = subset.value_counts(dropna=True)
+                wins += bool(len(counts)) and counts.index[0] == gold
             rows.append((pid, budget, k, wins / draws))
             k *= 2
     return pd.DataFrame(rows, columns=["problem_id", "budget", "k", "value"])
@@ -87,8 +87,9 @@ def main() -> None:
     started = time.perf_counter()
     naive_majority(samples)
     naive_s = time.perf_counter() - started
-    print(f"load samples only        {load_s:8.2f} s")
+    print(f"load samples only        {load_s:8.2f} s  (Run.samples(): the store's frame)")
     print(f"write_report (n_boot={args.n_boot}) {report_s:8.2f} s  -> {out}")
+    print(f"  of which analysis+figures ~{report_s - load_s:6.2f} s")
     print(f"naive MC majority only   {naive_s:8.2f} s  (50 draws per problem, budget and k)")
     print(f"ratio report / load      {report_s / load_s:8.2f}x")
     print(f"ratio naive / report     {naive_s / report_s:8.2f}x "

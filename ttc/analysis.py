@@ -600,7 +600,8 @@ def compute_frontier(
     score samples. Rows come in three strategies: ``serial`` (k = 1, every budget),
     ``parallel`` (the lowest budget, every k) and ``both`` (every combination);
     ``pareto`` marks combinations no other combination beats at equal or lower cost.
-    ``per_problem`` is ``ttc.curves.per_problem_values`` output (subject rows ignored).
+    ``per_problem`` is ``ttc.curves.per_problem_values`` output; by default every metric
+    but ``pass`` (an oracle, not a strategy) and ``mean`` (majority@1) is used.
     """
     import pandas as pd
 
@@ -610,7 +611,7 @@ def compute_frontier(
     if "subject" in frame.columns and (frame["subject"] == "all").any():
         frame = frame[frame["subject"] == "all"]
     chosen = list(metrics) if metrics is not None else [
-        m for m in dict.fromkeys(frame["metric"]) if m != "pass"
+        m for m in dict.fromkeys(frame["metric"]) if m not in ("pass", "mean")
     ]
     frame = frame[frame["metric"].isin(chosen)]
     columns = list(dict.fromkeys(zip(frame["metric"], frame["budget"], frame["k"], strict=True)))

@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -39,11 +40,13 @@ if TYPE_CHECKING:
 
     from ttc.run import Run
 
-__all__ = ["FIGURES", "SUMMARY_KEYS", "summary_dict", "write_report"]
+__all__ = ["FIGURES", "SUMMARY_KEYS", "curve_ks", "summary_dict", "write_report"]
 
 SUMMARY_KEYS = ("model", "dataset", "prompt", "budgets", "fit", "curves")
 BUDGET_KEYS = ("budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
                "n_problems", "n_samples")
+#: metrics in summary.json curves ("mean", k = 1, is the budgets table's accuracy)
+CURVE_METRIC = re.compile(r"^(majority|pass|best_of:.+|weighted_majority:.+)$")
 #: figure stem -> caption
 FIGURES = {
     "accuracy_vs_tokens": "Accuracy against mean realized thinking tokens (log2), with the "
@@ -86,6 +89,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def curve_ks(samples: pd.DataFrame) -> list[int]:
+    """Powers of two up to the smallest per-(problem, budget) sample count, and that count.
+
+    A log2 axis needs no more, every curve point averages the same problems, and a
+    256-sample run reports 9 points per curve instead of 256.
+    """
+    graded = samples[samples["status"] != "failed"]
+    if graded.empty:
+        return [1]
+    n = int(graded.groupby(["problem_id", "budget"], sort=False).size().min())
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    return ks if ks[-1] == n else [*ks, n]
+
+
 def _budget_value(budget: Any) -> int | str:
     return int(budget) if isinstance(budget, int | np.integer) else str(budget)
 
@@ -112,7 +129,7 @@ def summary_dict(
         "budget": _budget_value(r["budget"]), "metric": str(r["metric"]), "k": int(r["k"]),
         "value": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
         "subject": "all" if r["subject"] is None else str(r["subject"]),
-    } for r in curves.to_dict("records")]
+    } for r in curves.to_dict("records") if CURVE_METRIC.match(str(r["metric"]))]
     return _clean({"model": run.model, "dataset": run.dataset, "prompt": run.prompt,
                    "budgets": budgets, "fit": fit, "curves": curve_rows})
 
@@ -320,10 +337,11 @@ def write_report(
         from ttc.errors import UserInputError
 
         raise UserInputError(f"{run.path}: the run holds no samples yet; run `ttc sweep` first")
-    step(f"{len(samples):,} samples; per-problem estimators")
-    per_problem = run.per_problem()
+    ks = curve_ks(samples)
+    step(f"{len(samples):,} samples; per-problem estimators at N = {', '.join(map(str, ks))}")
+    per_problem = run.per_problem(ks=ks)
     step("curves with problem-bootstrap intervals")
-    curves = run.curves(n_boot=n_boot, seed=seed)
+    curves = run.curves(ks=ks, n_boot=n_boot, seed=seed)
     step("summary and fits")
     summary = summary_dict(run, samples, curves, n_boot=n_boot, seed=seed)
     extras, frontier = _extras(samples, per_problem, n_boot=n_boot, seed=seed)
