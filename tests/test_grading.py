@@ -213,8 +213,10 @@ def test_hostile_answers_return_false_quickly(answer: str) -> None:
 def test_worker_timeout_kills_and_recovers() -> None:
     """A comparison past the time limit counts as False and the next one still works."""
     grader = Grader(time_limit_s=0.5)
+    grader.warm_up()
     try:
-        assert grader.is_equivalent("\\sqrt{4}", "2", "math")  # warm
+        assert grader._process is not None and grader.stats["starts"] == 1
+        assert grader.is_equivalent("\\sqrt{4}", "2", "math")  # reuses the warmed worker
         bomb = ["verify", "2^{2^{2^{2^{2^{2}}}}}", "5"]  # bypasses the cheap bomb filter
         start = time.perf_counter()
         assert grader._ask(bomb, 0.5) is None  # the worker's own timer stops it
@@ -228,6 +230,7 @@ def test_worker_timeout_kills_and_recovers() -> None:
         assert grader.stats["starts"] == 2
     finally:
         grader.close()
+    assert grader._process is None
 
 
 @pytest.mark.parametrize(
@@ -297,14 +300,7 @@ def test_grader_options_and_warm_up() -> None:
     problem = Problem("n", "q", "12")
     assert strict.grade("so she has 12 apples", problem) == (None, False)
     assert Grader().grade("so she has 12 apples", problem) == ("12", True)
-    strict.warm_up()
-    try:
-        assert strict._process is not None and strict.stats["starts"] == 1
-        assert strict.is_equivalent("\\sqrt{9}", "3", "math")
-        assert strict.stats["starts"] == 1  # reused the warmed worker
-    finally:
-        strict.close()
-    assert strict._process is None
+    assert strict.stats["starts"] == 0  # the fast path needs no worker
 
 
 def test_cluster_answers() -> None:
