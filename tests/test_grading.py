@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -246,6 +249,39 @@ def test_worker_survives_hostile_input_sent_directly(answer: str) -> None:
     assert grader._ask(["verify", answer, "5"], 1.0) in (None, False)
     assert time.perf_counter() - start < 2.0
     assert grader._ask(["verify", "\\frac{2}{4}", "0.5"], 60.0) is True
+
+
+def test_worker_stops_when_the_program_exits() -> None:
+    code = (
+        "from ttc.grading import default_grader, is_equivalent\n"
+        "assert is_equivalent('\\\\sqrt{4}', '2', 'math')\n"
+        "print(default_grader()._process.pid)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.strip())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left for an init that never reaps counts as gone)."""
+    status = Path(f"/proc/{pid}/status")
+    if Path("/proc/self").exists():
+        if not status.exists():
+            return False
+        state = next((x for x in status.read_text().splitlines() if x.startswith("State:")), "")
+        return "Z" not in state.split()[1:2]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_worker_runs_under_a_memory_limit() -> None:
