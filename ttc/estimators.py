@@ -155,15 +155,22 @@ def _log_factorials(n: int) -> FloatArray:
     return np.asarray(special.gammaln(np.arange(n + 1, dtype=np.float64) + 1.0))
 
 
-def _max_rank_weights(n: int, ks: IntArray) -> FloatArray:
-    """W[k, i] = P(the top of a random k-subset is rank i+1 of n) = C(i, k-1) / C(n, k)."""
+@lru_cache(maxsize=8)
+def _max_rank_table(n: int) -> FloatArray:
+    """W[k-1, i] = P(the top of a random k-subset is rank i+1 of n) = C(i, k-1) / C(n, k).
+
+    Log-gamma keeps each entry to ~1e-12 relative for n up to 1024 and beyond; cached,
+    since every problem with n samples shares it.
+    """
     lf = _log_factorials(n)
     i = np.arange(n)[None, :]  # rank - 1
-    kk = ks[:, None]
+    kk = np.arange(1, n + 1)[:, None]
     valid = i >= kk - 1
     ii = np.where(valid, i, kk - 1)
     logw = lf[ii] - lf[kk - 1] - lf[ii - kk + 1] - (lf[n] - lf[kk] - lf[n - kk])
-    return np.where(valid, np.exp(logw), 0.0)
+    table = np.where(valid, np.exp(logw), 0.0)
+    table.flags.writeable = False
+    return table
 
 
 @overload
@@ -188,7 +195,7 @@ def best_of_k(scores: ArrayLike, correct: ArrayLike, k: int | KArray) -> float |
     _, group = np.unique(s_sorted, return_inverse=True)
     group_mean = np.bincount(group, weights=c[order]) / np.bincount(group)
     credit = group_mean[group]
-    return _out(_max_rank_weights(s.size, ks) @ credit, scalar)
+    return _out(_max_rank_table(s.size)[ks - 1] @ credit, scalar)
 
 
 # --------------------------------------------------------------------------- majority
@@ -347,7 +354,7 @@ def _majority_curve(counts: IntArray, credits: FloatArray, n_abstain: int) -> Fl
     for g in range(values.size):  # levels (values[g-1], values[g]]: groups g.. contend
         lo = int(values[g - 1]) + 1 if g else 1
         hi = min(int(values[g]), v2)
-        if lo > hi:
+        if lo > hi or not credit_sum[g:].any():  # nothing credited can win at these levels
             continue
         poly = _segment(lo, hi, values[g:], mult[g:], credit_sum[g:])
         rest = n - int((values[g:] * mult[g:]).sum())
@@ -397,8 +404,20 @@ def majority_at_k(
     ks, scalar = _ks(k, n)
     if n > MAX_MAJORITY_N:
         raise ValueError(f"majority_at_k supports n <= {MAX_MAJORITY_N}, got {n}")
-    curve = _majority_curve(counts, credit, int((ids < 0).sum()))
+    pattern = tuple(sorted(zip(counts.tolist(), credit.tolist(), strict=True)))
+    curve = _majority_curve_cached(pattern, int((ids < 0).sum()))
     return _out(np.clip(curve[ks], 0.0, 1.0), scalar)
+
+
+@lru_cache(maxsize=1024)
+def _majority_curve_cached(pattern: tuple[tuple[int, float], ...], n_abstain: int) -> FloatArray:
+    """The curve depends only on the multiset of (count, credit) pairs: unanimous and
+    near-unanimous problems recur constantly, so they are computed once."""
+    counts = np.array([c for c, _ in pattern], dtype=np.int64)
+    credits = np.array([v for _, v in pattern], dtype=np.float64)
+    curve = _majority_curve(counts, credits, n_abstain)
+    curve.flags.writeable = False
+    return curve
 
 
 # --------------------------------------------------------------------------- weighted
