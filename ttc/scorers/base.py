@@ -206,9 +206,11 @@ async def score_run(
     """
     store, owned = _open_store(run_or_store)
     try:
+        done = store.scored_keys(scorer.name, scorer.version)
+        if not store.done_keys() - done:  # cheap key check before loading any sample
+            return 0
         samples = _load_samples(store, exclude=scorer.name,
                                 with_text=getattr(scorer, "needs_text", True))
-        done = store.scored_keys(scorer.name, scorer.version)
         if getattr(scorer, "whole_run", False):
             new = sum(s.key not in done for s in samples)
             if new == 0:
