@@ -190,8 +190,12 @@ class Sweep:
     # ------------------------------------------------------------ running
     async def run(self) -> SweepResult:
         """Draw every missing sample; safe to cancel at any point."""
-        store, _problems, provider, plan = self.prepare()
+        store, problems, provider, plan = self.prepare()
         result = SweepResult(planned=len(plan.jobs))
+        if plan.jobs and any(p.kind == "math" and not _plain_int(p.answer) for p in problems):
+            from ttc.grading import default_grader
+
+            default_grader().warm_up()  # symbolic grading's worker starts while requests fly
         started = time.monotonic()
         from ttc.progress import SweepProgress
 
