@@ -428,3 +428,24 @@ def test_verifier_refuses_the_simulated_backend() -> None:
     with pytest.raises(ConfigError, match="cannot judge"):
         make_scorer(ScorerConfig("v", "verifier", {}),
                     model_config=ModelConfig(provider="simulated"))
+
+
+def test_verifier_asks_once_per_distinct_solution() -> None:
+    problem = Problem(id="p", question="What is 2 + 3?", answer="5")
+    texts = ["It is \\boxed{5}.", "It is \\boxed{5}.", "Surely \\boxed{6}."]
+    items = [ScorableSample(problem, SampleRecord(
+        problem_id="p", budget="1024", sample_index=i, status="ok",
+        answer="5" if "5" in t else "6", correct="5" in t, text=t)) for i, t in enumerate(texts)]
+
+    async def main() -> tuple[list[float | None], int]:
+        async with LogprobServer() as server:
+            model = ModelConfig(provider="openai", name="judge", base_url=server.base_url)
+            scorer = VerifierScorer(model, backoff_base_s=0.001)
+            try:
+                return await scorer(items), len(server.bodies)
+            finally:
+                await scorer.aclose()
+
+    scores, requests = asyncio.run(main())
+    assert scores == pytest.approx([0.85, 0.85, 0.30])
+    assert requests == 4  # two distinct prompts, each rate limited once

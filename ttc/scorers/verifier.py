@@ -223,18 +223,29 @@ class VerifierScorer:
                              answer=answer_text(sample) or "(none given)")
 
     async def __call__(self, samples: Sequence[ScorableSample]) -> list[float | None]:
+        """One judgement per distinct prompt on the (greedy, deterministic) logprobs path:
+        samples with identical solutions of one problem share a call."""
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:  # one limit per event loop
             self._semaphore, self._loop = asyncio.Semaphore(self.concurrency), loop
-        return list(await asyncio.gather(*(self._score_one(s, self._semaphore)
-                                           for s in samples)))
+        semaphore = self._semaphore
+        prompts = [self.render(s) for s in samples]
+        if not self.use_logprobs:
+            return list(await asyncio.gather(*(self._score_one(s, p, semaphore)
+                                               for s, p in zip(samples, prompts, strict=True))))
+        first: dict[str, ScorableSample] = {}
+        for sample, prompt in zip(samples, prompts, strict=True):
+            first.setdefault(prompt, sample)
+        values = await asyncio.gather(*(self._score_one(s, p, semaphore)
+                                        for p, s in first.items()))
+        by_prompt = dict(zip(first, values, strict=True))
+        return [by_prompt[p] for p in prompts]
 
     async def _score_one(
-        self, sample: ScorableSample, semaphore: asyncio.Semaphore
+        self, sample: ScorableSample, prompt: str, semaphore: asyncio.Semaphore
     ) -> float | None:
         if sample.record.answer is None and not sample.record.text:
             return 0.0 if self.scale == "yes_no" else None  # nothing to verify
-        prompt = self.render(sample)
         async with semaphore:
             if self.use_logprobs:
                 try:
