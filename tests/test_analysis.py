@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from ttc.analysis import (
     fit_log_linear,
     pareto_mask,
 )
+from ttc.config import Budget
 from ttc.problems import Problem
 from ttc.providers.simulated import SimulatedModel
 
@@ -120,7 +122,8 @@ def test_failed_samples_are_counted_not_scored() -> None:
 
 
 def test_named_budgets_sort_and_fit_on_realized_tokens() -> None:
-    assert sorted(["high", 4096, "low", 1024, "medium"], key=budget_sort_key) == [
+    mixed: list[Budget] = ["high", 4096, "low", 1024, "medium"]
+    assert sorted(mixed, key=budget_sort_key) == [
         1024, 4096, "low", "medium", "high"]
     rows = []
     for i in range(30):
@@ -220,3 +223,36 @@ def test_frontier_compute_matching() -> None:
     # dominated by nothing cheaper, so it stays on the frontier
     frontier = both.set_index(["budget", "k"])["pareto"]
     assert frontier[(1000, 4)] and not frontier[(4000, 2)] and frontier[(4000, 1)]
+
+
+def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
+    import asyncio
+
+    from ttc.analysis import compare_runs
+    from ttc.config import config_from_dict
+    from ttc.run import open_run
+    from ttc.sampler import Sweep
+
+    def run(seed: int, size: int, name: str) -> Path:
+        config = config_from_dict({
+            "model": {"provider": "simulated", "seed": seed},
+            "dataset": {"builtin": "arithmetic", "size": size},
+            "sweep": {"budgets": [1024, 4096], "samples": 4},
+        })
+        asyncio.run(Sweep(config, tmp_path / name).run())
+        return tmp_path / name
+
+    a, same, b = run(0, 40, "a"), run(0, 30, "same"), run(5, 40, "b")
+    with open_run(a) as ra, open_run(same) as rs, open_run(b) as rb:
+        identical = compare_runs(ra, rs, metric="majority", k=1, n_boot=300)
+        assert identical["n_problems"].tolist() == [30, 30]  # only the shared prefix
+        assert np.allclose(identical[["difference", "ci_low", "ci_high"]].to_numpy(), 0.0)
+        diff = compare_runs(ra, rb, metric="majority", k=1, n_boot=1000)
+        problems = [p for p, _ in ra.problems()]
+    model_a, model_b = SimulatedModel(seed=0), SimulatedModel(seed=5)
+    for row in diff.to_dict("records"):
+        budget = int(row["budget"])
+        truth = np.mean([model_b.true_accuracy(p, budget) - model_a.true_accuracy(p, budget)
+                         for p in problems])
+        assert float(row["ci_low"]) <= truth <= float(row["ci_high"])
+        assert row["difference"] == pytest.approx(float(row["b"]) - float(row["a"]))
