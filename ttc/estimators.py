@@ -424,10 +424,19 @@ def _majority_curve_cached(pattern: tuple[tuple[int, float], ...], n_abstain: in
 
 
 def _weighted_vote(
-    subsets: IntArray, ids: IntArray, weights: FloatArray, credit: FloatArray
+    subsets: IntArray,
+    ids: IntArray,
+    weights: FloatArray,
+    credit: FloatArray,
+    *,
+    left_out: bool = False,
 ) -> FloatArray:
-    """Credit of a score-weighted plurality vote for each row of sample indices."""
-    rows, size = subsets.shape
+    """Credit of a score-weighted plurality vote for each row of sample indices.
+
+    With ``left_out`` the rows list the samples *not* in the subset (cheaper for k > n/2):
+    class totals are then the full totals minus the left-out ones.
+    """
+    rows = subsets.shape[0]
     m = credit.size
     if m == 0:
         return np.zeros(rows)
@@ -435,10 +444,15 @@ def _weighted_vote(
     voted = cls >= 0
     flat = (np.arange(rows)[:, None] * m + cls)[voted]
     tot = np.bincount(flat, weights=weights[subsets][voted], minlength=rows * m).reshape(rows, m)
-    present = np.bincount(flat, minlength=rows * m).reshape(rows, m) > 0
+    cnt = np.bincount(flat, minlength=rows * m).reshape(rows, m)
+    if left_out:
+        keep = ids >= 0
+        tot = np.bincount(ids[keep], weights=weights[keep], minlength=m) - tot
+        cnt = np.bincount(ids[keep], minlength=m) - cnt
+    present = cnt > 0
     tot = np.where(present, tot, -np.inf)
     best = tot.max(axis=1, keepdims=True)
-    win = present & (tot >= best - 1e-12 * np.abs(best))
+    win = present & (tot >= best - 1e-12 * (1.0 + weights.sum()))
     n_win = win.sum(axis=1)
     return np.divide((win * credit).sum(axis=1), n_win, out=np.zeros(rows), where=n_win > 0)
 
@@ -495,7 +509,7 @@ def weighted_majority_at_k(
     correct: ArrayLike,
     k: int | KArray,
     *,
-    exact_limit: int = 50_000,
+    exact_limit: int = 200_000,
     n_mc: int = 2000,
     rng: np.random.Generator | None = None,
 ) -> Estimate:
@@ -503,9 +517,9 @@ def weighted_majority_at_k(
 
     Each class scores the sum of its members' scores (nonnegative vote weights: use
     probabilities, not logits); the highest total wins, ties share the credit. Exact
-    (enumerating all subsets) where C(n, k) <= ``exact_limit``; else the mean over the
-    first k of ``n_mc`` random permutations, with its standard error. Weighted sums admit
-    no closed form, unlike the unweighted vote.
+    (enumerating all subsets) where C(n, k) * min(k, n - k) <= ``exact_limit``; else the
+    mean over the first k of ``n_mc`` random permutations, with its standard error.
+    Weighted sums admit no closed form, unlike the unweighted vote.
     """
     ids, credit, _ = _classes(answers, correct)
     w = np.asarray(scores, dtype=np.float64).ravel()
@@ -517,10 +531,15 @@ def weighted_majority_at_k(
     ks, scalar = _ks(k, n)
     value = np.empty(ks.size)
     stderr = np.zeros(ks.size)
-    exact = np.array([math.comb(n, int(kk)) <= exact_limit for kk in ks])
+    sizes = [int(kk) for kk in ks]
+    exact = np.array([math.comb(n, kk) * min(kk, n - kk) <= exact_limit for kk in sizes])
     for pos in np.nonzero(exact)[0]:
-        subsets = np.array(list(combinations(range(n), int(ks[pos]))), dtype=np.int64)
-        value[pos] = _weighted_vote(subsets, ids, w, credit).mean()
+        size = int(ks[pos])
+        flip = size > n - size  # enumerate the smaller side: the samples left out
+        picks = n - size if flip else size
+        combos = list(combinations(range(n), picks))
+        subsets = np.array(combos, dtype=np.int64).reshape(len(combos), picks)
+        value[pos] = _weighted_vote(subsets, ids, w, credit, left_out=flip).mean()
     mc = np.nonzero(~exact)[0]
     if mc.size:
         if n_mc < 2:
