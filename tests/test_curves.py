@@ -216,3 +216,14 @@ def test_paired_difference_on_frames_budget_vs_budget_and_scorer_vs_majority() -
     assert "metric" not in scorer.columns and {"budget", "k"} <= set(scorer.columns)
     with pytest.raises(ValueError, match="several values"):
         paired_difference(per, per[per.metric == "majority"], on=["budget"])
+
+
+def test_weighted_majority_skips_scorers_with_negative_scores() -> None:
+    samples, scores = make_samples(n_problems=3, n=4, budgets=(1,))
+    scores.loc[scores.scorer == "rm", "score"] -= 0.5  # logits-like: some negative
+    with pytest.warns(UserWarning, match="negative scores"):
+        per = per_problem_values(samples, scores)
+    assert "weighted_majority:rm" not in set(per.metric)
+    assert {"best_of:rm", "weighted_majority:verifier"} <= set(per.metric)
+    with pytest.raises(ValueError, match="negative scores"):
+        per_problem_values(samples, scores, metrics=("weighted_majority:rm",))

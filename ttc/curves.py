@@ -19,6 +19,7 @@ Optional ``scores``: ``problem_id, budget, sample_index, scorer, score``.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from collections.abc import Hashable, Sequence
 from typing import Any, overload
@@ -93,8 +94,12 @@ def _clean_samples(samples: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame, int(failed.sum())
 
 
-def _scorer_metrics(metrics: Sequence[str], scorers: list[str]) -> list[str]:
-    """Expand metric names; unknown names and scorers fail loudly."""
+def _scorer_metrics(metrics: Sequence[str], scorers: list[str], negative: set[str]) -> list[str]:
+    """Expand metric names; unknown names and scorers fail loudly.
+
+    A generic "weighted_majority" skips (with a warning) scorers with negative scores,
+    which cannot be vote weights; naming such a scorer explicitly is an error.
+    """
     out = ["mean"]
     for name in metrics:
         base, _, scorer = name.partition(":")
@@ -103,7 +108,20 @@ def _scorer_metrics(metrics: Sequence[str], scorers: list[str]) -> list[str]:
         elif base in ("best_of", "weighted_majority"):
             if scorer and scorer not in scorers:
                 raise ValueError(f"metric {name!r}: no scores for scorer {scorer!r}")
-            out += [f"{base}:{s}" for s in ([scorer] if scorer else scorers)]
+            chosen = [scorer] if scorer else scorers
+            if base == "weighted_majority" and negative & set(chosen):
+                if scorer:
+                    raise ValueError(
+                        f"metric {name!r}: scorer {scorer!r} has negative scores, "
+                        f"which cannot be vote weights (map them to [0, 1] first)"
+                    )
+                warnings.warn(
+                    f"weighted_majority skipped for scorers with negative scores "
+                    f"{sorted(negative & set(chosen))} (vote weights must be nonnegative)",
+                    stacklevel=3,
+                )
+                chosen = [c for c in chosen if c not in negative]
+            out += [f"{base}:{c}" for c in chosen]
         else:
             raise ValueError(f"unknown metric {name!r}")
     return list(dict.fromkeys(out))
@@ -151,14 +169,16 @@ def per_problem_values(
     except for Monte Carlo weighted-majority values (``n_mc`` permutations, seeded from
     ``seed``). Metrics: ``mean`` (k = 1, mean credit), ``majority``, ``pass`` (pass@k for
     binary credit, expected best credit for graded), ``best_of:<scorer>`` and
-    ``weighted_majority:<scorer>`` (scores as nonnegative vote weights). Default ks:
+    ``weighted_majority:<scorer>`` (scores as nonnegative vote weights; the generic name
+    skips, with a warning, scorers that have negative scores). Default ks:
     1..n where n is the smallest sample count among that budget's problems, so every
     point of a curve averages the same problems; explicit ``ks`` must not exceed any
     problem's n.
     """
     frame, n_failed = _clean_samples(samples)
     scorers = _score_columns(frame, scores)
-    names = _scorer_metrics(metrics, scorers)
+    negative = {n for n in scorers if (frame[f"_score:{n}"] < 0).any()}
+    names = _scorer_metrics(metrics, scorers, negative)
     cols: dict[str, list[Any]] = {c: [] for c in ("problem_id", "subject", "budget", "metric")}
     k_parts: list[NDArray[np.int64]] = []
     v_parts: list[FloatArray] = []
