@@ -16,6 +16,7 @@ from ttc.config import config_from_dict
 from ttc.report import SUMMARY_KEYS, write_report
 from ttc.run import open_run
 from ttc.sampler import Sweep
+from ttc.scorers import make_scorer, score_run
 from ttc.testing.fake_server import FaultPlan, run_in_thread
 
 SECRET = "sk-ttc-report-test-0123456789abcdef"
@@ -120,15 +121,21 @@ def test_simulated_report_fit_covers_true_slope_and_custom_out(tmp_path: Path) -
 
     budgets: list[int | str] = [1024, 4096, 16384]
     out = tmp_path / "sim"
-    sweep({"model": {"provider": "simulated", "seed": 0},
-           "dataset": {"builtin": "arithmetic", "size": 60},
-           "sweep": {"budgets": budgets, "samples": 8}}, out)
+    config = {"model": {"provider": "simulated", "seed": 0},
+              "dataset": {"builtin": "arithmetic", "size": 60},
+              "sweep": {"budgets": budgets, "samples": 8},
+              "scorers": [{"name": "signal", "kind": "simulated", "transform": "sigmoid"}]}
+    sweep(config, out)
+    scorer = make_scorer(config_from_dict(config).scorers[0])
+    assert asyncio.run(score_run(out, scorer)) == 60 * 3 * 8
     with open_run(out) as run:
         target = write_report(run, tmp_path / "elsewhere", n_boot=300, progress=False)
         problems = [p for p, _order in run.problems()]
     assert target == tmp_path / "elsewhere" and not (out / "report").exists()
     summary = json.loads((target / "summary.json").read_text())
     check_contract(summary, budgets, n_problems=60)
+    metrics = {c["metric"] for c in summary["curves"]}
+    assert {"best_of:signal", "weighted_majority:signal"} <= metrics
     model = SimulatedModel(seed=0)
     y = [np.mean([model.true_accuracy(p, b) for p in problems]) for b in budgets]
     x = [math.log2(np.mean([model.true_mean_thinking_tokens(p, b) for p in problems]))
