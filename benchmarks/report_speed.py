@@ -5,7 +5,7 @@ Builds the run once with the simulated backend through the real ``Sweep`` (cache
 measured in the same process on the same run:
 
 * merely loading the samples frame (``Run.samples()``), the floor for any analysis;
-* a naive pandas Monte-Carlo majority@k (50 random k-subsets per problem, k = 1..256
+* a naive pandas Monte-Carlo majority@k (20 random k-subsets per problem, k = 1..256
   in powers of two, groupby per problem), what people write before exact estimators.
 
 Prints the times and the ratios. Usage: ``python benchmarks/report_speed.py [--run DIR]``.
@@ -44,7 +44,7 @@ def build_run(path: Path, budgets: list[int]) -> None:
     print(f"built run: {result.completed:,} samples in {time.perf_counter() - started:.1f}s")
 
 
-def naive_majority(samples: pd.DataFrame, *, draws: int = 50, seed: int = 0) -> pd.DataFrame:
+def naive_majority(samples: pd.DataFrame, *, draws: int = 20, seed: int = 0) -> pd.DataFrame:
     """Monte-Carlo majority@k: vote over random k-subsets with pandas, per problem and budget."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"load samples only        {load_s:8.2f} s  (Run.samples(): the store's frame)")
     print(f"write_report (n_boot={args.n_boot}) {report_s:8.2f} s  -> {out}")
     print(f"  of which analysis+figures ~{report_s - load_s:6.2f} s")
-    print(f"naive MC majority only   {naive_s:8.2f} s  (50 draws per problem, budget and k)")
+    print(f"naive MC majority only   {naive_s:8.2f} s  (20 draws per problem, budget and k)")
     print(f"ratio report / load      {report_s / load_s:8.2f}x")
     print(f"ratio naive / report     {naive_s / report_s:8.2f}x "
           f"(the naive baseline computes one curve, without intervals)")

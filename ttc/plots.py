@@ -179,6 +179,8 @@ def plot_parallel_curves(
     frame = frame[frame["budget"].map(lambda b: b == chosen).astype(bool)]
     if metrics is not None:
         frame = frame[frame["metric"].isin(list(metrics))]
+    else:  # "mean" is k = 1 only: the single-sample accuracy, already majority@1
+        frame = frame[frame["metric"] != "mean"]
     subjects = ["all"] + sorted(s for s in frame["subject"].dropna().unique() if s != "all")
     subjects = subjects[: max_subjects + 1]
     cols = min(ncols, len(subjects))

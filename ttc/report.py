@@ -188,9 +188,10 @@ def _save(fig: Any, folder: Path, stem: str) -> None:
 
     from ttc.plots import style
 
-    with style():
-        fig.savefig(folder / f"{stem}.png", dpi=130)
-        fig.savefig(folder / f"{stem}.svg")
+    with style():  # one layout pass instead of a tight-bbox pass per file
+        fig.tight_layout()
+        fig.savefig(folder / f"{stem}.png", dpi=130, bbox_inches=None)
+        fig.savefig(folder / f"{stem}.svg", bbox_inches=None)
     plt.close(fig)
 
 
