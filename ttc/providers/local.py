@@ -23,7 +23,7 @@ from ttc.budget_forcing import BudgetForcingProvider
 from ttc.config import ModelConfig
 from ttc.errors import ConnectionFailedError, FatalAPIError, LocalModelError
 from ttc.http import AiohttpTransport, Transport
-from ttc.local_server import LlamaServer, find_default_model
+from ttc.local_server import DEFAULT_MODEL_FILE, LlamaServer, find_default_model
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.providers.openai import OpenAIProvider
 
@@ -46,7 +46,15 @@ class LocalProvider(Provider):
 
     def __init__(self, config: ModelConfig, *, transport: Transport | None = None) -> None:
         super().__init__(config)
-        self.model_path = Path(config.path).expanduser() if config.path else find_default_model()
+        self._missing: LocalModelError | None = None
+        if config.path:
+            self.model_path = Path(config.path).expanduser()
+        else:
+            try:
+                self.model_path = find_default_model()
+            except LocalModelError as exc:  # dry runs and describe() work without the extra
+                self._missing = exc
+                self.model_path = Path(DEFAULT_MODEL_FILE)
         self.name = config.name or model_display_name(self.model_path)
         #: how many requests can run at once; more only wait in this provider's queue
         self.max_concurrency = config.servers
@@ -72,6 +80,8 @@ class LocalProvider(Provider):
         async with self._start_lock:
             if self._backends:
                 return
+            if self._missing is not None:
+                raise self._missing
             c = self.config
             servers = [
                 LlamaServer(
