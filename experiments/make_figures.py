@@ -1,4 +1,4 @@
-"""Regenerate ``figures/*.png`` from simulated runs (no API key, about a minute on 2 cores).
+"""Regenerate ``figures/*.png`` from simulated runs (no API key, a minute or two on 2 cores).
 
 Two runs of the simulated backend, whose true curve is known, stand in for the headline
 experiments: a budget sweep (6 budgets, 1k..32k, x 16 samples) for the serial figures,
@@ -28,6 +28,7 @@ from ttc.plots import (
     plot_parallel_curves,
     style,
 )
+from ttc.report import curve_ks
 from ttc.run import open_run
 from ttc.sampler import Sweep
 from ttc.scorers import make_scorer, score_run
@@ -77,9 +78,10 @@ def main() -> None:
           f"[{fit.ci[0]:+.4f}, {fit.ci[1]:+.4f}], R^2 {fit.r2:.3f}")
     save(plot_accuracy_vs_tokens(samples, fit=fit).figure, args.out / "accuracy_vs_tokens.png")
     save(plot_budget_use(samples).figure, args.out / "budget_use.png")
-    frontier = compute_frontier(samples, serial.per_problem(), n_boot=args.n_boot, seed=0)
+    per_problem = serial.per_problem(ks=curve_ks(samples))
+    frontier = compute_frontier(samples, per_problem, n_boot=args.n_boot, seed=0)
     save(plot_frontier(frontier).figure, args.out / "frontier.png")
-    curves = parallel.curves(n_boot=args.n_boot, seed=0)
+    curves = parallel.curves(ks=curve_ks(parallel.samples()), n_boot=args.n_boot, seed=0)
     save(plot_parallel_curves(curves), args.out / "parallel_curves.png")
     print(f"done in {time.perf_counter() - started:.1f}s")
 
