@@ -20,6 +20,7 @@ from ttc.analysis import (
     compute_frontier,
     fit_coverage_law,
     fit_log_linear,
+    fit_samples,
     pareto_mask,
 )
 from ttc.config import Budget
@@ -134,6 +135,7 @@ def test_named_budgets_sort_and_fit_on_realized_tokens() -> None:
     assert table.budgets == ["low", "medium", "high"]
     fit = fit_log_linear(table.tokens, table.acc, n_boot=100)
     assert fit.slope_per_doubling == pytest.approx(0.1)
+    assert fit_samples(frame, n_boot=100).ci == fit.ci
     control = budget_control_metrics(frame)
     assert control.control is None  # effort levels have no cap to stay within
     assert control.scaling == pytest.approx(0.1)

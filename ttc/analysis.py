@@ -41,6 +41,7 @@ __all__ = [
     "compute_frontier",
     "fit_coverage_law",
     "fit_log_linear",
+    "fit_samples",
     "fit_sigmoid",
     "boot_means",
     "boot_weights",
@@ -297,6 +298,14 @@ def fit_log_linear(
         n_problems=acc.shape[0],
         points=tuple(zip(tokens_mean.tolist(), y[keep].tolist(), strict=True)), boot=boot,
     )
+
+
+def fit_samples(
+    samples: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> LogLinearFit:
+    """``fit_log_linear`` straight from a samples frame (what ``Run.fit()`` should call)."""
+    table = budget_table(samples)
+    return fit_log_linear(table.tokens, table.acc, n_boot=n_boot, seed=seed, level=level)
 
 
 # ---------------------------------------------------------------- saturating fit
