@@ -258,6 +258,12 @@ def test_p_yes_pools_variants_at_the_answer_token() -> None:
     ]
     assert p_yes_from_logprobs(content) == pytest.approx(0.7 / 0.9)
     assert p_yes_from_logprobs([{"token": "Perhaps", "logprob": 0.0}]) is None
+    # no yes/no generated: the first position offering one decides (as real small models do)
+    opening = [{"token": "The", "logprob": lp(0.5), "top_logprobs": [
+                   {"token": "The", "logprob": lp(0.5)}, {"token": "No", "logprob": lp(0.3)},
+                   {"token": "Yes", "logprob": lp(0.1)}]},
+               {"token": " answer", "logprob": lp(0.9), "top_logprobs": []}]
+    assert p_yes_from_logprobs(opening) == pytest.approx(0.25)
 
 
 # ---------------------------------------------------------------- verifier: logprobs path
@@ -449,3 +455,41 @@ def test_verifier_asks_once_per_distinct_solution() -> None:
     scores, requests = asyncio.run(main())
     assert scores == pytest.approx([0.85, 0.85, 0.30])
     assert requests == 4  # two distinct prompts, each rate limited once
+
+
+# ---------------------------------------------------------------- verifier: a real model
+
+
+@pytest.mark.local
+def test_verifier_logprobs_from_a_real_llama_cpp_server() -> None:
+    """The bundled SmolLM2-135M behind llama.cpp's OpenAI-compatible server: real logprobs
+    come back and become probabilities (135M parameters judge barely above chance)."""
+    import os
+
+    from ttc.errors import LocalModelError
+    from ttc.local_server import LlamaServer, find_default_model
+
+    try:
+        find_default_model()
+    except LocalModelError as exc:
+        if os.environ.get("TTC_REQUIRE_LOCAL") == "1":
+            raise
+        pytest.skip(str(exc))
+    problem = Problem(id="p", question="What is 2 + 3?", answer="5")
+    items = [ScorableSample(problem, SampleRecord(
+        problem_id="p", budget="1024", sample_index=i, status="ok", answer=answer,
+        correct=answer == "5", text=f"2 + 3 = {answer}, so the answer is \\boxed{{{answer}}}."))
+        for i, answer in enumerate(["5", "7"])]
+
+    async def main() -> list[float | None]:
+        async with LlamaServer(n_ctx=2048, threads=1) as server:
+            model = ModelConfig(provider="openai", name="smollm2", base_url=server.base_url,
+                                max_tokens_field="max_tokens")
+            scorer = VerifierScorer(model, max_tokens=4, concurrency=1)
+            try:
+                return await scorer(items)
+            finally:
+                await scorer.aclose()
+
+    scores = asyncio.run(main())
+    assert all(s is not None and 0.0 < s < 1.0 for s in scores), scores

@@ -68,37 +68,45 @@ def _token_word(token: str) -> str:
 
 
 def p_yes_from_logprobs(content: Sequence[dict[str, Any]]) -> float | None:
-    """P(yes) / (P(yes) + P(no)) at the first yes/no token after any ``</think>``.
+    """P(yes) / (P(yes) + P(no)) at the answer position, after any ``</think>``.
 
     ``content`` is ``choices[0].logprobs.content`` of a chat completion: per generated
-    token, its ``token``, ``logprob`` and ``top_logprobs``. Variants ("Yes", " yes",
-    "YES") are pooled. None when no yes/no token was generated.
+    token, its ``token``, ``logprob`` and ``top_logprobs``. The answer position is the
+    first generated yes/no token; failing that (a small model opening with "The final
+    answer is ..."), the first position whose alternatives include yes or no. Variants
+    ("Yes", " yes", "YES") are pooled. None when neither yes nor no appears anywhere.
     """
     start = 0
     for i, item in enumerate(content):
         if "</think>" in str(item.get("token", "")):
             start = i + 1
-    for item in content[start:]:
-        word = _token_word(str(item.get("token", "")))
-        if word not in _YES and word not in _NO:
-            continue
-        p_yes = p_no = 0.0
-        seen: set[str] = set()
-        candidates = list(item.get("top_logprobs") or []) + [item]
-        for cand in candidates:
-            token = str(cand.get("token", ""))
-            logprob = cand.get("logprob")
-            if token in seen or not isinstance(logprob, (int, float)):
-                continue
-            seen.add(token)
-            w = _token_word(token)
-            if w in _YES:
-                p_yes += math.exp(logprob)
-            elif w in _NO:
-                p_no += math.exp(logprob)
-        total = p_yes + p_no
-        return p_yes / total if total > 0 else None
+    tail = list(content[start:])
+    for item in tail:
+        if _token_word(str(item.get("token", ""))) in _YES | _NO:
+            return _renormalise(item)
+    for item in tail:
+        p = _renormalise(item)
+        if p is not None:
+            return p
     return None
+
+
+def _renormalise(item: dict[str, Any]) -> float | None:
+    p_yes = p_no = 0.0
+    seen: set[str] = set()
+    for cand in [*(item.get("top_logprobs") or []), item]:
+        token = str(cand.get("token", ""))
+        logprob = cand.get("logprob")
+        if token in seen or isinstance(logprob, bool) or not isinstance(logprob, (int, float)):
+            continue
+        seen.add(token)
+        word = _token_word(token)
+        if word in _YES:
+            p_yes += math.exp(logprob)
+        elif word in _NO:
+            p_no += math.exp(logprob)
+    total = p_yes + p_no
+    return p_yes / total if total > 0 else None
 
 
 def parse_rating(text: str | None, scale: str = "yes_no") -> float | None:
