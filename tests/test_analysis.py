@@ -258,3 +258,13 @@ def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
                          for p in problems])
         assert float(row["ci_low"]) <= truth <= float(row["ci_high"])
         assert row["difference"] == pytest.approx(float(row["b"]) - float(row["a"]))
+
+
+def test_graded_credit_is_averaged_not_rounded() -> None:
+    frame = pd.DataFrame([
+        ("a", 1024, 0, "ok", 0.5, 10, 20, None),
+        ("a", 1024, 1, "ok", None, 10, 20, None),  # ungraded: no credit
+        ("b", 1024, 0, "ok", 1.0, 10, 20, None),
+    ], columns=COLUMNS)
+    frame["budget"] = frame["budget"].astype(object)
+    assert budget_table(frame).acc[:, 0].tolist() == [0.25, 1.0]

@@ -110,7 +110,8 @@ def budget_table(samples: pd.DataFrame) -> BudgetTable:
         return np.bincount(flat, weights=values.astype(float), minlength=size).reshape(shape)
 
     n = total(np.ones(len(ok)))
-    correct = ok["correct"].fillna(False).astype(bool).to_numpy()
+    # bool, or float credit for partially right answers; missing counts as wrong
+    correct = pd.to_numeric(ok["correct"], errors="coerce").astype(float).fillna(0.0).to_numpy()
     thinking = ok["thinking_tokens"].fillna(0).to_numpy(dtype=float)
     output = np.maximum(ok["output_tokens"].fillna(0).to_numpy(dtype=float), thinking)
     with np.errstate(invalid="ignore", divide="ignore"):
