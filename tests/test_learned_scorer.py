@@ -312,3 +312,17 @@ def test_on_recorded_samples_the_learned_scorer_keeps_the_reward_models_ranking(
     np.testing.assert_allclose(curves["learned"], curves["rm"], atol=1e-12)  # every k
     assert curves["random"][-1] == pytest.approx(0.91, abs=0.005)
     assert curves["majority"][-1] == pytest.approx(0.92, abs=0.006)
+
+
+def test_learned_scorer_refits_when_the_scores_it_reads_change(tmp_path: Path) -> None:
+    run_dir = _simulated_run(tmp_path, problems=20)
+    scorer = LearnedScorer(name="learned", features=("vote_share", "scores:*"))
+    assert asyncio.run(score_run(run_dir, scorer)) == 160
+    assert scorer.feature_names_ == ["vote_share"]
+    assert asyncio.run(score_run(run_dir, scorer)) == 0
+    asyncio.run(score_run(run_dir, SimulatedScorer(name="sig")))
+    assert asyncio.run(score_run(run_dir, scorer)) == 160  # a new input: refit, re-score
+    assert scorer.feature_names_ == ["vote_share", "score:sig"]
+    assert asyncio.run(score_run(run_dir, scorer)) == 0
+    asyncio.run(score_run(run_dir, SimulatedScorer(name="sig", transform="sigmoid")))
+    assert asyncio.run(score_run(run_dir, scorer)) == 160  # its input got a new version

@@ -202,24 +202,32 @@ async def score_run(
     Batches of ``batch_size`` samples go to the scorer, ``concurrency`` batches at a
     time (scorers limit their own request concurrency inside a batch); each finished
     batch is written at once, so an error or Ctrl-C loses only batches in flight.
-    Returns the number of samples newly scored.
+    Returns the number of samples newly scored. A ``whole_run`` scorer re-scores every
+    sample when the run gained samples or other scorers' scores changed since its last
+    pass (recorded in the run's meta), and returns how many it scored.
     """
     store, owned = _open_store(run_or_store)
     try:
         done = store.scored_keys(scorer.name, scorer.version)
-        if not store.done_keys() - done:  # cheap key check before loading any sample
+        whole = bool(getattr(scorer, "whole_run", False))
+        inputs = _score_inputs(store, scorer.name) if whole else {}
+        ledger_key = f"{scorer.name}@{scorer.version}"
+        ledger: dict[str, Any] = store.meta().get(_LEDGER, {}) if whole else {}
+        stale = whole and ledger.get(ledger_key) != inputs
+        if not stale and not store.done_keys() - done:  # cheap check before loading samples
             return 0
         samples = _load_samples(store, exclude=scorer.name,
                                 with_text=getattr(scorer, "needs_text", True))
-        if getattr(scorer, "whole_run", False):
-            new = sum(s.key not in done for s in samples)
-            if new == 0:
-                return 0
+        if whole:
+            # features and folds span the run: new samples, or new or re-versioned scores
+            # of other scorers, refit the model and re-score every sample
             scores = await scorer(samples)
             _check_length(scorer, samples, scores)
             store.write_scores(scorer.name, scorer.version,
                                zip([s.key for s in samples], scores, strict=True))
-            return new
+            ledger[ledger_key] = inputs
+            store.set_meta(**{_LEDGER: ledger})
+            return len(samples)
         todo = [s for s in samples if s.key not in done]
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), max(1, batch_size))]
         bar = _Bar(len(todo), scorer.name, enabled=progress)
@@ -247,6 +255,16 @@ async def score_run(
     finally:
         if owned:
             store.close()
+
+
+#: run meta key: for each whole-run scorer version, the other scorers it last saw
+_LEDGER = "whole_run_scorer_inputs"
+
+
+def _score_inputs(store: RunStore, name: str) -> dict[str, str]:
+    """The other scorers (name -> newest version) a whole-run scorer gets as features."""
+    return {n: v for n, v in sorted(latest_versions(store).items())
+            if n != name and not v.startswith("learned-")}
 
 
 def _check_length(scorer: Scorer, samples: Sequence[Any], scores: Sequence[Any]) -> None:
