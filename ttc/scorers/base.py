@@ -22,6 +22,8 @@ from ttc.problems import LETTERS, Problem
 from ttc.store import RunStore, SampleKey, SampleRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ttc.config import ModelConfig, ScorerConfig
     from ttc.http import Transport
     from ttc.run import Run
@@ -147,35 +149,42 @@ async def call_with_retries(
 
 def latest_versions(store: RunStore) -> dict[str, str]:
     """Each scorer's newest version (the largest version string, as ``Run`` uses)."""
+    return _newest(store.scores_frame())
+
+
+def latest_scores(store: RunStore) -> dict[str, dict[SampleKey, float | None]]:
+    """Every scorer's newest version (by version string) as ``{scorer: {key: score}}``."""
+    return _latest(store)[1]
+
+
+def _newest(frame: pd.DataFrame) -> dict[str, str]:
     newest: dict[str, str] = {}
-    for scorer, version in store.scores_frame()[["scorer", "version"]].drop_duplicates(
-    ).itertuples(index=False, name=None):
+    for scorer, version in frame[["scorer", "version"]].drop_duplicates().itertuples(
+        index=False, name=None
+    ):
         if version > newest.get(scorer, ""):
             newest[scorer] = version
     return newest
 
 
-def latest_scores(store: RunStore) -> dict[str, dict[SampleKey, float | None]]:
-    """Every scorer's newest version (by version string) as ``{scorer: {key: score}}``."""
+def _latest(store: RunStore) -> tuple[dict[str, str], dict[str, dict[SampleKey, float | None]]]:
     frame = store.scores_frame()
-    rows = list(frame.itertuples(index=False, name=None))
-    newest = latest_versions(store)
+    newest = _newest(frame)
     out: dict[str, dict[SampleKey, float | None]] = {name: {} for name in newest}
-    for pid, budget, index, scorer, version, score in rows:
+    for pid, budget, index, scorer, version, score in frame.itertuples(index=False, name=None):
         if version == newest[scorer]:
             value = None if score is None or score != score else float(score)  # NaN = None
             out[scorer][(pid, str(budget), int(index))] = value
-    return out
+    return newest, out
 
 
 def _load_samples(store: RunStore, exclude: str, *, with_text: bool) -> list[ScorableSample]:
     problems = {p.id: p for p, _order in store.problems()}
     # learned scores never feed another scorer: stacking one cross-fit on another lets a
     # problem's labels reach its own scores through the first model's training folds
-    learned = {name for name, version in latest_versions(store).items()
-               if version.startswith("learned-")}
-    others = {k: v for k, v in latest_scores(store).items()
-              if k != exclude and k not in learned}
+    versions, latest = _latest(store)
+    others = {k: v for k, v in latest.items()
+              if k != exclude and not versions[k].startswith("learned-")}
     out = []
     for record in store.iter_samples(with_text=with_text):
         if record.status == "failed":
