@@ -7,6 +7,11 @@ logprobs, so this module posts the chat request itself through the same ``Transp
 seam and error mapping as the provider. Any other backend (and any server that
 refuses logprobs) goes through its ``Provider`` and the reply is parsed as a rating:
 yes/no -> 1/0, or an integer 1-10 mapped onto [0, 1].
+
+The judge answers in ``max_tokens`` (default 16) greedy tokens: enough for a plain
+instruct model. For a reasoning judge raise it (or switch thinking off through the
+model's ``extra_body``), and for llama.cpp servers set the model's
+``max_tokens_field = "max_tokens"``, since they ignore ``max_completion_tokens``.
 """
 
 from __future__ import annotations
