@@ -92,3 +92,21 @@ def test_stored_config_has_no_secrets(sim_run: Path) -> None:
     assert set(meta["fingerprint"]) == {"model", "dataset", "prompt"}
     assert "headers" not in meta["config"]["model"]
     json.dumps(meta)
+
+
+def test_the_last_run_scorer_version_is_the_one_analyses_use(sim_run: Path) -> None:
+    with RunStore(sim_run) as store:
+        keys = sorted(store.done_keys())
+        store.write_scores("judge", "zzz-old", [(k, 0.0) for k in keys])
+        store.activate_scorer("judge", "zzz-old")
+        store.write_scores("judge", "aaa-new", [(k, 1.0) for k in keys])
+        store.activate_scorer("judge", "aaa-new")
+        assert store.active_scorers() == {"judge": "aaa-new"}
+    with open_run(sim_run) as run:
+        scores = run._latest_scores()
+        assert scores is not None and set(scores["score"]) == {1.0}
+    with RunStore(sim_run) as store:
+        store.activate_scorer("judge", "zzz-old")  # switching back needs no re-scoring
+    with open_run(sim_run) as run:
+        scores = run._latest_scores()
+        assert scores is not None and set(scores["score"]) == {0.0}

@@ -94,12 +94,13 @@ class Run:
         return compute_curves(self._samples, self._latest_scores(), **kwargs)
 
     def _latest_scores(self) -> pd.DataFrame | None:
-        """One score per sample and scorer: the newest version of each scorer."""
+        """One score per sample and scorer: each scorer's active (last run) version."""
         scores = self._scores
         if scores.empty:
             return None
-        latest = scores.groupby("scorer")["version"].transform("max")
-        return scores[scores["version"] == latest].drop(columns=["version"])
+        active = self.store.active_scorers()
+        keep = scores["version"] == scores["scorer"].map(active)
+        return scores[keep].drop(columns=["version"])
 
     def close(self) -> None:
         self.store.close()

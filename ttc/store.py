@@ -351,6 +351,21 @@ class RunStore:
             )
         return len(data)
 
+    def activate_scorer(self, scorer: str, version: str) -> None:
+        """Mark ``version`` as the scores of ``scorer`` that analyses use from now on."""
+        active = dict(self.meta().get("active_scorers", {}))
+        if active.get(scorer) != version:
+            active[scorer] = version
+            self.set_meta(active_scorers=active)
+
+    def active_scorers(self) -> dict[str, str]:
+        """Each scorer's version in use: the one last run (see ``activate_scorer``)."""
+        active: dict[str, str] = dict(self.meta().get("active_scorers", {}))
+        rows = self._db.execute("SELECT DISTINCT scorer, version FROM scores ORDER BY version")
+        for scorer, version in rows:  # scores written without activation: keep one version
+            active.setdefault(scorer, version)
+        return active
+
     def scored_keys(self, scorer: str, version: str) -> set[SampleKey]:
         rows = self._db.execute(
             "SELECT problem_id, budget, sample_index FROM scores WHERE scorer = ? AND version = ?",

@@ -22,7 +22,6 @@ from ttc.problems import LETTERS, Problem
 from ttc.store import RunStore, SampleKey, SampleRecord
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from ttc.config import ModelConfig, ScorerConfig
     from ttc.http import Transport
@@ -148,28 +147,18 @@ async def call_with_retries(
 
 
 def latest_versions(store: RunStore) -> dict[str, str]:
-    """Each scorer's newest version (the largest version string, as ``Run`` uses)."""
-    return _newest(store.scores_frame())
+    """Each scorer's active version (the one last run, as ``Run`` uses)."""
+    return store.active_scorers()
 
 
 def latest_scores(store: RunStore) -> dict[str, dict[SampleKey, float | None]]:
-    """Every scorer's newest version (by version string) as ``{scorer: {key: score}}``."""
+    """Every scorer's active version as ``{scorer: {key: score}}``."""
     return _latest(store)[1]
-
-
-def _newest(frame: pd.DataFrame) -> dict[str, str]:
-    newest: dict[str, str] = {}
-    for scorer, version in frame[["scorer", "version"]].drop_duplicates().itertuples(
-        index=False, name=None
-    ):
-        if version > newest.get(scorer, ""):
-            newest[scorer] = version
-    return newest
 
 
 def _latest(store: RunStore) -> tuple[dict[str, str], dict[str, dict[SampleKey, float | None]]]:
     frame = store.scores_frame()
-    newest = _newest(frame)
+    newest = store.active_scorers()
     out: dict[str, dict[SampleKey, float | None]] = {name: {} for name in newest}
     for pid, budget, index, scorer, version, score in frame.itertuples(index=False, name=None):
         if version == newest[scorer]:
@@ -217,6 +206,7 @@ async def score_run(
     """
     store, owned = _open_store(run_or_store)
     try:
+        store.activate_scorer(scorer.name, scorer.version)
         done = store.scored_keys(scorer.name, scorer.version)
         whole = bool(getattr(scorer, "whole_run", False))
         inputs = _score_inputs(store, scorer.name) if whole else {}
