@@ -198,3 +198,15 @@ concurrency = 2
     assert "Resume with: ttc sweep sweep.toml --out run" in err
     assert "Traceback" not in err
     assert 4 <= _stored(tmp_path / "run") < 100
+
+
+def test_dry_run_needs_no_key(tmp_path: Path) -> None:
+    data(tmp_path)
+    write_config(tmp_path, SIM.replace(
+        'provider = "simulated"',
+        'provider = "openai"\nname = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'api_key_env = "TTC_UNSET_KEY_FOR_TEST"\nprice_output_per_mtok = 10.0'))
+    proc = ttc("sweep", "sweep.toml", "--dry-run", cwd=tmp_path,
+               env={"TTC_UNSET_KEY_FOR_TEST": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "10 to send" in proc.stdout and "up to $0.20" in proc.stdout  # 10 x 2,048 tokens

@@ -306,6 +306,7 @@ def compute_curves(
     seed: int = 0,
     level: float = 0.95,
     n_mc: int = 200,
+    per_problem: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean over problems of each metric at each (budget, k), with problem-bootstrap CIs.
 
@@ -313,8 +314,11 @@ def compute_curves(
     ``subject`` is "all", plus one row set per named subject when ``by_subject``
     (problems without a subject count only in "all"). All columns of one problem set
     share one bootstrap draw, so the intervals of a curve are mutually consistent.
+    ``per_problem`` reuses values already computed by ``per_problem_values``.
     """
-    per = per_problem_values(samples, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed)
+    per = per_problem
+    if per is None:
+        per = per_problem_values(samples, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed)
     rng = np.random.default_rng(seed)
     parts: list[pd.DataFrame] = []
     for budget, part in per.groupby("budget", sort=False):

@@ -342,7 +342,7 @@ def write_report(
     step(f"{len(samples):,} samples; per-problem estimators at N = {', '.join(map(str, ks))}")
     per_problem = run.per_problem(ks=ks)
     step("curves with problem-bootstrap intervals")
-    curves = run.curves(ks=ks, n_boot=n_boot, seed=seed)
+    curves = run.curves(ks=ks, n_boot=n_boot, seed=seed, per_problem=per_problem)
     step("summary and fits")
     summary = summary_dict(run, samples, curves, n_boot=n_boot, seed=seed)
     extras, frontier = _extras(samples, per_problem, n_boot=n_boot, seed=seed)

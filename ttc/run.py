@@ -93,6 +93,15 @@ class Run:
 
         return compute_curves(self._samples, self._latest_scores(), **kwargs)
 
+    def fit(self, **kwargs: Any) -> Any:
+        """Accuracy against log2 mean realized thinking tokens, with problem-bootstrap CI.
+
+        Keyword arguments go to ``ttc.analysis.fit_samples`` (``n_boot``, ``seed``, ``level``).
+        """
+        from ttc.analysis import fit_samples
+
+        return fit_samples(self._samples, **kwargs)
+
     def _latest_scores(self) -> pd.DataFrame | None:
         """One score per sample and scorer: each scorer's active (last run) version."""
         scores = self._scores

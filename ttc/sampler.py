@@ -11,6 +11,8 @@ so the work lost is at most what was in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -127,9 +129,12 @@ class Sweep:
         if provider is None:
             from ttc.providers import make_provider
 
+            model = cfg.model
             if check_key:
-                cfg.model.api_key()  # a missing key fails here, before anything is written
-            provider = make_provider(cfg.model)
+                model.api_key()  # a missing key fails here, before anything is written
+            elif model.api_key_env and not os.environ.get(model.api_key_env):
+                model = dataclasses.replace(model, api_key_env="")  # a plan needs no key
+            provider = make_provider(model)
         fingerprint = {
             "model": provider.describe(),
             "dataset": dataset_fingerprint(cfg.dataset, base_dir=cfg.base_dir),
@@ -393,8 +398,6 @@ def _sample_seed(seed: int, job: Job) -> int:
 
 def _public_config(cfg: Config) -> dict[str, Any]:
     """The config as stored with the run: no secrets (only the key's variable name)."""
-    import dataclasses
-
     data = dataclasses.asdict(cfg)
     data["path"] = str(cfg.path) if cfg.path else None
     data["model"].pop("headers", None)  # headers may carry credentials
