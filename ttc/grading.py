@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -188,6 +189,7 @@ _WORD_UNITS_RE = re.compile(r"\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+)*\s*")
 _THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
+@functools.lru_cache(maxsize=65536)  # pure; gold answers and common predictions repeat
 def canonical(answer: str) -> str:
     """A cheap normal form: answers equal here are equivalent (the converse needs sympy)."""
     s = answer.strip()

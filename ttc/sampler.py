@@ -375,14 +375,18 @@ async def _grade(
     text: str, problem: Problem, order: tuple[int, ...] | None
 ) -> tuple[str | None, bool]:
     """Grade inline when the fast path applies; hand symbolic cases to a thread."""
-    from ttc.grading import extract_answer, grade
+    from ttc.grading import default_grader, extract_answer, grade
 
     if problem.kind == "mcq":
         return grade(text, problem, order)
     answer = extract_answer(text, "math")
-    if answer is None or (_plain_int(answer) and _plain_int(problem.answer)):
-        return grade(text, problem, order)
-    return await asyncio.to_thread(grade, text, problem, order)
+    if answer is None:
+        return None, False
+    grader = default_grader()
+    if _plain_int(answer) and _plain_int(problem.answer):
+        return answer, grader.is_equivalent(answer, problem.answer, "math")
+    verdict = await asyncio.to_thread(grader.is_equivalent, answer, problem.answer, "math")
+    return answer, verdict
 
 
 def _plain_int(text: str) -> bool:
