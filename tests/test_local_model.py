@@ -208,3 +208,45 @@ def test_missing_extra_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatch
         asyncio.run(provider.start())
     with pytest.raises(LocalModelError, match="make local"):
         find_default_model()
+
+
+@pytest.mark.local
+@_needs_model
+def test_sweep_and_resume_with_budget_forcing(tmp_path: Path) -> None:
+    """ttc's own sweep on the real model: stored samples, realized thinking per budget,
+    and a second run that finds everything done and sends nothing."""
+    from ttc.config import config_from_dict
+    from ttc.sampler import Sweep
+    from ttc.store import RunStore
+
+    data = {
+        "model": {
+            "provider": "local",
+            "servers": 1,
+            "n_ctx": 512,
+            "answer_tokens": 6,
+            "budget_forcing": {"enabled": True, "wait_rounds": 2},
+        },
+        "dataset": {"builtin": "arithmetic", "difficulty": 1, "size": 3},
+        "prompt": {"math": "{question}"},
+        "sweep": {"budgets": [4, 32], "samples": 2, "concurrency": 1},
+    }
+    config = config_from_dict(data)
+    first = asyncio.run(Sweep(config, tmp_path / "run").run())
+    assert first.planned == 12 and first.completed == 12 and first.failed == 0
+    store = RunStore(tmp_path / "run")
+    try:
+        records = list(store.iter_samples(with_text=True))
+    finally:
+        store.close()
+    assert len(records) == 12
+    by_budget: dict[str, list[int]] = {}
+    for r in records:
+        assert r.text and r.text.startswith("Final answer: ")
+        assert r.answer is not None and r.correct is not None  # graded
+        assert not r.thinking_estimated and r.thinking_tokens <= int(r.budget)
+        by_budget.setdefault(r.budget, []).append(r.thinking_tokens)
+    assert by_budget["4"] == [4] * 6
+    assert sum(by_budget["32"]) > sum(by_budget["4"])
+    again = asyncio.run(Sweep(config, tmp_path / "run").run())
+    assert again.planned == 0 and again.completed == 0
