@@ -34,12 +34,19 @@ from ttc.providers.local import LocalProvider
 
 __all__ = ["main"]
 
+#: llama-cpp-python's server defaults repeat_penalty to 1.1, its Python API to 1.0;
+#: the direct calls use the server's value so both paths decode the same tokens
+_SERVER_REPEAT_PENALTY = 1.1
+
 
 def _direct_chat(llm: object, questions: list[str], max_tokens: int) -> tuple[int, list[str]]:
     tokens, texts = 0, []
     for q in questions:
         out = llm.create_chat_completion(  # type: ignore[attr-defined]
-            messages=[{"role": "user", "content": q}], max_tokens=max_tokens, temperature=0.0
+            messages=[{"role": "user", "content": q}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            repeat_penalty=_SERVER_REPEAT_PENALTY,
         )
         tokens += out["usage"]["completion_tokens"]
         texts.append(out["choices"][0]["message"]["content"])
@@ -53,13 +60,18 @@ def _direct_forcing(
     for q in questions:
         head = render_chat(bf.chat_template, system="", prompt=q) + bf.think_start
         think = llm.create_completion(  # type: ignore[attr-defined]
-            head, max_tokens=budget, temperature=0.0, stop=[bf.think_end.strip(), "<|im_end|>"]
+            head,
+            max_tokens=budget,
+            temperature=0.0,
+            repeat_penalty=_SERVER_REPEAT_PENALTY,
+            stop=[bf.think_end.strip(), "<|im_end|>"],
         )
         thinking = think["choices"][0]["text"]
         answer = llm.create_completion(  # type: ignore[attr-defined]
             head + thinking + bf.think_end + bf.answer_prefix,
             max_tokens=answer_tokens,
             temperature=0.0,
+            repeat_penalty=_SERVER_REPEAT_PENALTY,
             stop=["<|im_end|>"],
         )
         tokens += think["usage"]["completion_tokens"] + answer["usage"]["completion_tokens"]
