@@ -130,7 +130,13 @@ def main() -> None:
         for p in generate("arithmetic", size=args.prompts, difficulty=2, seed=0)
     ]
     n_ctx = 1024
-    llm = Llama(str(model), n_ctx=n_ctx, n_threads=args.threads, verbose=False)
+    llm = Llama(
+        str(model),
+        n_ctx=n_ctx,
+        n_threads=args.threads,
+        n_threads_batch=args.threads,  # as ttc's LlamaServer does
+        verbose=False,
+    )
     half = args.max_tokens // 2
     bf = BudgetForcingConfig(enabled=True)
     base = ModelConfig(

@@ -111,8 +111,8 @@ class LlamaServer:
         """The command line that starts the server."""
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model)]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
-        if self.threads > 0:
-            cmd += ["--n_threads", str(self.threads)]
+        if self.threads > 0:  # prompt evaluation too: its default is every core
+            cmd += ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
         if self.chat_format:
             cmd += ["--chat_format", self.chat_format]
         return cmd + list(self.extra_args)
