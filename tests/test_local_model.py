@@ -250,3 +250,60 @@ def test_sweep_and_resume_with_budget_forcing(tmp_path: Path) -> None:
     assert sum(by_budget["32"]) > sum(by_budget["4"])
     again = asyncio.run(Sweep(config, tmp_path / "run").run())
     assert again.planned == 0 and again.completed == 0
+
+
+_CHILD = """
+import asyncio, gc, sys, time
+from ttc.local_server import LlamaServer
+
+async def main():
+    server = LlamaServer(n_ctx=512, threads=1)
+    await server.start()
+    print(server.pid, flush=True)
+    return None  # never stopped; the object is garbage after this
+
+asyncio.run(main())
+gc.collect()
+if sys.argv[1] == "hang":
+    time.sleep(600)
+"""
+
+
+def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.local
+@_needs_model
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_no_orphan_when_the_parent_forgets_or_dies(how: str) -> None:
+    """A server nobody stopped dies at interpreter exit (atexit), and with its parent
+    even when the parent is SIGKILLed (PR_SET_PDEATHSIG)."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, "hang" if how == "sigkill" else "exit"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    pid = int(child.stdout.readline())
+    try:
+        if how == "sigkill":
+            assert not _gone(pid)
+            child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        assert _wait_gone(pid), f"llama.cpp server {pid} outlived its parent"
+    finally:
+        if not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)
+        child.kill()

