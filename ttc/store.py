@@ -339,10 +339,10 @@ class RunStore:
         frame["correct"] = [None if v is None else bool(v) for v in frame["correct"]]
         frame["correct"] = frame["correct"].astype(object)
         frame["thinking_estimated"] = frame["thinking_estimated"].astype(bool)
-        frame["choice_order"] = [
-            tuple(orjson.loads(v)) if v else None for v in frame["choice_order"]
-        ]
-        frame["extra"] = [orjson.loads(v) if v else {} for v in frame["extra"]]
+        orders: list[Any] = [tuple(orjson.loads(v)) if v else None for v in frame["choice_order"]]
+        frame["choice_order"] = pd.Series(orders, index=frame.index, dtype=object)
+        extras: list[Any] = [orjson.loads(v) if v else {} for v in frame["extra"]]
+        frame["extra"] = pd.Series(extras, index=frame.index, dtype=object)
         if with_text:
             frame["thinking"] = [
                 zlib.decompress(v).decode("utf-8") if v is not None else None

@@ -18,6 +18,7 @@ import orjson
 
 from ttc.config import Budget, ModelConfig
 from ttc.errors import (
+    APIError,
     FatalAPIError,
     MalformedResponseError,
     OverloadedError,
@@ -34,8 +35,12 @@ __all__ = [
     "SampleRequest",
     "error_for_response",
     "estimate_tokens",
+    "merge_body",
+    "optional_field",
     "parse_json_body",
+    "require_field",
     "retry_after_seconds",
+    "scrub_secret",
 ]
 
 
@@ -186,6 +191,41 @@ def error_for_response(response: HTTPResponse, provider: str) -> Exception:
     if should == "true":
         return RetryableError(text, status=status, retry_after=hint)
     return FatalAPIError(text, status=status)
+
+
+def require_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
+    """``data[key]`` checked against ``kind``; absent or mistyped is a malformed response."""
+    value = data.get(key)
+    if value is None:
+        raise MalformedResponseError(f"{provider}: malformed response: missing field {key!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedResponseError(
+            f"{provider}: malformed response: field {key!r} is {type(value).__name__}, "
+            f"expected {kind.__name__}"
+        )
+    return value
+
+
+def optional_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
+    """Like ``require_field`` but None when absent or null."""
+    return None if data.get(key) is None else require_field(data, key, kind, provider)
+
+
+def merge_body(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``model.extra_body`` wins, merging into nested objects (e.g. ``thinking.display``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_body(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def scrub_secret(exc: APIError, secret: str) -> None:
+    """Blank the API key out of an error's message, in place (servers may echo it)."""
+    if secret and any(secret in str(arg) for arg in exc.args):
+        exc.args = tuple(str(arg).replace(secret, "***") for arg in exc.args)
 
 
 def _server_message(body: bytes) -> str:

@@ -24,7 +24,11 @@ from ttc.providers.base import (
     SampleRequest,
     error_for_response,
     estimate_tokens,
+    merge_body,
+    optional_field,
     parse_json_body,
+    require_field,
+    scrub_secret,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_chat_completion", "split_think_tags"]
@@ -81,7 +85,7 @@ class OpenAIProvider(Provider):
             body["top_p"] = c.top_p
         if request.seed:  # 0 means unset: a fixed seed would make every sample identical
             body["seed"] = request.seed
-        return _merge(body, c.extra_body)
+        return merge_body(body, c.extra_body)
 
     async def complete(self, request: SampleRequest) -> Completion:
         """Send one chat completion request and normalise the reply."""
@@ -94,7 +98,7 @@ class OpenAIProvider(Provider):
                 raise error_for_response(response, "openai")
             return parse_chat_completion(parse_json_body(response, "openai"))
         except APIError as exc:
-            _scrub(exc, self._secret)
+            scrub_secret(exc, self._secret)
             raise
 
     async def aclose(self) -> None:
@@ -174,30 +178,9 @@ def _bad(message: str) -> MalformedResponseError:
 
 
 def _field(data: dict[str, Any], key: str, kind: type) -> Any:
-    value = data.get(key)
-    if value is None:
-        raise _bad(f"missing field {key!r}")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _bad(f"field {key!r} is {type(value).__name__}, expected {kind.__name__}")
-    return value
+    return require_field(data, key, kind, "openai")
 
 
 def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
-    return None if data.get(key) is None else _field(data, key, kind)
+    return optional_field(data, key, kind, "openai")
 
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``extra_body`` wins, merging into nested objects."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _scrub(exc: APIError, secret: str) -> None:
-    """Blank the API key out of an error's message, in place (OpenAI echoes part of it)."""
-    if secret and any(secret in str(arg) for arg in exc.args):
-        exc.args = tuple(str(arg).replace(secret, "***") for arg in exc.args)
