@@ -27,7 +27,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.local-installed: scripts/install_local.sh | $(BIN)/python
-	bash scripts/install_local.sh $(BIN)/python
+	bash scripts/install_local.sh $(VENV)
 	@touch $@
 
 local: $(VENV)/.dev-installed $(VENV)/.local-installed

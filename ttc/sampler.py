@@ -130,6 +130,8 @@ class Sweep:
             from ttc.providers import make_provider
 
             model = cfg.model
+            if model.path and not Path(model.path).expanduser().is_absolute():
+                model = dataclasses.replace(model, path=str(cfg.base_dir / model.path))
             if check_key:
                 model.api_key()  # a missing key fails here, before anything is written
             elif model.api_key_env and not os.environ.get(model.api_key_env):
@@ -211,6 +213,8 @@ class Sweep:
             tokens = TokenBucket(self.config.sweep.tokens_per_minute)
             jobs = iter(plan.jobs)
             workers = min(self.config.sweep.concurrency, max(1, len(plan.jobs)))
+            if provider.max_concurrency is not None:
+                workers = min(workers, max(1, provider.max_concurrency))
             flusher = asyncio.create_task(self._flush_periodically(store))
             try:
                 with bar:

@@ -79,6 +79,9 @@ class Provider(abc.ABC):
 
     #: short name stored with the run ("anthropic", "openai", ...)
     kind: str = ""
+    #: requests the backend can serve at once (None: no limit of its own); the sampler
+    #: runs no more workers than this, so queueing never eats into ``sweep.timeout_s``
+    max_concurrency: int | None = None
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
