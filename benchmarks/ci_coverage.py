@@ -1,13 +1,16 @@
 """Coverage of the 95% problem-bootstrap interval for majority@k, by simulation.
 
 A fixed population of problems, each with known answer probabilities (one correct
-answer, three distractors, a chance of no answer). The true majority@k of a problem is
-computed exactly for k i.i.d. draws by enumerating every vote composition, and the
-truth is the population mean. Each replicate "run" draws problems from the population,
-draws n samples per problem, computes the exact per-problem majority@k and the problem
-bootstrap interval; the benchmark reports how often the interval covers the truth
-(goal 93-97%), next to the naive binomial interval that treats per-problem values as
-if they were independent coin flips of the pooled samples, as a baseline.
+answer, three distractors, a chance of no answer): by default the exact answer
+distributions of the simulated backend's problems at one budget (``--source
+simulated``), or a synthetic Beta/Dirichlet population (``--source synthetic``). The
+true majority@k of a problem is computed exactly for k i.i.d. draws by enumerating every
+vote composition, and the truth is the population mean. Each replicate "run" draws
+problems from the population, draws n samples per problem, computes the exact per-
+problem majority@k and the problem bootstrap interval; the benchmark reports how often
+the interval covers the truth (goal 93-97%), next to the naive binomial interval that
+treats per-problem values as if they were independent coin flips of the pooled samples,
+as a baseline.
 
     python benchmarks/ci_coverage.py [--replicates 1000] [--problems 100] [--samples 16]
 """
@@ -24,7 +27,7 @@ from scipy import special
 from ttc.curves import bootstrap_mean_ci
 from ttc.estimators import majority_at_k
 
-__all__ = ["main", "make_population", "true_majority"]
+__all__ = ["main", "make_population", "simulated_population", "true_majority"]
 
 KS = (1, 3, 5, 8, 16)
 CATEGORIES = 5  # answer 0 (correct), answers 1..3, no answer (last)
@@ -53,6 +56,27 @@ def true_majority(probs: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(np.exp(log_terms) @ credit)
 
 
+def simulated_population(size: int, budget: int, seed: int) -> np.ndarray:
+    """Answer probabilities of the simulated backend (``ttc.providers.simulated``).
+
+    Each row is ``SimulatedModel.true_answer_distribution`` of one generated arithmetic
+    problem at ``budget``: the exact distribution the backend samples from (correct
+    answer, its three distractors, and no answer when the budget cuts a sample off).
+    """
+    from ttc.builtin_tasks import generate
+    from ttc.providers.simulated import SimulatedModel
+
+    model = SimulatedModel(seed=seed)
+    rows = []
+    for problem in generate("arithmetic", size=size, difficulty=3, seed=seed):
+        dist = model.true_answer_distribution(problem, budget)
+        wrong = [p for a, p in dist.items() if a is not None and a != problem.answer]
+        wrong += [0.0] * (CATEGORIES - 2 - len(wrong))
+        rows.append([dist[problem.answer], *wrong[: CATEGORIES - 2], dist.get(None, 0.0)])
+    probs = np.array(rows)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=1000)
@@ -61,10 +85,17 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=5000)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source", choices=["simulated", "synthetic"], default="simulated",
+                        help="the simulated backend's problems (at --budget), or a Beta/"
+                        "Dirichlet population")
+    parser.add_argument("--budget", type=int, default=2048)
     args = parser.parse_args()
     ks = np.array([k for k in KS if k <= args.samples])
     rng = np.random.default_rng(args.seed)
-    population = make_population(args.population, rng)
+    if args.source == "simulated":
+        population = simulated_population(args.population, args.budget, args.seed)
+    else:
+        population = make_population(args.population, rng)
     truth_by_problem = np.column_stack([true_majority(population, int(k)) for k in ks])
     truth = truth_by_problem.mean(axis=0)
 
