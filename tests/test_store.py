@@ -110,3 +110,18 @@ def test_the_last_run_scorer_version_is_the_one_analyses_use(sim_run: Path) -> N
     with open_run(sim_run) as run:
         scores = run._latest_scores()
         assert scores is not None and set(scores["score"]) == {0.0}
+
+
+def test_samples_frame_with_mixed_null_json_columns(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "run", create=True) as store:
+        store.put_problems([Problem(id="p", question="q", answer="1")], {"p": None})
+        store.write_samples([
+            SampleRecord("p", "1024", 0, "ok", answer="1", correct=True),
+            SampleRecord("p", "1024", 1, "ok", answer="2", correct=False,
+                         extra={"signal": 0.5}, choice_order=(1, 0)),
+            SampleRecord("p", "1024", 2, "failed", error="HTTP 500"),
+        ])
+        frame = store.samples_frame(with_text=True)
+    assert list(frame["extra"]) == [{}, {"signal": 0.5}, {}]
+    assert list(frame["choice_order"]) == [None, (1, 0), None]
+    assert list(frame["correct"]) == [True, False, None]

@@ -336,16 +336,19 @@ class RunStore:
             "LEFT JOIN problems p ON p.problem_id = s.problem_id"
         ).fetchall()
         frame = pd.DataFrame(rows, columns=[*cols, "subject", "kind", "gold", "position"])
-        frame["correct"] = [None if v is None else bool(v) for v in frame["correct"]]
-        frame["correct"] = frame["correct"].astype(object)
+        verdicts: list[Any] = [None if v is None or v != v else bool(v) for v in frame["correct"]]
+        frame["correct"] = pd.Series(verdicts, index=frame.index, dtype=object)
         frame["thinking_estimated"] = frame["thinking_estimated"].astype(bool)
-        orders: list[Any] = [tuple(orjson.loads(v)) if v else None for v in frame["choice_order"]]
+        # pandas may infer a string dtype, turning NULL into NaN: test for str, not truth
+        orders: list[Any] = [
+            tuple(orjson.loads(v)) if isinstance(v, str) else None for v in frame["choice_order"]
+        ]
         frame["choice_order"] = pd.Series(orders, index=frame.index, dtype=object)
-        extras: list[Any] = [orjson.loads(v) if v else {} for v in frame["extra"]]
+        extras: list[Any] = [orjson.loads(v) if isinstance(v, str) else {} for v in frame["extra"]]
         frame["extra"] = pd.Series(extras, index=frame.index, dtype=object)
         if with_text:
             frame["thinking"] = [
-                zlib.decompress(v).decode("utf-8") if v is not None else None
+                zlib.decompress(v).decode("utf-8") if isinstance(v, bytes) else None
                 for v in frame["thinking"]
             ]
         labels = frame["budget"].unique()
