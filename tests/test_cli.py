@@ -210,3 +210,15 @@ def test_dry_run_needs_no_key(tmp_path: Path) -> None:
                env={"TTC_UNSET_KEY_FOR_TEST": ""})
     assert proc.returncode == 0, proc.stderr
     assert "10 to send" in proc.stdout and "up to $0.20" in proc.stdout  # 10 x 2,048 tokens
+
+
+def test_budget_the_backend_cannot_express_is_refused_up_front(tmp_path: Path) -> None:
+    data(tmp_path)
+    write_config(tmp_path, SIM.replace(
+        'provider = "simulated"',
+        'provider = "anthropic"\nname = "claude"\nbase_url = "http://127.0.0.1:9"',
+    ).replace("[1024]", '["minimal"]'))
+    proc = ttc("sweep", "sweep.toml", "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sweep.toml:8:" in proc.stderr and "effort" in proc.stderr
+    assert not (tmp_path / "run").exists()

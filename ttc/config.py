@@ -29,6 +29,7 @@ __all__ = [
     "PromptConfig",
     "ScorerConfig",
     "SweepConfig",
+    "config_error",
     "load_config",
     "parse_budget",
 ]
@@ -191,6 +192,17 @@ class _Locator:
 
     def error(self, dotted: str, message: str) -> ConfigError:
         return ConfigError(message, path=self.path, line=self.line(dotted))
+
+
+def config_error(config: Config, dotted: str, message: str) -> ConfigError:
+    """A ``ConfigError`` pointing at ``dotted``'s line in the config file, when there is one."""
+    if config.path is None:
+        return ConfigError(message)
+    try:
+        text = config.path.read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    return _Locator(config.path, text).error(dotted, message)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -20,8 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttc.config import Budget, Config
-from ttc.errors import APIError, FatalAPIError, RequestTimeoutError, RetryableError
+from ttc.config import Budget, Config, config_error
+from ttc.errors import (
+    APIError,
+    ConfigError,
+    FatalAPIError,
+    RequestTimeoutError,
+    RetryableError,
+)
 from ttc.problems import Problem
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
@@ -137,6 +143,11 @@ class Sweep:
             elif model.api_key_env and not os.environ.get(model.api_key_env):
                 model = dataclasses.replace(model, api_key_env="")  # a plan needs no key
             provider = make_provider(model)
+        for budget in cfg.sweep.budgets:
+            try:
+                provider.check_budget(budget)
+            except ConfigError as exc:
+                raise config_error(cfg, "sweep.budgets", str(exc)) from None
         fingerprint = {
             "model": provider.describe(),
             "dataset": dataset_fingerprint(cfg.dataset, base_dir=cfg.base_dir),

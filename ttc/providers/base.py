@@ -90,6 +90,9 @@ class Provider(abc.ABC):
     async def complete(self, request: SampleRequest) -> Completion:
         """Draw one sample; raise an ``APIError`` subclass on failure."""
 
+    def check_budget(self, budget: Budget) -> None:  # noqa: B027 - optional hook
+        """Raise ``ConfigError`` for a budget this backend cannot express (before any request)."""
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare resources (start a server, open a pool) before the first request."""
 
