@@ -181,8 +181,9 @@ def plot_parallel_curves(
         frame = frame[frame["metric"].isin(list(metrics))]
     else:  # "mean" is k = 1 only: the single-sample accuracy, already majority@1
         frame = frame[frame["metric"] != "mean"]
-    subjects = ["all"] + sorted(s for s in frame["subject"].dropna().unique() if s != "all")
-    subjects = subjects[: max_subjects + 1]
+    named = sorted(s for s in frame["subject"].dropna().unique() if s != "all")
+    # one subject is the same panel as "all problems": draw it once
+    subjects = (["all"] + named if len(named) > 1 else ["all"])[: max_subjects + 1]
     cols = min(ncols, len(subjects))
     rows = -(-len(subjects) // cols)
     with style():
