@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ttc.config import BudgetForcingConfig, ModelConfig
 from ttc.errors import MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
@@ -29,9 +27,8 @@ from ttc.providers.base import (
     Completion,
     Provider,
     SampleRequest,
-    error_for_response,
     estimate_tokens,
-    parse_json_body,
+    post_json,
 )
 
 __all__ = ["CHAT_TEMPLATES", "BudgetForcingProvider", "render_chat"]
@@ -88,6 +85,7 @@ class BudgetForcingProvider(Provider):
         self.timeout_s = 600.0
         self._url = config.base_url.rstrip("/") + "/completions"
         key = config.api_key()  # MissingAPIKeyError now, before any request
+        self._secret = key or ""
         self._headers = {"content-type": "application/json"}
         if key:
             self._headers["authorization"] = f"Bearer {key}"
@@ -176,12 +174,10 @@ class BudgetForcingProvider(Provider):
         if request.seed:  # 0 means unset, as in the chat backend
             body["seed"] = request.seed
         body.update(c.extra_body)
-        response = await self._transport.post(
-            self._url, headers=self._headers, body=orjson.dumps(body), timeout=self.timeout_s
+        data = await post_json(
+            self._transport, self._url, body, headers=self._headers, timeout=self.timeout_s,
+            provider="budget_forcing", secret=self._secret,
         )
-        if not 200 <= response.status < 300:
-            raise error_for_response(response, "budget_forcing")
-        data = parse_json_body(response, "budget_forcing")
         try:
             choice = data["choices"][0]
             text = choice["text"]
@@ -190,7 +186,6 @@ class BudgetForcingProvider(Provider):
         except (KeyError, IndexError, TypeError) as exc:
             raise MalformedResponseError(
                 f"budget_forcing: completions response without choices[0].text ({exc})",
-                status=response.status,
             ) from None
         finish = str(choice.get("finish_reason") or "stop")
         usage = data.get("usage")

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ttc.config import Budget, ModelConfig
-from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
+from ttc.errors import ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import (
     Completion,
     Provider,
     SampleRequest,
-    error_for_response,
     estimate_tokens,
     merge_body,
     optional_field,
-    parse_json_body,
+    post_json,
     require_field,
-    scrub_secret,
 )
 
 __all__ = ["ANTHROPIC_EFFORTS", "DEFAULT_BASE_URL", "MIN_BUDGET_TOKENS", "AnthropicProvider"]
@@ -120,17 +116,11 @@ class AnthropicProvider(Provider):
             self.check_budget(request.budget)
         except ConfigError as exc:
             raise FatalAPIError(f"anthropic: {exc}") from None
-        payload = orjson.dumps(self.build_body(request))
-        try:
-            response = await self._transport.post(
-                self._url, headers=self._headers, body=payload, timeout=self.timeout_s
-            )
-            if not 200 <= response.status < 300:
-                raise error_for_response(response, "anthropic")
-            return parse_message(parse_json_body(response, "anthropic"))
-        except APIError as exc:
-            scrub_secret(exc, self._secret)
-            raise
+        data = await post_json(
+            self._transport, self._url, self.build_body(request), headers=self._headers,
+            timeout=self.timeout_s, provider="anthropic", secret=self._secret,
+        )
+        return parse_message(data)
 
     async def aclose(self) -> None:
         """Close the HTTP pool."""

@@ -26,7 +26,7 @@ from ttc.errors import (
     RetryableError,
     ServerError,
 )
-from ttc.http import HTTPResponse
+from ttc.http import HTTPResponse, Transport
 from ttc.problems import Problem
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "merge_body",
     "optional_field",
     "parse_json_body",
+    "post_json",
     "require_field",
     "retry_after_seconds",
     "scrub_secret",
@@ -197,6 +198,33 @@ def error_for_response(response: HTTPResponse, provider: str) -> Exception:
     if should == "true":
         return RetryableError(text, status=status, retry_after=hint)
     return FatalAPIError(text, status=status)
+
+
+async def post_json(
+    transport: Transport,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+    secret: str = "",
+) -> dict[str, Any]:
+    """POST a JSON body; return the decoded 2xx object or raise the right ``APIError``.
+
+    The one place where an HTTP exchange becomes ttc's result or ttc's error, with the
+    API key blanked out of any message a server echoes back.
+    """
+    try:
+        response = await transport.post(
+            url, headers=headers, body=orjson.dumps(body), timeout=timeout
+        )
+        if not 200 <= response.status < 300:
+            raise error_for_response(response, provider)
+        return parse_json_body(response, provider)
+    except APIError as exc:
+        scrub_secret(exc, secret)
+        raise
 
 
 def require_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:

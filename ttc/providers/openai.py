@@ -13,22 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ttc.config import ModelConfig
-from ttc.errors import APIError, MalformedResponseError
+from ttc.errors import MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import (
     Completion,
     Provider,
     SampleRequest,
-    error_for_response,
     estimate_tokens,
     merge_body,
     optional_field,
-    parse_json_body,
+    post_json,
     require_field,
-    scrub_secret,
 )
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_chat_completion", "split_think_tags"]
@@ -89,17 +85,11 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: SampleRequest) -> Completion:
         """Send one chat completion request and normalise the reply."""
-        payload = orjson.dumps(self.build_body(request))
-        try:
-            response = await self._transport.post(
-                self._url, headers=self._headers, body=payload, timeout=self.timeout_s
-            )
-            if not 200 <= response.status < 300:
-                raise error_for_response(response, "openai")
-            return parse_chat_completion(parse_json_body(response, "openai"))
-        except APIError as exc:
-            scrub_secret(exc, self._secret)
-            raise
+        data = await post_json(
+            self._transport, self._url, self.build_body(request), headers=self._headers,
+            timeout=self.timeout_s, provider="openai", secret=self._secret,
+        )
+        return parse_chat_completion(data)
 
     async def aclose(self) -> None:
         """Close the HTTP pool."""

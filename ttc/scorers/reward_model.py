@@ -27,11 +27,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from ttc.errors import ConfigError, MalformedResponseError, MissingAPIKeyError
 from ttc.http import AiohttpTransport, Transport
-from ttc.providers.base import error_for_response, parse_json_body
+from ttc.providers.base import post_json
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -198,13 +196,11 @@ class RewardModelScorer:
     async def _post(self, batch: Sequence[ScorableSample]) -> list[float]:
         if self._transport is None:
             self._owned = self._transport = AiohttpTransport()
-        response = await self._transport.post(
-            self.url, headers=self._request_headers(),
-            body=orjson.dumps(self.build_body(batch)), timeout=self.timeout_s,
+        data = await post_json(
+            self._transport, self.url, self.build_body(batch), headers=self._request_headers(),
+            timeout=self.timeout_s, provider="reward model",
         )
-        if not 200 <= response.status < 300:
-            raise error_for_response(response, "reward model")
-        return self.parse(parse_json_body(response, "reward model"), len(batch))
+        return self.parse(data, len(batch))
 
     async def _score_batch(
         self, batch: Sequence[ScorableSample], semaphore: asyncio.Semaphore

@@ -25,12 +25,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from ttc.config import ModelConfig
 from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
-from ttc.providers.base import Provider, SampleRequest, error_for_response, parse_json_body
+from ttc.providers.base import Provider, SampleRequest, post_json
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -308,12 +306,8 @@ class VerifierScorer:
 
     async def _ask_logprobs(self, prompt: str) -> float | None:
         transport, headers, url = self._client()
-        response = await transport.post(url, headers=headers,
-                                        body=orjson.dumps(self.build_body(prompt)),
-                                        timeout=self.timeout_s)
-        if not 200 <= response.status < 300:
-            raise error_for_response(response, "verifier")
-        data = parse_json_body(response, "verifier")
+        data = await post_json(transport, url, self.build_body(prompt), headers=headers,
+                               timeout=self.timeout_s, provider="verifier")
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
