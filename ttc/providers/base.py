@@ -30,6 +30,7 @@ from ttc.http import HTTPResponse, Transport
 from ttc.problems import Problem
 
 __all__ = [
+    "EFFORT_TOKENS",
     "Completion",
     "Provider",
     "SampleRequest",
@@ -112,7 +113,7 @@ class Provider(abc.ABC):
         """Output tokens one sample may use at ``budget``: thinking budget plus answer allowance."""
         if isinstance(budget, int):
             return budget + self.config.answer_tokens
-        return _EFFORT_TOKENS.get(budget, 16384) + self.config.answer_tokens
+        return EFFORT_TOKENS.get(budget, 16384) + self.config.answer_tokens
 
     def describe(self) -> dict[str, Any]:
         """What identifies this model for the run fingerprint (never the key or the URL)."""
@@ -127,7 +128,7 @@ class Provider(abc.ABC):
 
 
 #: rough output size of named effort levels, for projections and token-rate limits
-_EFFORT_TOKENS = {
+EFFORT_TOKENS = {
     "none": 0,
     "minimal": 1024,
     "low": 4096,

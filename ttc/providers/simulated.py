@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ttc.config import Budget, ModelConfig
 from ttc.problems import LETTERS, Problem
-from ttc.providers.base import _EFFORT_TOKENS, Completion, Provider, SampleRequest
+from ttc.providers.base import EFFORT_TOKENS, Completion, Provider, SampleRequest
 
 __all__ = ["SimulatedModel", "SimulatedProvider"]
 
@@ -82,7 +82,7 @@ class SimulatedModel:
         return out
 
     def budget_tokens(self, budget: Budget) -> int:
-        return budget if isinstance(budget, int) else _EFFORT_TOKENS.get(budget, 16384)
+        return budget if isinstance(budget, int) else EFFORT_TOKENS.get(budget, 16384)
 
     def p_correct(self, problem_id: str, tokens: float) -> float:
         x = self.alpha + self.beta * math.log2(max(tokens, 1.0) / 1024.0)

@@ -36,6 +36,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from ttc.providers.base import EFFORT_TOKENS
+
 __all__ = [
     "FAULTS",
     "FakeServer",
@@ -71,16 +73,6 @@ _ERROR_TYPES = {  # (anthropic type, openai type)
     529: ("overloaded_error", "server_error"),
     400: ("invalid_request_error", "invalid_request_error"),
     401: ("authentication_error", "invalid_api_key"),
-}
-#: thinking tokens an effort level stands for (mirrors ttc.providers.base)
-_EFFORT_TOKENS = {
-    "none": 0,
-    "minimal": 1024,
-    "low": 4096,
-    "medium": 8192,
-    "high": 16384,
-    "xhigh": 32768,
-    "max": 65536,
 }
 Api = Literal["anthropic", "openai", "completions"]
 
@@ -389,7 +381,7 @@ class FakeServer:
                 budget = int(thinking["budget_tokens"])
             elif thinking["type"] == "adaptive":
                 effort = (body.get("output_config") or {}).get("effort") or "high"
-                budget = _EFFORT_TOKENS[effort]
+                budget = EFFORT_TOKENS[effort]
             else:
                 budget = 0
         else:
@@ -397,8 +389,8 @@ class FakeServer:
             max_tokens = body.get("max_completion_tokens", max_tokens)
             if isinstance(body.get(self.budget_field), int):
                 budget = body[self.budget_field]
-            elif body.get(self.effort_field) in _EFFORT_TOKENS:
-                budget = _EFFORT_TOKENS[body[self.effort_field]]
+            elif body.get(self.effort_field) in EFFORT_TOKENS:
+                budget = EFFORT_TOKENS[body[self.effort_field]]
         return Query(api, prompt, system, budget, _opt_int(max_tokens, None), seed, number)
 
     def _render(self, api: Api, body: dict[str, Any], q: Query, reply: Reply) -> dict[str, Any]:
