@@ -368,3 +368,22 @@ def test_grading_inside_an_event_loop() -> None:
         return [fast, symbolic]
 
     assert asyncio.run(main()) == [("7", True), ("\\sqrt{2}/2", True)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("answer" + " " * 10_000 + "1", "mcq"),
+        ("\\boxed{" + " " * 50_000 + "A", "mcq"),
+        ("Answer: x" + " " * 50_000 + "y", "math"),
+        ("the answer is" + " " * 15_000 + ": " * 2_000 + "z", "math"),
+        ("\n" * 50_000 + "answer: 5", "math"),
+        ("final answer: " + ": " * 30_000, "math"),
+        ("answer is " * 20_000, "mcq"),
+    ],
+)
+def test_whitespace_runs_do_not_backtrack(text: str, kind: str) -> None:
+    """Runs of whitespace once took minutes (regex backtracking) and froze the event loop."""
+    started = time.perf_counter()
+    extract_answer(text, kind)  # type: ignore[arg-type]
+    assert time.perf_counter() - started < 0.5

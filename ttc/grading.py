@@ -40,6 +40,7 @@ from typing import Any
 from ttc.problems import LETTERS, Kind, Problem
 
 __all__ = [
+    "EXTRACT_TAIL_CHARS",
     "MAX_ANSWER_CHARS",
     "Grader",
     "canonical",
@@ -52,6 +53,8 @@ __all__ = [
     "numeric_value",
 ]
 
+EXTRACT_TAIL_CHARS = 20_000
+"""Only the last 20k characters of an output are searched for its final answer."""
 MAX_ANSWER_CHARS = 1000
 """Longer extracted answers are never sent to the symbolic checker (they are not answers)."""
 _MAX_DEPTH = 40
@@ -61,15 +64,17 @@ _MAX_DIGITS = 200
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_BARE_RE = re.compile(r"\\boxed\s+([^\s$\\{}]+)")
+# Possessive quantifiers (*+, ?+) and no newline-spanning runs: model output is
+# hostile, and back-to-back optional whitespace runs backtrack quadratically or worse.
 _FINAL_RE = re.compile(
-    r"(?:final answer|the answer)\s*(?:is|=|:)\s*:?\s*(.+?)(?=\n|\.\s|\.$|$)",
+    r"(?:final answer|the answer)\s*+(?:is|=|:)[\s:]*+(.+?)(?=\n|\.\s|\.$|$)",
     re.IGNORECASE,
 )
-_ANSWER_LINE_RE = re.compile(r"^[\s*#>_]*answer\s*\**\s*:\s*\**\s*(.+?)\s*$", re.I | re.M)
+_ANSWER_LINE_RE = re.compile(r"^[ \t*#>_]*+answer[ \t*]*+:[ \t*]*+(.+)$", re.I | re.M)
 _NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)|-?\.\d+")
 _MCQ_COMMIT_RE = re.compile(
-    r"\\(?:boxed|fbox)\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?\(?([A-Z])\)?(?![A-Za-z])"
-    r"|answer\s*(?:is|:|=)?\s*(?:option|choice)?\s*[:\s]*[*_$]*\s*\(?\s*([A-Z])\s*\)?"
+    r"\\(?:boxed|fbox)\s*+\{\s*+(?:\\text(?:bf)?\s*+\{\s*+)?+\(?([A-Z])\)?(?![A-Za-z])"
+    r"|answer\s*+(?:is|:|=)?+\s*+(?:option|choice)?+[\s:*_$]*+\(?\s*+([A-Z])(?:\s*+\))?"
     r"(?![A-Za-z'])",
     re.IGNORECASE,
 )
@@ -133,6 +138,7 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
     """
     if not text:
         return None
+    text = text[-EXTRACT_TAIL_CHARS:]  # the final answer is at the end; bound the work
     if kind == "mcq":
         return _extract_letter(text)
     boxed = last_boxed(text)
@@ -143,7 +149,7 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
         for candidate in reversed(regex.findall(text)):
             # "Final Answer: The final answer is $5$." nests one phrase in another
             inner = _FINAL_RE.findall(candidate)
-            cleaned = _clean(inner[-1] if inner else candidate)
+            cleaned = _clean((inner[-1] if inner else candidate).strip())
             if cleaned and _plausible(cleaned):
                 return cleaned
     if number_fallback:
