@@ -202,3 +202,26 @@ def test_rate_limit_spreads_requests(addition_dataset: Path, tmp_path: Path) -> 
     run(cfg, tmp_path / "run")
     # 20 requests at 20/s must take close to a second, not arrive as one burst
     assert time.monotonic() - started > 0.8
+
+
+def test_budget_forcing_through_an_openai_compatible_server(
+    addition_dataset: Path, tmp_path: Path
+) -> None:
+    with run_in_thread() as server:
+        cfg = config_from_dict({
+            "model": {"provider": "openai", "name": "fake-model",
+                      "base_url": f"{server.base_url}/v1", "answer_tokens": 16,
+                      "budget_forcing": {"enabled": True}},
+            "dataset": {"path": str(addition_dataset)},
+            "sweep": {"budgets": [64, 512], "samples": 2, "concurrency": 4},
+        })
+        run(cfg, tmp_path / "run")
+        paths = {r.path for r in server.requests}
+    assert paths == {"/v1/completions"}
+    with RunStore(tmp_path / "run") as store:
+        records = list(store.iter_samples())
+        assert store.meta()["fingerprint"]["model"]["budget_forcing"]["think_end"]
+    by_budget = {b: [r.thinking_tokens for r in records if r.budget == b] for b in ("64", "512")}
+    assert max(by_budget["64"]) <= 64
+    assert sum(by_budget["512"]) > 2 * sum(by_budget["64"])
+    assert all(r.answer is not None for r in records)

@@ -125,3 +125,28 @@ def test_samples_frame_with_mixed_null_json_columns(tmp_path: Path) -> None:
     assert list(frame["extra"]) == [{}, {"signal": 0.5}, {}]
     assert list(frame["choice_order"]) == [None, (1, 0), None]
     assert list(frame["correct"]) == [True, False, None]
+
+
+def test_scorer_and_header_credentials_never_reach_the_run(
+    tmp_path: Path, addition_dataset: Path
+) -> None:
+    cfg = config_from_dict({
+        "model": {"provider": "simulated", "headers": {"x-api-key": "SECRET-MODEL"}},
+        "dataset": {"path": str(addition_dataset)},
+        "sweep": {"budgets": [1024], "samples": 1},
+        "scorers": [
+            {"name": "rm", "kind": "reward_model", "url": "http://127.0.0.1:9/score",
+             "headers": {"authorization": "Bearer SECRET-RM"}, "api_key": "SECRET-KEY",
+             "key": "kept"},
+            {"name": "judge", "kind": "verifier",
+             "model": {"provider": "openai", "headers": {"authorization": "SECRET-VER"}}},
+        ],
+    })
+    asyncio.run(Sweep(cfg, tmp_path / "run").run())
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file())
+    for secret in (b"SECRET-MODEL", b"SECRET-RM", b"SECRET-KEY", b"SECRET-VER"):
+        assert secret not in blob
+    with RunStore(tmp_path / "run") as store:
+        scorers = store.meta()["config"]["scorers"]
+    assert scorers[0]["options"]["url"] == "http://127.0.0.1:9/score"
+    assert scorers[0]["options"]["key"] == "kept"

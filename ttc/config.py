@@ -342,6 +342,11 @@ def _check(config: Config, loc: _Locator) -> None:
             raise loc.error("model.provider", "model.base_url is required for provider 'openai'")
     if m.provider in ("anthropic", "openai") and not m.name:
         raise loc.error("model", f"model.name is required for provider '{m.provider}'")
+    if m.budget_forcing.enabled and m.provider not in ("openai", "local"):
+        raise loc.error(
+            "model.budget_forcing.enabled",
+            "budget forcing drives a raw /v1/completions endpoint: provider 'openai' or 'local'",
+        )
     if m.answer_tokens <= 0:
         raise loc.error("model.answer_tokens", "model.answer_tokens must be positive")
     if m.servers < 1:

@@ -416,8 +416,23 @@ def _sample_seed(seed: int, job: Job) -> int:
 
 
 def _public_config(cfg: Config) -> dict[str, Any]:
-    """The config as stored with the run: no secrets (only the key's variable name)."""
-    data = dataclasses.asdict(cfg)
+    """The config as stored with the run: no secrets (only the key's variable name).
+
+    Header tables and secret-named keys are dropped at any depth, so a scorer's or a
+    verifier model's credentials never reach the run directory either.
+    """
+    data = _without_secrets(dataclasses.asdict(cfg))
     data["path"] = str(cfg.path) if cfg.path else None
-    data["model"].pop("headers", None)  # headers may carry credentials
     return data
+
+
+_SECRET_KEYS = {"headers", "api_key", "token", "password", "secret", "authorization"}
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items()
+                if str(k).lower() not in _SECRET_KEYS}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value

@@ -23,6 +23,10 @@ def make_provider(config: ModelConfig, *, transport: Transport | None = None) ->
         from ttc.providers.anthropic import AnthropicProvider
 
         return AnthropicProvider(config, transport=transport)
+    if config.provider == "openai" and config.budget_forcing.enabled:
+        from ttc.budget_forcing import BudgetForcingProvider
+
+        return BudgetForcingProvider(config, transport=transport)
     if config.provider == "openai":
         from ttc.providers.openai import OpenAIProvider
 

@@ -196,9 +196,11 @@ class RewardModelScorer:
     async def _post(self, batch: Sequence[ScorableSample]) -> list[float]:
         if self._transport is None:
             self._owned = self._transport = AiohttpTransport()
+        headers = self._request_headers()
+        secret = headers.get("authorization", "").removeprefix("Bearer ")
         data = await post_json(
-            self._transport, self.url, self.build_body(batch), headers=self._request_headers(),
-            timeout=self.timeout_s, provider="reward model",
+            self._transport, self.url, self.build_body(batch), headers=headers,
+            timeout=self.timeout_s, provider="reward model", secret=secret,
         )
         return self.parse(data, len(batch))
 

@@ -306,8 +306,9 @@ class VerifierScorer:
 
     async def _ask_logprobs(self, prompt: str) -> float | None:
         transport, headers, url = self._client()
+        secret = headers.get("authorization", "").removeprefix("Bearer ")
         data = await post_json(transport, url, self.build_body(prompt), headers=headers,
-                               timeout=self.timeout_s, provider="verifier")
+                               timeout=self.timeout_s, provider="verifier", secret=secret)
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
