@@ -222,3 +222,16 @@ def test_budget_the_backend_cannot_express_is_refused_up_front(tmp_path: Path) -
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "sweep.toml:8:" in proc.stderr and "effort" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path: Path) -> None:
+    data(tmp_path)
+    write_config(tmp_path, SIM)
+    (tmp_path / "afile").write_text("not a folder")
+    proc = ttc("sweep", "sweep.toml", "--out", "afile", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert ttc("sweep", "sweep.toml", "--out", "run", "--quiet", cwd=tmp_path).returncode == 0
+    proc = ttc("export", "run", "--format", "csv", "-o", "/nonexistent/dir/x.csv", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "/nonexistent/dir" in proc.stderr

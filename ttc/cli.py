@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TTCError as exc:
         print(f"ttc: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
+        print(f"ttc: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _sweep(args: argparse.Namespace) -> int:

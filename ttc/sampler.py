@@ -332,7 +332,9 @@ class Sweep:
                 continue
             except FatalAPIError as exc:
                 tokens.settle(reserved, 0)
-                if exc.status in (401, 403, 404):
+                # bad key, unknown model, or a backend that died (no HTTP status):
+                # every further request would fail the same way
+                if exc.status in (401, 403, 404, None):
                     raise SweepAborted(str(exc), status=exc.status) from None
                 error = str(exc)
                 break
