@@ -1,18 +1,21 @@
 """A live progress line for sweeps: done/total, requests/s, tokens, spend, failures, ETA.
 
-rich draws it on a terminal; elsewhere (CI logs, pipes) it stays silent and the CLI
-prints a summary at the end instead, so logs are not flooded with redraws.
+rich draws it on a terminal; elsewhere (CI logs, pipes) a plain line goes to stderr
+every ``PLAIN_EVERY_S`` seconds, so logs show progress without a flood of redraws.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ttc.store import SampleRecord
 
-__all__ = ["SweepProgress"]
+__all__ = ["PLAIN_EVERY_S", "SweepProgress"]
+
+PLAIN_EVERY_S = 10.0
 
 
 class SweepProgress:
@@ -29,6 +32,7 @@ class SweepProgress:
         self._progress: Any = None
         self._task: Any = None
         self._last = 0.0
+        self._plain = False
         if enabled:
             from rich.console import Console
 
@@ -51,6 +55,9 @@ class SweepProgress:
                     console=console,
                     transient=False,
                 )
+            else:
+                self._plain = True
+                self._last = time.monotonic()
 
     def __enter__(self) -> SweepProgress:
         if self._progress is not None:
@@ -73,6 +80,18 @@ class SweepProgress:
         self.cost += record.cost
         self._refresh()
 
+    def _print_plain(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < PLAIN_EVERY_S:
+            return
+        self._last = now
+        rate = self.new / max(now - self._start, 1e-9)
+        left = max(self.total - self.done, 0)
+        eta = f", ETA {left / rate / 60:.1f} min" if rate > 0 and left else ""
+        share = 100.0 * self.done / self.total if self.total else 100.0
+        print(f"sweep {self.done:,}/{self.total:,} ({share:.0f}%) {self.stats()}{eta}",
+              file=sys.stderr, flush=True)
+
     def stats(self) -> str:
         elapsed = max(time.monotonic() - self._start, 1e-9)
         return (
@@ -81,6 +100,8 @@ class SweepProgress:
         )
 
     def _refresh(self, force: bool = False) -> None:
+        if self._plain:
+            self._print_plain(force)
         if self._progress is None:
             return
         now = time.monotonic()
