@@ -37,7 +37,8 @@ def is_number(value: Any) -> bool:
 def check_contract(summary: dict[str, Any], budgets: list[int | str], n_problems: int) -> None:
     assert tuple(summary) == SUMMARY_KEYS
     assert isinstance(summary["model"], dict) and isinstance(summary["prompt"], dict)
-    assert isinstance(summary["dataset"], str | dict)
+    assert isinstance(summary["dataset"], dict)
+    assert {"source", "format", "sha256", "n_problems", "selection"} <= set(summary["dataset"])
     assert [b["budget"] for b in summary["budgets"]] == budgets
     for entry in summary["budgets"]:
         assert set(entry) == BUDGET_KEYS

@@ -150,3 +150,22 @@ def test_scorer_and_header_credentials_never_reach_the_run(
         scorers = store.meta()["config"]["scorers"]
     assert scorers[0]["options"]["url"] == "http://127.0.0.1:9/score"
     assert scorers[0]["options"]["key"] == "kept"
+
+
+def test_mcq_export_carries_the_shown_order(tmp_path: Path) -> None:
+    cfg = config_from_dict({
+        "model": {"provider": "simulated"},
+        "dataset": {"builtin": "mcq", "size": 12, "shuffle_choices": "sample"},
+        "sweep": {"budgets": [2048], "samples": 4},
+    })
+    asyncio.run(Sweep(cfg, tmp_path / "run").run())
+    with open_run(tmp_path / "run") as run:
+        target = export_run(run, "csv", None)
+    frame = pd.read_csv(target)
+    orders = [json.loads(o) for o in frame["choice_order"]]
+    assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
+    assert len({tuple(o) for o in orders}) > 1  # per-sample shuffling really shuffles
+    # answers are in source order: the letter shown to the model is recoverable
+    answered = frame[frame["answer"].notna()]
+    assert set(answered["answer"]) <= set("ABCD")
+    assert ((answered["answer"] == answered["gold"]) == answered["correct"]).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ FORMATS = ("jsonl", "csv", "parquet")
 EXPORT_COLUMNS = [
     "problem_id", "subject", "budget", "sample_index", "status", "answer", "gold", "correct",
     "thinking_tokens", "thinking_estimated", "output_tokens", "input_tokens", "stop_reason",
-    "response_id", "latency_s", "attempts", "error", "cost",
+    "response_id", "latency_s", "attempts", "error", "cost", "choice_order",
 ]
 
 
@@ -28,6 +29,11 @@ def export_frame(run: Run, *, with_text: bool = False) -> pd.DataFrame:
     columns = EXPORT_COLUMNS + (["text", "thinking"] if with_text else [])
     out = frame[columns].copy()
     out["budget"] = out["budget"].astype(str)
+    # MCQ: the source index shown at each position, so position bias can be measured
+    out["choice_order"] = [
+        json.dumps(list(order)) if isinstance(order, tuple) else None
+        for order in out["choice_order"]
+    ]
     return out
 
 

@@ -280,7 +280,7 @@ def _markdown(summary: dict[str, Any], extras: dict[str, Any], figures: list[str
     model = summary["model"]
     out = [f"# TTC report: {model.get('name') or model.get('provider')}", "",
            f"- model: `{json.dumps(model, sort_keys=True)}`",
-           f"- dataset fingerprint: `{summary['dataset']}`", ""]
+           f"- dataset: `{json.dumps(summary['dataset'], sort_keys=True)}`", ""]
     out += ["## Findings", ""] + [f"- {line}" for line in _findings(summary, extras)] + [""]
     for title, header, rows in _tables(summary, extras):
         out += [f"## {title}", "", "| " + " | ".join(header) + " |",

@@ -42,7 +42,9 @@ class Run:
 
     @property
     def dataset(self) -> Any:
-        return self.meta.get("fingerprint", {}).get("dataset")
+        """Source, format, sha256, selection and subjects of the data (dict), as stored."""
+        info = self.meta.get("dataset_info")
+        return dict(info) if info else self.meta.get("fingerprint", {}).get("dataset")
 
     @property
     def prompt(self) -> dict[str, Any]:

@@ -106,7 +106,11 @@ class Sweep:
         try:
             store.claim(fingerprint)
             store.put_problems(problems, orders)
-            store.set_meta(config=_public_config(self.config), n_problems=len(problems))
+            store.set_meta(
+                config=_public_config(self.config),
+                n_problems=len(problems),
+                dataset_info=_dataset_info(self.config, fingerprint["dataset"], problems),
+            )
             plan = self._plan(problems, orders, store.done_keys(), provider)
         except BaseException:
             store.close()
@@ -415,6 +419,20 @@ def _sample_seed(seed: int, job: Job) -> int:
     import zlib
 
     return zlib.crc32(f"{seed}|{job.problem.id}|{job.budget}|{job.sample_index}".encode())
+
+
+def _dataset_info(cfg: Config, sha256: str, problems: Sequence[Problem]) -> dict[str, Any]:
+    """What ran, for reports: the source, its format and hash, the selection, the subjects."""
+    d = cfg.dataset
+    source = d.path or f"builtin:{d.builtin}"
+    subjects = sorted({p.subject for p in problems if p.subject})
+    selection = {"limit": d.limit, "subjects": d.subjects, "sample": d.sample, "seed": d.seed}
+    info: dict[str, Any] = {"source": source, "format": d.format, "sha256": sha256,
+                            "n_problems": len(problems), "subjects": subjects,
+                            "selection": selection}
+    if d.builtin:
+        info["params"] = {"size": d.size, "difficulty": d.difficulty, "seed": d.seed}
+    return info
 
 
 def _public_config(cfg: Config) -> dict[str, Any]:
