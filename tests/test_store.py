@@ -169,3 +169,24 @@ def test_mcq_export_carries_the_shown_order(tmp_path: Path) -> None:
     answered = frame[frame["answer"].notna()]
     assert set(answered["answer"]) <= set("ABCD")
     assert ((answered["answer"] == answered["gold"]) == answered["correct"]).all()
+
+
+def test_number_fallback_is_a_setting_that_regrading_applies(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "run", create=True) as store:
+        store.put_problems([Problem(id="p", question="q", answer="5")], {"p": None})
+        store.write_samples([SampleRecord("p", "1024", 0, "ok", text="so I count 5 apples")])
+        assert regrade_run(store, number_fallback=True).changed_verdicts == 1
+        assert next(store.iter_samples()).answer == "5"
+        assert regrade_run(store, number_fallback=False).changed_verdicts == 1
+        record = next(store.iter_samples())
+        assert record.answer is None and record.correct is False
+        store.set_meta(config={"grading": {"number_fallback": True}})
+        assert regrade_run(store).changed_verdicts == 1  # the stored setting is the default
+
+
+def test_grading_section_in_config(tmp_path: Path, addition_dataset: Path) -> None:
+    cfg = config_from_dict({
+        "model": {"provider": "simulated"}, "dataset": {"path": str(addition_dataset)},
+        "grading": {"number_fallback": False},
+    })
+    assert cfg.grading.number_fallback is False

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     grade = sub.add_parser("grade", help="regrade stored samples without calling any model")
     grade.add_argument("run", type=Path)
+    grade.add_argument("--number-fallback", action=argparse.BooleanOptionalAction, default=None,
+                       help="math: take the last number when no answer is stated "
+                       "(default: the run's [grading] setting)")
 
     score = sub.add_parser("score", help="score stored samples with a scorer from the config")
     score.add_argument("run", type=Path)
@@ -180,7 +183,7 @@ def _grade(args: argparse.Namespace) -> int:
     from ttc.store import RunStore
 
     with RunStore(args.run) as store:
-        result = regrade_run(store)
+        result = regrade_run(store, number_fallback=args.number_fallback)
     print(f"regraded {result.samples:,} samples: {result.changed_verdicts:,} verdicts and "
           f"{result.changed_answers:,} extracted answers changed")
     return 0

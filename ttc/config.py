@@ -25,6 +25,7 @@ __all__ = [
     "Budget",
     "Config",
     "DatasetConfig",
+    "GradingConfig",
     "ModelConfig",
     "PromptConfig",
     "ScorerConfig",
@@ -115,6 +116,13 @@ class PromptConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GradingConfig:
+    """How answers are read; ``ttc grade`` re-applies it to a stored run."""
+
+    number_fallback: bool = True  # math: with no boxed or stated answer, take the last number
+
+
+@dataclass(frozen=True, slots=True)
 class SweepConfig:
     budgets: list[Budget] = field(default_factory=lambda: [1024])
     samples: int = 8
@@ -144,6 +152,7 @@ class Config:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     scorers: list[ScorerConfig] = field(default_factory=list)
     path: Path | None = None
+    grading: GradingConfig = field(default_factory=GradingConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -235,7 +244,7 @@ def config_from_dict(
     """Validate an already-parsed mapping (used by tests and notebooks too)."""
     loc = locator or _Locator(path or "<config>", "")
     for key in data:
-        if key not in ("model", "dataset", "sweep", "prompt", "scorers"):
+        if key not in _SECTIONS:
             raise loc.error(key, f"unknown section [{key}]{_suggest(key, _SECTIONS)}")
     if "model" not in data:
         raise ConfigError("missing [model] section", path=path or "<config>")
@@ -245,6 +254,7 @@ def config_from_dict(
     dataset = _build(DatasetConfig, data["dataset"], "dataset", loc)
     sweep = _build(SweepConfig, data.get("sweep", {}), "sweep", loc)
     prompt = _build(PromptConfig, data.get("prompt", {}), "prompt", loc)
+    grading = _build(GradingConfig, data.get("grading", {}), "grading", loc)
     scorers_raw = data.get("scorers", [])
     if not isinstance(scorers_raw, list):
         raise loc.error("scorers", "scorers must be an array of tables: [[scorers]]")
@@ -255,12 +265,12 @@ def config_from_dict(
         known = {k: raw[k] for k in ("name", "kind") if k in raw}
         options = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         scorers.append(_build(ScorerConfig, {**known, "options": options}, "scorers", loc))
-    config = Config(model, dataset, sweep, prompt, scorers, path)
+    config = Config(model, dataset, sweep, prompt, scorers, path, grading)
     _check(config, loc)
     return config
 
 
-_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers")
+_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers", "grading")
 
 
 def _suggest(key: str, options: typing.Iterable[str]) -> str:

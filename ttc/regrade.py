@@ -16,9 +16,17 @@ class RegradeResult:
     changed_verdicts: int
 
 
-def regrade_run(store: RunStore) -> RegradeResult:
-    """Re-extract and re-grade every stored sample; returns how many verdicts changed."""
-    from ttc.grading import grade
+def regrade_run(store: RunStore, *, number_fallback: bool | None = None) -> RegradeResult:
+    """Re-extract and re-grade every stored sample; returns how many verdicts changed.
+
+    ``number_fallback`` defaults to the run's stored ``[grading]`` setting.
+    """
+    from ttc.grading import default_grader, extract_answer, grade
+
+    if number_fallback is None:
+        stored = store.meta().get("config", {}).get("grading", {})
+        number_fallback = bool(stored.get("number_fallback", True))
+    grader = default_grader()
 
     problems = {p.id: p for p, _order in store.problems()}
     updates: list[tuple[str | None, bool | None, SampleKey]] = []
@@ -27,7 +35,12 @@ def regrade_run(store: RunStore) -> RegradeResult:
         if record.status == "failed":
             continue
         total += 1
-        answer, correct = grade(record.text, problems[record.problem_id], record.choice_order)
+        problem = problems[record.problem_id]
+        if problem.kind == "mcq":
+            answer, correct = grade(record.text, problem, record.choice_order)
+        else:
+            answer = extract_answer(record.text, "math", number_fallback=number_fallback)
+            correct = answer is not None and grader.is_equivalent(answer, problem.answer, "math")
         if answer != record.answer or correct != record.correct:
             answers += answer != record.answer
             verdicts += correct != record.correct

@@ -367,7 +367,9 @@ class Sweep:
         latency: float,
         provider: Provider,
     ) -> SampleRecord:
-        answer, correct = await _grade(completion.text, job.problem, job.order)
+        answer, correct = await _grade(
+            completion.text, job.problem, job.order, self.config.grading.number_fallback
+        )
         return SampleRecord(
             problem_id=job.problem.id,
             budget=label,
@@ -393,14 +395,14 @@ class Sweep:
 
 
 async def _grade(
-    text: str, problem: Problem, order: tuple[int, ...] | None
+    text: str, problem: Problem, order: tuple[int, ...] | None, number_fallback: bool = True
 ) -> tuple[str | None, bool]:
     """Grade inline when the fast path applies; hand symbolic cases to a thread."""
     from ttc.grading import default_grader, extract_answer, grade
 
     if problem.kind == "mcq":
         return grade(text, problem, order)
-    answer = extract_answer(text, "math")
+    answer = extract_answer(text, "math", number_fallback=number_fallback)
     if answer is None:
         return None, False
     grader = default_grader()
