@@ -223,6 +223,8 @@ class Sweep:
 
         bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._show_progress)
         try:
+            if not plan.jobs:  # nothing missing: no server to start, no request to send
+                return result
             await provider.start()
             requests = RequestLimiter(self.config.sweep.requests_per_minute)
             tokens = TokenBucket(self.config.sweep.tokens_per_minute)
