@@ -307,3 +307,25 @@ def test_no_orphan_when_the_parent_forgets_or_dies(how: str) -> None:
         if not _gone(pid):
             os.killpg(pid, signal.SIGKILL)
         child.kill()
+
+
+@pytest.mark.local
+@_needs_model
+def test_quickstart_shows_a_parallel_gain_on_the_real_model(tmp_path: Path) -> None:
+    """The quickstart's claim on a slice of it (16 problems, budget 8, 8 samples): a vote
+    over 8 real SmolLM2 samples beats a single sample."""
+    from ttc.config import load_config
+    from ttc.run import open_run
+    from ttc.sampler import Sweep
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(
+        root / "experiments" / "quickstart.toml", ["dataset.size=16", "sweep.budgets=[8]"]
+    )
+    result = asyncio.run(Sweep(config, tmp_path / "run").run())
+    assert result.completed == 128 and result.failed == 0
+    with open_run(tmp_path / "run") as run:
+        curves = run.curves(metrics=("majority",), ks=[1, 8], by_subject=False, n_boot=200)
+        assert run.model["name"] == "SmolLM2-135M-Instruct"
+    value = {int(k): v for k, v in zip(curves["k"], curves["value"], strict=True)}
+    assert value[8] > value[1] + 0.1, value
