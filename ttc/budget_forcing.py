@@ -20,15 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ttc.config import BudgetForcingConfig, ModelConfig
+from ttc.config import BudgetForcingConfig
 from ttc.errors import MalformedResponseError
-from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import (
     Completion,
-    Provider,
+    HTTPProvider,
     SampleRequest,
     estimate_tokens,
-    post_json,
 )
 
 __all__ = ["CHAT_TEMPLATES", "BudgetForcingProvider", "render_chat"]
@@ -68,7 +66,7 @@ class _Call:
     reported: bool
 
 
-class BudgetForcingProvider(Provider):
+class BudgetForcingProvider(HTTPProvider):
     """s1-style budget forcing through an OpenAI-compatible raw completions endpoint.
 
     ``config.base_url`` is the API root (``http://host:port/v1``); requests go to
@@ -78,18 +76,7 @@ class BudgetForcingProvider(Provider):
 
     kind = "budget_forcing"
 
-    def __init__(self, config: ModelConfig, *, transport: Transport | None = None) -> None:
-        super().__init__(config)
-        self._owns_transport = transport is None
-        self._transport: Transport = transport or AiohttpTransport()
-        self.timeout_s = 600.0
-        self._url = config.base_url.rstrip("/") + "/completions"
-        key = config.api_key()  # MissingAPIKeyError now, before any request
-        self._secret = key or ""
-        self._headers = {"content-type": "application/json"}
-        if key:
-            self._headers["authorization"] = f"Bearer {key}"
-        self._headers.update(config.headers)
+    endpoint = "/completions"
 
     @property
     def forcing(self) -> BudgetForcingConfig:
@@ -174,10 +161,7 @@ class BudgetForcingProvider(Provider):
         if request.seed:  # 0 means unset, as in the chat backend
             body["seed"] = request.seed
         body.update(c.extra_body)
-        data = await post_json(
-            self._transport, self._url, body, headers=self._headers, timeout=self.timeout_s,
-            provider="budget_forcing", secret=self._secret,
-        )
+        data = await self._post(body)
         try:
             choice = data["choices"][0]
             text = choice["text"]
@@ -194,11 +178,6 @@ class BudgetForcingProvider(Provider):
                 text, finish, int(usage.get("prompt_tokens") or 0), usage["completion_tokens"], True
             )
         return _Call(text, finish, estimate_tokens(prompt), estimate_tokens(text), False)
-
-    async def aclose(self) -> None:
-        """Close the transport if this provider created it."""
-        if self._owns_transport:
-            await self._transport.aclose()
 
     def describe(self) -> dict[str, Any]:
         """Budget forcing changes what a budget means, so it is part of the fingerprint."""

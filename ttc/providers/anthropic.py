@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ttc.config import Budget, ModelConfig
+from ttc.config import Budget
 from ttc.errors import ConfigError, FatalAPIError, MalformedResponseError
-from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import (
     Completion,
-    Provider,
+    HTTPProvider,
     SampleRequest,
     estimate_tokens,
     merge_body,
     optional_field,
-    post_json,
     require_field,
 )
 
@@ -36,36 +34,18 @@ MIN_BUDGET_TOKENS = 1024
 _CUT_OFF = ("max_tokens", "model_context_window_exceeded")
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HTTPProvider):
     """One sample = one non-streaming Messages call; errors become ``ttc.errors`` types."""
 
     kind = "anthropic"
+    default_base_url = DEFAULT_BASE_URL
+    endpoint = "/v1/messages"
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        *,
-        transport: Transport | None = None,
-        timeout_s: float = 600.0,
-        max_connections: int = 0,
-    ) -> None:
-        super().__init__(config)
-        self.timeout_s = timeout_s
-        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
-        self._url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
-        key = config.api_key()  # MissingAPIKeyError now, before any request
-        self._secret = key or ""
-        headers = {
-            "anthropic-version": config.anthropic_version,
-            "content-type": "application/json",
-        }
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": self.config.anthropic_version}
         if key:
             headers["x-api-key"] = key
-        headers.update(config.headers)
-        self._headers = headers
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(model={self.config.name!r}, url={self._url!r})"
+        return headers
 
     # ------------------------------------------------------------------ request
 
@@ -116,15 +96,7 @@ class AnthropicProvider(Provider):
             self.check_budget(request.budget)
         except ConfigError as exc:
             raise FatalAPIError(f"anthropic: {exc}") from None
-        data = await post_json(
-            self._transport, self._url, self.build_body(request), headers=self._headers,
-            timeout=self.timeout_s, provider="anthropic", secret=self._secret,
-        )
-        return parse_message(data)
-
-    async def aclose(self) -> None:
-        """Close the HTTP pool."""
-        await self._transport.aclose()
+        return parse_message(await self._post(self.build_body(request)))
 
 
 # ---------------------------------------------------------------------- response

@@ -32,6 +32,7 @@ from ttc.problems import Problem
 __all__ = [
     "EFFORT_TOKENS",
     "Completion",
+    "HTTPProvider",
     "Provider",
     "SampleRequest",
     "error_for_response",
@@ -125,6 +126,60 @@ class Provider(abc.ABC):
             "top_p": c.top_p,
             "extra_body": c.extra_body,
         }
+
+
+class HTTPProvider(Provider):
+    """A backend that POSTs JSON to one endpoint: transport, key, headers and timeout.
+
+    Subclasses name ``default_base_url`` and ``endpoint``, may override
+    ``auth_headers``, and call ``self._post(body)``; the key is read once here (a missing
+    key fails at construction, before any request) and blanked out of every error.
+    """
+
+    default_base_url: str = ""
+    endpoint: str = ""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        transport: Transport | None = None,
+        timeout_s: float = 600.0,
+        max_connections: int = 0,
+    ) -> None:
+        super().__init__(config)
+        from ttc.http import AiohttpTransport
+
+        self.timeout_s = timeout_s
+        self._owns_transport = transport is None
+        self._transport: Transport = transport or AiohttpTransport(
+            max_connections=max_connections
+        )
+        base = (config.base_url or self.default_base_url).rstrip("/")
+        self._url = base + self.endpoint
+        key = config.api_key()
+        self._secret = key or ""
+        self._headers = {
+            "content-type": "application/json", **self.auth_headers(key), **config.headers
+        }
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        """Headers that carry the key (a bearer token unless a subclass says otherwise)."""
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await post_json(
+            self._transport, self._url, body, headers=self._headers, timeout=self.timeout_s,
+            provider=self.kind, secret=self._secret,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool if this provider opened it (a shared one stays open)."""
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.config.name!r}, url={self._url!r})"
 
 
 #: rough output size of named effort levels, for projections and token-rate limits

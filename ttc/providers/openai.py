@@ -13,17 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ttc.config import ModelConfig
 from ttc.errors import MalformedResponseError
-from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import (
     Completion,
-    Provider,
+    HTTPProvider,
     SampleRequest,
     estimate_tokens,
     merge_body,
     optional_field,
-    post_json,
     require_field,
 )
 
@@ -32,33 +29,12 @@ __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_chat_completion", "split
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     """One sample = one non-streaming ``/chat/completions`` call."""
 
     kind = "openai"
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        *,
-        transport: Transport | None = None,
-        timeout_s: float = 600.0,
-        max_connections: int = 0,
-    ) -> None:
-        super().__init__(config)
-        self.timeout_s = timeout_s
-        self._transport: Transport = transport or AiohttpTransport(max_connections=max_connections)
-        self._url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
-        key = config.api_key()  # MissingAPIKeyError now, before any request
-        self._secret = key or ""
-        headers = {"content-type": "application/json"}
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        headers.update(config.headers)
-        self._headers = headers
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(model={self.config.name!r}, url={self._url!r})"
+    default_base_url = DEFAULT_BASE_URL
+    endpoint = "/chat/completions"
 
     def build_body(self, request: SampleRequest) -> dict[str, Any]:
         """The JSON body for one sample (public so tests can check it against the SDK types)."""
@@ -85,15 +61,7 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: SampleRequest) -> Completion:
         """Send one chat completion request and normalise the reply."""
-        data = await post_json(
-            self._transport, self._url, self.build_body(request), headers=self._headers,
-            timeout=self.timeout_s, provider="openai", secret=self._secret,
-        )
-        return parse_chat_completion(data)
-
-    async def aclose(self) -> None:
-        """Close the HTTP pool."""
-        await self._transport.aclose()
+        return parse_chat_completion(await self._post(self.build_body(request)))
 
 
 def parse_chat_completion(data: dict[str, Any]) -> Completion:
