@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ttc.config import EFFORT_LEVELS, Budget
+from ttc.config import Budget, budget_sort_key
 from ttc.fits import (
     CoverageFit,
     ExtrapolationWarning,
@@ -62,15 +62,6 @@ __all__ = [
     "pareto_mask",
 ]
 
-
-
-def budget_sort_key(budget: Budget) -> tuple[int, float, str]:
-    """Token budgets ascending, then effort levels in their natural order."""
-    if isinstance(budget, int | np.integer):
-        return (0, float(budget), "")
-    name = str(budget)
-    rank = EFFORT_LEVELS.index(name) if name in EFFORT_LEVELS else len(EFFORT_LEVELS)
-    return (1, float(rank), name)
 
 
 # ---------------------------------------------------------------- per-problem arrays

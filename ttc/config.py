@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 import os
 import re
 import tomllib
@@ -30,6 +31,7 @@ __all__ = [
     "PromptConfig",
     "ScorerConfig",
     "SweepConfig",
+    "budget_sort_key",
     "config_error",
     "load_config",
     "parse_budget",
@@ -166,6 +168,15 @@ def parse_budget(value: object) -> Budget:
         return value
     text = str(value).strip()
     return int(text) if re.fullmatch(r"-?\d+", text) else text
+
+
+def budget_sort_key(budget: object) -> tuple[int, float, str]:
+    """Token budgets ascending, then effort levels in their natural order."""
+    if isinstance(budget, numbers.Integral) and not isinstance(budget, bool):
+        return (0, float(budget), "")
+    name = str(budget)
+    rank = EFFORT_LEVELS.index(name) if name in EFFORT_LEVELS else len(EFFORT_LEVELS)
+    return (1, float(rank), name)
 
 
 # ---------------------------------------------------------------- loading

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ttc.config import EFFORT_LEVELS, Budget, parse_budget
+from ttc.config import Budget, budget_sort_key, parse_budget
 from ttc.errors import RunConflictError, UserInputError
 from ttc.problems import Problem
 
@@ -351,10 +351,9 @@ class RunStore:
                 zlib.decompress(v).decode("utf-8") if isinstance(v, bytes) else None
                 for v in frame["thinking"]
             ]
-        labels = frame["budget"].unique()
-        parsed = {label: parse_budget(label) for label in labels}
-        order = {label: _budget_order(parsed[label]) for label in labels}
-        frame["_budget_order"] = frame["budget"].map(order)
+        parsed = {label: parse_budget(label) for label in frame["budget"].unique()}
+        ranked = sorted(parsed, key=lambda label: budget_sort_key(parsed[label]))
+        frame["_budget_order"] = frame["budget"].map({lab: i for i, lab in enumerate(ranked)})
         frame["budget"] = frame["budget"].map(parsed).astype(object)
         frame = frame.sort_values(["position", "_budget_order", "sample_index"], kind="stable")
         return frame.drop(columns=["position", "_budget_order"]).reset_index(drop=True)
@@ -420,13 +419,6 @@ class RunStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _budget_order(budget: Budget) -> float:
-    """Token budgets ascending, then effort levels from least to most."""
-    if isinstance(budget, int):
-        return float(budget)
-    return 1e15 + (EFFORT_LEVELS.index(budget) if budget in EFFORT_LEVELS else 99)
 
 
 class _Transaction:
