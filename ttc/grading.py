@@ -44,6 +44,7 @@ __all__ = [
     "MAX_ANSWER_CHARS",
     "Grader",
     "canonical",
+    "decided_in_process",
     "cluster_answers",
     "default_grader",
     "extract_answer",
@@ -222,6 +223,19 @@ def canonical(answer: str) -> str:
 
 
 _FRAC_RE = re.compile(r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?)\\frac(\d)(\d)$")
+
+
+def decided_in_process(answer: str, gold: str) -> bool:
+    """Whether ``is_equivalent`` settles this math pair on its fast path, without the worker.
+
+    Callers on an event loop use it to grade inline and send only symbolic pairs to a
+    thread.
+    """
+    if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return True  # refused without parsing
+    return numeric_value(canonical(answer)) is not None and (
+        numeric_value(canonical(gold)) is not None
+    )
 
 
 def numeric_value(canon: str) -> Fraction | None:

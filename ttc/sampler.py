@@ -214,9 +214,12 @@ class Sweep:
         """Draw every missing sample; safe to cancel at any point."""
         store, problems, provider, plan = self.prepare()
         result = SweepResult(planned=len(plan.jobs))
-        if plan.jobs and any(p.kind == "math" and not _plain_int(p.answer) for p in problems):
-            from ttc.grading import default_grader
+        from ttc.grading import decided_in_process, default_grader
 
+        # gold answers that only the symbolic checker can settle: start its worker now
+        if plan.jobs and any(
+            p.kind == "math" and not decided_in_process("0", p.answer) for p in problems
+        ):
             default_grader().warm_up()  # symbolic grading's worker starts while requests fly
         started = time.monotonic()
         from ttc.progress import SweepProgress
@@ -400,7 +403,7 @@ async def _grade(
     text: str, problem: Problem, order: tuple[int, ...] | None, number_fallback: bool = True
 ) -> tuple[str | None, bool]:
     """Grade inline when the fast path applies; hand symbolic cases to a thread."""
-    from ttc.grading import default_grader, extract_answer, grade
+    from ttc.grading import decided_in_process, default_grader, extract_answer, grade
 
     if problem.kind == "mcq":
         return grade(text, problem, order)
@@ -408,15 +411,10 @@ async def _grade(
     if answer is None:
         return None, False
     grader = default_grader()
-    if _plain_int(answer) and _plain_int(problem.answer):
+    if decided_in_process(answer, problem.answer):
         return answer, grader.is_equivalent(answer, problem.answer, "math")
     verdict = await asyncio.to_thread(grader.is_equivalent, answer, problem.answer, "math")
     return answer, verdict
-
-
-def _plain_int(text: str) -> bool:
-    stripped = text.strip().lstrip("-")
-    return stripped.isdigit() and len(stripped) < 30
 
 
 def _sample_seed(seed: int, job: Job) -> int:
