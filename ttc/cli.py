@@ -92,6 +92,11 @@ def _sweep(args: argparse.Namespace) -> int:
         raise UserInputError("ttc sweep needs a config file: ttc sweep CONFIG.toml")
     config = load_config(path, args.set)
     out = args.out or Path("runs") / Path(path).stem
+    if config.agent is not None:  # agent runs: the step-budget sweep of ttc.agent
+        from ttc.agent.runner import sweep_command
+
+        return sweep_command(config, out, path=Path(path), sets=args.set,
+                             dry_run=args.dry_run, quiet=args.quiet)
     sweep = Sweep(config, out, progress=not args.quiet)
     if args.dry_run:
         return _print_plan(sweep, config, out)
