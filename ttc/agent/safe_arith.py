@@ -30,7 +30,8 @@ MAX_RESULT_BITS = 2048
 MAX_NUMBER_DIGITS = 60
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.?\d*|\.\d+)|(?P<op>\*\*|[-+*/^()]))"
+    r"\s*(?:(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.?\d*|\.\d+)|(?P<op>\*\*|[-+*/^()]))",
+    re.ASCII,  # "\d" must not match other scripts' digits
 )
 # look-alike operators people and models type
 _ALIASES = str.maketrans({"\u2212": "-", "\u00d7": "*", "\u00f7": "/", "\u2013": "-"})
@@ -130,7 +131,7 @@ class _Parser:
             if self.take() != ")":
                 raise ArithmeticError_("expected ')'")
             return value
-        if token[0].isdigit() or token[0] == ".":
+        if token[0] in "0123456789.":
             digits = token.replace(",", "")
             if len(digits) > MAX_NUMBER_DIGITS:
                 raise ArithmeticError_(f"numbers are limited to {MAX_NUMBER_DIGITS} digits")
