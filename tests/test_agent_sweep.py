@@ -155,9 +155,9 @@ def test_paired_gap_along_the_step_axis(tmp_path: Path) -> None:
         same = compare_step_curves(a, a2)
     assert (same["difference"] == 0).all() and same.attrs["widening"]["change"] == 0
     _run(_config(tmp_path, budgets=[16384]), tmp_path / "b")
-    with open_run(tmp_path / "a") as a, open_run(tmp_path / "b") as b:
-        with pytest.raises(ValueError, match="share no thinking budget"):
-            compare_step_curves(a, b)
+    with (open_run(tmp_path / "a") as a, open_run(tmp_path / "b") as b,
+          pytest.raises(ValueError, match="share no thinking budget")):
+        compare_step_curves(a, b)
     _run(_config(tmp_path, budgets=[1024], seed=3), tmp_path / "c")
     with open_run(tmp_path / "a") as a, open_run(tmp_path / "c") as c:
         gap = compare_step_curves(a, c, n_boot=300)

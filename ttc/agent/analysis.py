@@ -74,30 +74,27 @@ def step_values(run: Any) -> pd.DataFrame:
     has_milestones = bool(len(steps)) and (steps["milestones"] != "[]").any()
     by_key = {k: g for k, g in steps.groupby(keys, sort=False)} if len(steps) else {}
     rows: list[tuple[Any, ...]] = []
-    for t in traj.itertuples(index=False):
-        if t.status not in ("ended", "capped", "running", "failed"):
-            continue
-        group = by_key.get((t.problem_id, t.budget, t.horizon, t.sample_index))
+    for t in traj.to_dict("records"):
+        pid, label, horizon, status = t["problem_id"], t["budget"], int(t["horizon"]), t["status"]
+        group = by_key.get((pid, label, horizon, int(t["sample_index"])))
         rewards = np.zeros(0)
         reached = np.zeros(0)
         if group is not None:
             group = group.sort_values("step")
             rewards = np.maximum.accumulate(group["reward"].to_numpy(dtype=float))
             reached = np.cumsum([len(json.loads(m)) for m in group["milestones"]])
-        n = rewards.size
-        ended = t.status == "ended"
-        points = [t.horizon] if t.horizon else budgets
+        n = int(rewards.size)
+        points = [horizon] if horizon else budgets
         for s in points:
-            if t.horizon and t.status not in ("ended", "capped"):
-                continue
-            if not t.horizon and not (ended or n >= s):
-                continue
+            if horizon and status not in ("ended", "capped"):
+                continue  # a told budget is only read off a finished trajectory
+            if not horizon and not (status == "ended" or n >= s):
+                continue  # not yet known whether it succeeds within s
             upto = min(s, n)
-            score = float(rewards[upto - 1]) if upto else 0.0
-            rows.append((t.problem_id, t.budget, s, "pass@1", score))
+            rows.append((pid, label, s, "pass@1", float(rewards[upto - 1]) if upto else 0.0))
             if has_milestones:
                 count = float(reached[upto - 1]) if upto else 0.0
-                rows.append((t.problem_id, t.budget, s, "milestones", count))
+                rows.append((pid, label, s, "milestones", count))
     frame = pd.DataFrame(rows, columns=["problem_id", "budget", "steps", "metric", "value"])
     out = (frame.groupby(["problem_id", "budget", "steps", "metric"], sort=False)["value"]
            .agg(["mean", "size"]).reset_index()
@@ -206,12 +203,13 @@ def compare_step_curves(run_a: Any, run_b: Any, *, metric: str = "pass@1",
     for s, group in merged.groupby("steps", sort=True):
         res = paired_difference(group["value_b"].to_numpy(float), group["value_a"].to_numpy(float),
                                 n_boot=n_boot, seed=seed, level=level)
-        rows.append({"steps": int(s), "metric": metric, "budget": budget,
+        rows.append({"steps": int(str(s)), "metric": metric, "budget": budget,
                      "a": res["a"], "b": res["b"], "difference": res["difference"],
                      "ci_low": res["ci_low"], "ci_high": res["ci_high"],
                      "n_problems": int(res["n_problems"])})
     out = pd.DataFrame(rows)
-    lo_s, hi_s = int(out["steps"].min()), int(out["steps"].max())
+    measured = out["steps"].to_numpy(dtype=np.int64)
+    lo_s, hi_s = int(measured.min()), int(measured.max())
     wide = merged.assign(gap=merged["value_b"] - merged["value_a"]).pivot_table(
         index="problem_id", columns="steps", values="gap")[[lo_s, hi_s]].dropna()
     widening: dict[str, Any] = {"from_steps": lo_s, "to_steps": hi_s}

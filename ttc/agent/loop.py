@@ -226,8 +226,7 @@ async def run_trajectory(
     done = False
     for record in stored:  # replay: same world, same conversation
         if record.action is not None:
-            call = ToolCall("replay", record.action, record.arguments or "")
-            again = _safe_step(env, call)
+            again = _safe_step(env, ToolCall("replay", record.action, record.arguments or ""))
             if again.observation != record.observation:
                 raise ReplayMismatchError(
                     f"{job.key}: step {record.step} replayed to a different observation; the "

@@ -132,7 +132,8 @@ class RoomsEnv:
                   f"Inventory: {', '.join(self._carry) or 'nothing'}"]
         return "\n".join(lines)
 
-    def _result(self, message: str, *, error: bool = False, new: tuple[str, ...] = ()) -> StepResult:
+    def _result(self, message: str, *, error: bool = False,
+                new: tuple[str, ...] = ()) -> StepResult:
         fresh = tuple(m for m in new if m not in self._reached)
         self._reached.update(fresh)
         reward = 1.0 if "goal" in fresh else 0.0
@@ -158,11 +159,14 @@ class RoomsEnv:
         wanted = value.strip().lower()
         return next((r for r in self._locks.get(self._here, {}) if r.lower() == wanted), None)
 
+    def _no_door(self, args: dict[str, Any]) -> StepResult:
+        shown = str(args.get("room"))[:40]
+        return self._result(f"Error: no door from {self._here} to {shown!r}.", error=True)
+
     def _go(self, args: dict[str, Any]) -> StepResult:
         room = self._target(args, "room")
         if room is None:
-            return self._result(f"Error: no door from {self._here} to {str(args.get('room'))[:40]!r}.",
-                                error=True)
+            return self._no_door(args)
         lock = self._locks[self._here][room]
         if lock:
             return self._result(f"The door to {room} is locked ({lock} lock).")
@@ -186,8 +190,7 @@ class RoomsEnv:
     def _unlock(self, args: dict[str, Any]) -> StepResult:
         room = self._target(args, "room")
         if room is None:
-            return self._result(f"Error: no door from {self._here} to {str(args.get('room'))[:40]!r}.",
-                                error=True)
+            return self._no_door(args)
         lock = self._locks[self._here][room]
         if not lock:
             return self._result(f"The door to {room} is not locked.")
