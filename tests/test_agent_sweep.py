@@ -32,8 +32,10 @@ def _config(tmp_path: Path, **agent: Any) -> Any:
              "step_budgets": agent.pop("step_budgets", [1, 2, 4, 8, 16]), "concurrency": 8}
     data: dict[str, Any] = {"model": {"provider": "simulated", "seed": agent.pop("seed", 0)},
                             "sweep": sweep, "agent": {"environment": "calculator", **agent}}
-    if data["agent"]["environment"] == "calculator":
-        data["dataset"] = {"builtin": "arithmetic", "difficulty": 5, "size": 30}
+    if data["agent"]["environment"] != "rooms":
+        data["dataset"] = {"builtin": "arithmetic", "difficulty": 5,
+                           "size": agent_size if (agent_size := data["agent"].pop("size", 0))
+                           else 30}
     return config_from_dict(data, path=tmp_path / "agent.toml")
 
 
@@ -258,3 +260,46 @@ def test_load_config_reads_agent_section(tmp_path: Path) -> None:
     config = load_config(tmp_path / "agent.toml")
     assert config.agent is not None and config.agent.environment == "rooms"
     assert config.sweep.step_budgets == [2, 4, 8] and config.agent.mode == "truncate"
+
+
+_INSTANCES = [0]
+
+
+class DriftingEnv:
+    """A user environment that breaks the contract: its observations differ per instance,
+    and its ``step`` raises. Used as ``test_agent_sweep:DriftingEnv``."""
+
+    def __init__(self) -> None:
+        _INSTANCES[0] += 1
+        self.instance = _INSTANCES[0]
+
+    def reset(self, problem: Any, seed: int) -> tuple[str, list[Any]]:
+        from ttc.agent.envs.calculator import CALCULATOR_TOOLS
+
+        return f"What is 2 + 2? (instance {self.instance})", list(CALCULATOR_TOOLS)
+
+    def step(self, call: Any) -> Any:
+        from ttc.agent.protocol import StepResult
+
+        if call.name == "submit_answer":
+            raise RuntimeError("the environment itself is broken")
+        return StepResult(f"ok from instance {self.instance}")
+
+
+def test_a_raising_environment_is_answered_and_a_drifting_one_stops_the_resume(
+        tmp_path: Path) -> None:
+    from ttc.agent.loop import ReplayMismatchError
+
+    config = _config(tmp_path, environment="test_agent_sweep:DriftingEnv", samples=1,
+                     step_budgets=[12], size=2)
+    result = _run(config, tmp_path / "run", Flaky(config.model, fail_at=12))
+    assert result.failed == 2
+    with open_run(tmp_path / "run") as run:
+        from ttc.agent.analysis import steps_frame
+
+        steps = steps_frame(run)
+    broken = steps[steps["action"] == "submit_answer"]
+    assert not broken.empty and broken["observation"].str.contains("environment failed").all()
+    with pytest.raises(ReplayMismatchError, match="not deterministic"):
+        _run(config, tmp_path / "run")
+
