@@ -40,6 +40,11 @@ demo: local
 demo-sim: $(VENV)/.dev-installed
 	$(BIN)/ttc sweep experiments/simulated.toml --out runs/simulated --quiet
 	$(BIN)/ttc report runs/simulated
+	$(BIN)/ttc sweep experiments/agent_calculator.toml --out runs/agent_calculator --quiet
+	$(BIN)/ttc report runs/agent_calculator
+	$(BIN)/ttc sweep experiments/agent_rooms.toml --out runs/agent_rooms --quiet
+	$(BIN)/ttc report runs/agent_rooms
+	@echo "Agent figures: runs/agent_calculator/report/figures/step_curves.png and runs/agent_rooms/report/figures/milestones.png"
 
 test: local
 	TTC_REQUIRE_LOCAL=1 $(BIN)/python -m pytest -q -p no:cacheprovider

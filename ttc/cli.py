@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "parquet"])
     export.add_argument("-o", "--output", type=Path, help="file to write")
     export.add_argument("--with-text", action="store_true", help="include text and thinking")
+    export.add_argument("--steps", action="store_true",
+                        help="agent runs: one row per step instead of one per trajectory")
 
     grade = sub.add_parser("grade", help="regrade stored samples without calling any model")
     grade.add_argument("run", type=Path)
@@ -92,6 +94,11 @@ def _sweep(args: argparse.Namespace) -> int:
         raise UserInputError("ttc sweep needs a config file: ttc sweep CONFIG.toml")
     config = load_config(path, args.set)
     out = args.out or Path("runs") / Path(path).stem
+    if config.agent is not None:  # agent runs: the step-budget sweep of ttc.agent
+        from ttc.agent.runner import sweep_command
+
+        return sweep_command(config, out, path=Path(path), sets=args.set,
+                             dry_run=args.dry_run, quiet=args.quiet)
     sweep = Sweep(config, out, progress=not args.quiet)
     if args.dry_run:
         return _print_plan(sweep, config, out)
@@ -172,6 +179,11 @@ def _export(args: argparse.Namespace) -> int:
     from ttc.export import export_run
     from ttc.run import open_run
 
+    if args.steps:
+        from ttc.agent.steps import export_steps
+
+        print(f"wrote {export_steps(args.run, args.format, args.output, with_text=args.with_text)}")
+        return 0
     with open_run(args.run) as run:
         target = export_run(run, args.format, args.output, with_text=args.with_text)
     print(f"wrote {target}")
@@ -207,8 +219,12 @@ def _report(args: argparse.Namespace) -> int:
 
     with open_run(args.run) as run:
         out = write_report(run, args.out, n_boot=args.bootstrap)
+        if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
+            from ttc.agent.report import write_agent_report
+
+            write_agent_report(run, out, n_boot=args.bootstrap)
     print(f"report written to {out}")
-    for name in ("summary.json", "report.md", "report.html"):
+    for name in ("summary.json", "step_curves.json", "report.md", "report.html"):
         if (out / name).exists():
             print(f"  {out / name}")
     return 0

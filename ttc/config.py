@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ttc.agent.config import AgentConfig, check_agent
 from ttc.errors import ConfigError, MissingAPIKeyError
 
 __all__ = [
@@ -127,6 +128,7 @@ class GradingConfig:
 @dataclass(frozen=True, slots=True)
 class SweepConfig:
     budgets: list[Budget] = field(default_factory=lambda: [1024])
+    step_budgets: list[int] = field(default_factory=list)  # agent runs: see [agent]
     samples: int = 8
     concurrency: int = 32
     requests_per_minute: int = 0
@@ -155,6 +157,7 @@ class Config:
     scorers: list[ScorerConfig] = field(default_factory=list)
     path: Path | None = None
     grading: GradingConfig = field(default_factory=GradingConfig)
+    agent: AgentConfig | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -259,10 +262,10 @@ def config_from_dict(
             raise loc.error(key, f"unknown section [{key}]{_suggest(key, _SECTIONS)}")
     if "model" not in data:
         raise ConfigError("missing [model] section", path=path or "<config>")
-    if "dataset" not in data:
+    if "dataset" not in data and "agent" not in data:
         raise ConfigError("missing [dataset] section", path=path or "<config>")
     model = _build(ModelConfig, data["model"], "model", loc)
-    dataset = _build(DatasetConfig, data["dataset"], "dataset", loc)
+    dataset = _build(DatasetConfig, data.get("dataset", {}), "dataset", loc)
     sweep = _build(SweepConfig, data.get("sweep", {}), "sweep", loc)
     prompt = _build(PromptConfig, data.get("prompt", {}), "prompt", loc)
     grading = _build(GradingConfig, data.get("grading", {}), "grading", loc)
@@ -276,12 +279,13 @@ def config_from_dict(
         known = {k: raw[k] for k in ("name", "kind") if k in raw}
         options = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         scorers.append(_build(ScorerConfig, {**known, "options": options}, "scorers", loc))
-    config = Config(model, dataset, sweep, prompt, scorers, path, grading)
+    agent = _build(AgentConfig, data["agent"], "agent", loc) if "agent" in data else None
+    config = Config(model, dataset, sweep, prompt, scorers, path, grading, agent)
     _check(config, loc)
     return config
 
 
-_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers", "grading")
+_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers", "grading", "agent")
 
 
 def _suggest(key: str, options: typing.Iterable[str]) -> str:
@@ -399,8 +403,8 @@ def _check(config: Config, loc: _Locator) -> None:
         raise loc.error("sweep.backoff_base_s", "need 0 <= sweep.backoff_base_s <= backoff_max_s")
     if s.timeout_s <= 0:
         raise loc.error("sweep.timeout_s", "sweep.timeout_s must be positive")
-    if not d.path and not d.builtin:
-        raise loc.error("dataset", "[dataset] needs 'path' (a file) or 'builtin' (a generated set)")
+    check_agent(config.agent, s.step_budgets, has_dataset=bool(d.path or d.builtin),
+                error=loc.error)
     if d.path and d.builtin:
         raise loc.error("dataset.builtin", "[dataset] takes 'path' or 'builtin', not both")
     for key in ("limit", "sample"):

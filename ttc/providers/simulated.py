@@ -17,10 +17,14 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ttc.config import Budget, ModelConfig
 from ttc.problems import LETTERS, Problem
 from ttc.providers.base import EFFORT_TOKENS, Completion, Provider, SampleRequest
+
+if TYPE_CHECKING:
+    from ttc.agent.wire import ToolRequest, Turn
 
 __all__ = ["SimulatedModel", "SimulatedProvider"]
 
@@ -179,6 +183,12 @@ class SimulatedProvider(Provider):
             response_id=f"sim-{_unit_hash(problem.id, request.budget, request.sample_index):016x}",
             extra={"signal": round(signal, 6)},
         )
+
+    async def act(self, request: ToolRequest) -> Turn:
+        """One agent step (tool use): the seeded policy of ``ttc.agent.policy``."""
+        from ttc.agent.policy import act
+
+        return act(self.model, request)
 
     def describe(self) -> dict[str, object]:
         return {"provider": "simulated", "name": self.config.name or "simulated",

@@ -1,0 +1,89 @@
+"""The ``[agent]`` section: which world, how many steps, and how the step axis is drawn.
+
+Defined here, registered by ``ttc.config`` (which walks these fields like every other
+section, so each key exists once). This module imports nothing from ``ttc.config``
+to keep the registration free of import cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["AgentConfig", "check_agent", "effective_step_budgets"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """``[agent]``: environment "calculator" | "rooms" | "package.module:Class".
+
+    ``mode`` "truncate" runs each trajectory once to ``max_steps`` and reads the curve
+    at budget s off its first s steps, which is only valid when the agent is not told its
+    budget (it is not, in this mode); "separate" runs one trajectory per step budget and
+    states that budget in the prompt. ``tasks`` and ``difficulty`` size the generated
+    task set of environments that make their own tasks (``rooms``) when there is no
+    ``[dataset]``; ``system`` replaces the default agent system prompt.
+    """
+
+    environment: str = "calculator"
+    max_steps: int = 0
+    mode: Literal["truncate", "separate"] = "truncate"
+    tasks: int = 0
+    difficulty: int = 2
+    system: str = ""
+
+
+def effective_step_budgets(agent: AgentConfig, step_budgets: Sequence[int]) -> list[int]:
+    """The step budgets of the curve: as configured (sorted), else 1, 2, 4, ... max_steps."""
+    if step_budgets:
+        return sorted(step_budgets)
+    top = agent.max_steps
+    out = [2**i for i in range(top.bit_length()) if 2**i < top]
+    return [*out, top]
+
+
+def check_agent(
+    agent: AgentConfig | None,
+    step_budgets: Sequence[int],
+    *,
+    has_dataset: bool,
+    error: Callable[[str, str], Exception],
+) -> None:
+    """Cross-field rules; ``error(dotted_key, message)`` builds the located error to raise."""
+    from ttc.agent.envs import BUILTIN_ENVIRONMENTS
+
+    if agent is None:
+        if step_budgets:
+            raise error("sweep.step_budgets", "sweep.step_budgets needs an [agent] section")
+        if not has_dataset:
+            raise error("dataset", "[dataset] needs 'path' (a file) or 'builtin' (a generated set)")
+        return
+    name = agent.environment
+    if name not in BUILTIN_ENVIRONMENTS and (":" not in name or name.startswith(":")
+                                             or name.endswith(":")):
+        raise error("agent.environment",
+                    f"unknown environment {name!r}; use one of "
+                    f"{', '.join(BUILTIN_ENVIRONMENTS)} or 'package.module:Class'")
+    seen: set[int] = set()
+    for s in step_budgets:
+        if s <= 0:
+            raise error("sweep.step_budgets", f"step budgets must be positive integers, got {s}")
+        if s in seen:
+            raise error("sweep.step_budgets", f"step budget {s} is listed twice")
+        seen.add(s)
+    if agent.max_steps < 0:
+        raise error("agent.max_steps", "agent.max_steps must be positive")
+    if not step_budgets and agent.max_steps == 0:
+        raise error("agent", "[agent] needs max_steps or [sweep] step_budgets")
+    if step_budgets and agent.max_steps and agent.max_steps < max(step_budgets):
+        raise error("agent.max_steps",
+                    f"agent.max_steps ({agent.max_steps}) is below the largest step budget "
+                    f"({max(step_budgets)})")
+    if agent.tasks < 0:
+        raise error("agent.tasks", "agent.tasks must not be negative")
+    if has_dataset and agent.tasks:
+        raise error("agent.tasks", "[agent] tasks generates tasks; remove it or the [dataset]")
+    if not has_dataset and not agent.tasks:
+        raise error("agent", f"environment {name!r} needs a [dataset], or [agent] tasks = N "
+                             f"for an environment that generates its own tasks (rooms)")

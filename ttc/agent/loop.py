@@ -1,0 +1,271 @@
+"""One trajectory, step by step: ask the model, apply its action, store the step, repeat.
+
+A trajectory resumes from its last stored step: the environment is reset with the same
+problem and seed and the stored actions are replayed into it (their observations must
+come out identical, or the environment is not deterministic and the resume stops
+rather than build on a different world); the stored assistant messages rebuild the
+conversation verbatim. So a killed sweep never pays for a stored step twice.
+
+Each model call gets the sampler's retry policy: ``sweep.max_attempts`` attempts,
+exponential backoff with full jitter honouring the server's retry hint, a
+``sweep.timeout_s`` deadline per attempt, the same request and token rate limits, and
+a sweep-wide abort on errors every request would hit (bad key, unknown model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttc.agent.protocol import Environment, StepResult, ToolCall, ToolSpec
+from ttc.agent.steps import StepRecord, StepStore, TrajectoryKey, TrajectoryState
+from ttc.agent.wire import Entry, ToolRequest, ToolResult, Turn
+from ttc.config import Budget, SweepConfig
+from ttc.errors import FatalAPIError, RequestTimeoutError, RetryableError, TTCError
+from ttc.problems import Problem
+from ttc.providers.base import Provider
+from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.sampler import SweepAborted
+
+__all__ = [
+    "DEFAULT_SYSTEM",
+    "NOT_EXECUTED",
+    "Limits",
+    "ReplayMismatchError",
+    "StepFailed",
+    "Trajectory",
+    "TrajectoryOutcome",
+    "horizon_note",
+    "run_trajectory",
+]
+
+DEFAULT_SYSTEM = ("You are an agent acting in an environment through tools. Call exactly one "
+                  "tool per turn and read its result before the next action.")
+NOT_EXECUTED = "Error: one action per step; this call was not executed."
+
+
+class StepFailed(TTCError):
+    """A step could not be drawn within ``sweep.max_attempts``; the trajectory pauses."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class ReplayMismatchError(TTCError):
+    """Replaying stored actions gave different observations: the environment is not
+    deterministic given (problem, seed), so the stored trajectory cannot be continued."""
+
+
+def horizon_note(horizon: int) -> str:
+    """What the agent is told in "separate" mode (nothing is said in "truncate" mode)."""
+    return (f"\n\nYou may take at most {horizon} actions (tool calls); the task ends after "
+            f"that.")
+
+
+@dataclass(slots=True)
+class Limits:
+    """The sweep's shared rate limits and retry policy."""
+
+    sweep: SweepConfig
+    requests: RequestLimiter
+    tokens: TokenBucket
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    """What to run: one (problem, thinking budget, horizon, sample) up to ``cap`` steps."""
+
+    problem: Problem
+    budget: Budget
+    label: str
+    horizon: int
+    sample_index: int
+    cap: int
+    env_seed: int
+    request_seed: int
+
+    @property
+    def key(self) -> TrajectoryKey:
+        return (self.problem.id, self.label, self.horizon, self.sample_index)
+
+
+@dataclass(slots=True)
+class TrajectoryOutcome:
+    """A trajectory's totals over all its stored steps, for its row in ``samples``."""
+
+    state: TrajectoryState
+    score: float = 0.0
+    first_success: int | None = None
+    milestones: list[str] = field(default_factory=list)
+    answer: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    thinking_tokens: int = 0
+    thinking_estimated: bool = False
+    cost: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 0
+    new_steps: int = 0
+    last_text: str | None = None
+    last_stop_reason: str | None = None
+
+    def add(self, record: StepRecord) -> None:
+        if record.reward > self.score:
+            self.score = record.reward
+            if record.reward >= 1.0 and self.first_success is None:
+                self.first_success = record.step
+        self.milestones += [m for m in record.milestones if m not in self.milestones]
+        if record.answer is not None:
+            self.answer = record.answer
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.thinking_tokens += record.thinking_tokens
+        self.thinking_estimated |= record.thinking_estimated
+        self.cost += record.cost
+        self.latency_s += record.latency_s or 0.0
+        self.attempts += record.attempts
+        self.last_text = record.text
+        self.last_stop_reason = record.stop_reason
+
+
+def _safe_step(env: Environment, call: ToolCall) -> StepResult:
+    """The environment's answer; an environment that raises answers with an error instead."""
+    try:
+        result = env.step(call)
+    except Exception as exc:  # a user environment's bug must not end the sweep
+        return StepResult(f"Error: the environment failed on this action "
+                          f"({type(exc).__name__}: {str(exc)[:200]}).", error=True)
+    if not isinstance(result, StepResult):
+        return StepResult("Error: the environment returned no StepResult.", error=True)
+    return result
+
+
+def _apply(env: Environment, turn: Turn, tools: list[ToolSpec]) -> tuple[
+    StepResult, tuple[ToolResult, ...], str | None, ToolCall | None
+]:
+    """Execute the first tool call; answer the rest with an error; nudge a tool-less turn."""
+    if not turn.tool_calls:
+        if turn.completion.censored:
+            text = "Your reply was cut off at the output limit before any tool call. "
+        else:
+            text = "No tool was called. "
+        text += f"Act by calling exactly one tool: {', '.join(t.name for t in tools)}."
+        return StepResult(text, error=True), (), text, None
+    first, *rest = turn.tool_calls
+    result = _safe_step(env, first)
+    results = (ToolResult(first.id, result.observation, result.error),
+               *(ToolResult(c.id, NOT_EXECUTED, True) for c in rest))
+    return result, results, None, first
+
+
+async def _draw(provider: Any, request: ToolRequest, limits: Limits) -> tuple[Turn, int, float]:
+    """One step's model call with the sampler's retry policy: (turn, attempts, latency)."""
+    sweep = limits.sweep
+    error = "no attempt made"
+    attempt = 0
+    while attempt < sweep.max_attempts:
+        attempt += 1
+        await limits.requests.acquire()
+        reserved = provider.max_output_tokens(request.budget) // 2
+        await limits.tokens.reserve(reserved)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(sweep.timeout_s):
+                turn: Turn = await provider.act(request)
+        except (RetryableError, TimeoutError) as exc:
+            limits.tokens.settle(reserved, 0)
+            if isinstance(exc, TimeoutError):
+                exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s")
+            error = str(exc)
+            if attempt < sweep.max_attempts:
+                await asyncio.sleep(_backoff(sweep, attempt, exc.retry_after))
+            continue
+        except FatalAPIError as exc:
+            limits.tokens.settle(reserved, 0)
+            if exc.status in (401, 403, 404, None):
+                raise SweepAborted(str(exc), status=exc.status) from None
+            raise StepFailed(str(exc), attempt) from None
+        c = turn.completion
+        limits.tokens.settle(reserved, c.input_tokens + c.output_tokens)
+        return turn, attempt, time.perf_counter() - started
+    raise StepFailed(error, attempt)
+
+
+def _backoff(sweep: SweepConfig, attempt: int, hint: float | None) -> float:
+    ceiling = min(sweep.backoff_max_s, sweep.backoff_base_s * 2 ** (attempt - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    if hint is not None:
+        delay = max(delay, min(hint, sweep.backoff_max_s * 5))
+    return delay
+
+
+async def run_trajectory(
+    job: Trajectory,
+    env: Environment,
+    provider: Provider,
+    store: StepStore,
+    limits: Limits,
+    *,
+    system: str = DEFAULT_SYSTEM,
+    store_thinking: bool = True,
+) -> TrajectoryOutcome:
+    """Run (or resume) one trajectory to its end or its cap; every step stored as drawn.
+
+    Raises ``SweepAborted`` for errors every request would hit; a step that fails its
+    retries ends this call with the trajectory marked "failed" (resumable).
+    """
+    observation, tools = env.reset(job.problem, job.env_seed)
+    first = observation + (horizon_note(job.horizon) if job.horizon else "")
+    conversation: list[Entry] = [Entry("user", text=first)]
+    stored = store.load(job.key)
+    outcome = TrajectoryOutcome(TrajectoryState("running", job.cap, len(stored)))
+    done = False
+    for record in stored:  # replay: same world, same conversation
+        if record.action is not None:
+            again = _safe_step(env, ToolCall("replay", record.action, record.arguments or ""))
+            if again.observation != record.observation:
+                raise ReplayMismatchError(
+                    f"{job.key}: step {record.step} replayed to a different observation; the "
+                    f"environment is not deterministic given (problem, seed)")
+        conversation += record.entries()
+        outcome.add(record)
+        done = done or record.done
+    store.set_trajectory(job.key, outcome.state)
+    step = len(stored)
+    while not done and step < job.cap:
+        step += 1
+        request = ToolRequest(job.problem, tuple(conversation), tuple(tools), job.budget,
+                              job.sample_index, step, system=system, seed=job.request_seed,
+                              horizon=job.horizon)
+        try:
+            turn, attempts, latency = await _draw(provider, request, limits)
+        except StepFailed as exc:
+            outcome.state = TrajectoryState("failed", job.cap, step - 1, str(exc))
+            outcome.attempts += exc.attempts
+            store.set_trajectory(job.key, outcome.state)
+            return outcome
+        result, results, nudge, call = _apply(env, turn, tools)
+        c = turn.completion
+        record = StepRecord(
+            key=job.key, step=step, message=turn.message, results=results, nudge=nudge,
+            action=call.name if call else None, arguments=call.arguments if call else None,
+            observation=result.observation, reward=float(result.reward),
+            milestones=tuple(result.milestones), done=bool(result.done),
+            error=bool(result.error), answer=result.answer, text=c.text, thinking=c.thinking,
+            input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+            thinking_tokens=c.thinking_tokens, thinking_estimated=c.thinking_estimated,
+            cost=provider.cost(c), latency_s=round(latency, 6), attempts=attempts,
+            stop_reason=c.stop_reason, response_id=c.response_id,
+        )
+        store.write_step(record, store_thinking=store_thinking)
+        outcome.add(record)
+        outcome.new_steps += 1
+        conversation += record.entries()
+        done = record.done
+    outcome.state = TrajectoryState("ended" if done else "capped", job.cap, step)
+    store.set_trajectory(job.key, outcome.state)
+    return outcome

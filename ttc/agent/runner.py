@@ -1,0 +1,305 @@
+"""The step-budget sweep: every trajectory run once, resumably, within the sweep's limits.
+
+Mode "truncate" plans one trajectory per (problem, thinking budget, sample) run to
+``max_steps`` (raising ``max_steps`` later extends the stored trajectories instead of
+starting over); mode "separate" plans one per step budget too, with the budget stated
+in the prompt. A fixed pool of ``sweep.concurrency`` workers pulls trajectories from
+one iterator; each trajectory resumes from its last stored step. When a trajectory
+stops (the world says done, its cap is reached, or a step fails its retries) its
+outcome goes to the ordinary ``samples`` table through ``RunStore.write_samples``, so
+``ttc status`` and ``ttc export`` see agent runs like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttc.agent.config import AgentConfig, effective_step_budgets
+from ttc.agent.envs import EnvironmentSpecError, resolve_environment
+from ttc.agent.loop import DEFAULT_SYSTEM, Limits, Trajectory, TrajectoryOutcome, run_trajectory
+from ttc.agent.steps import StepStore, TrajectoryState
+from ttc.config import Config, config_error
+from ttc.errors import ConfigError
+from ttc.problems import Problem
+from ttc.providers.base import Provider
+from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
+
+__all__ = ["AgentPlan", "AgentResult", "AgentSweep", "sample_label", "sweep_command"]
+
+
+def sample_label(label: str, horizon: int) -> str:
+    """The ``samples.budget`` of a trajectory: the thinking budget, plus ``@N`` when the
+    agent was told a step budget of N (mode "separate")."""
+    return f"{label}@{horizon}" if horizon else label
+
+
+@dataclass(slots=True)
+class AgentPlan:
+    total: int
+    done: int
+    jobs: list[Trajectory]
+    max_requests: int
+
+
+@dataclass(slots=True)
+class AgentResult:
+    planned: int
+    ended: int = 0
+    capped: int = 0
+    failed: int = 0
+    steps: int = 0
+    cost: float = 0.0
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class AgentSweep:
+    """One configured agent sweep over one run directory."""
+
+    def __init__(self, config: Config, run_dir: str | Path, *, provider: Provider | None = None,
+                 progress: bool = False) -> None:
+        if config.agent is None:
+            raise ConfigError("not an agent config: it has no [agent] section")
+        self.config = config
+        self.agent: AgentConfig = config.agent
+        self.run_dir = Path(run_dir)
+        self._provider = provider
+        self._progress = progress
+        self.step_budgets = effective_step_budgets(self.agent, config.sweep.step_budgets)
+        self.max_steps = self.agent.max_steps or max(self.step_budgets)
+
+    # ------------------------------------------------------------ loading
+    def _env_class(self) -> type[Any]:
+        try:
+            return resolve_environment(self.agent.environment)
+        except EnvironmentSpecError as exc:
+            raise config_error(self.config, "agent.environment", str(exc)) from None
+
+    def _problems(self, env_cls: type[Any]) -> tuple[list[Problem], str]:
+        cfg, agent = self.config, self.agent
+        if cfg.dataset.path or cfg.dataset.builtin:
+            from ttc.datasets import dataset_fingerprint, load_dataset
+
+            return (load_dataset(cfg.dataset, base_dir=cfg.base_dir),
+                    dataset_fingerprint(cfg.dataset, base_dir=cfg.base_dir))
+        make = getattr(env_cls, "tasks", None)
+        if not callable(make):
+            raise config_error(cfg, "agent.tasks", f"environment {agent.environment!r} does not "
+                               f"generate tasks (no tasks() method); give a [dataset]")
+        ident = f"tasks\0{agent.environment}\0{agent.tasks}\0{agent.difficulty}\0{cfg.sweep.seed}"
+        problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
+        return problems, hashlib.sha256(ident.encode()).hexdigest()
+
+    def _load(self, *, check_key: bool) -> tuple[type[Any], list[Problem], Provider,
+                                                 dict[str, Any]]:
+        from ttc.agent.providers import make_tool_provider
+
+        cfg = self.config
+        env_cls = self._env_class()
+        problems, data_id = self._problems(env_cls)
+        provider = self._provider
+        if provider is None:
+            model = cfg.model
+            if check_key:
+                model.api_key()
+            elif model.api_key_env:
+                model = dataclasses.replace(model, api_key_env="")
+            try:
+                provider = make_tool_provider(model)
+            except ConfigError as exc:
+                raise config_error(cfg, "model.provider", str(exc)) from None
+        for budget in cfg.sweep.budgets:
+            try:
+                provider.check_budget(budget)
+            except ConfigError as exc:
+                raise config_error(cfg, "sweep.budgets", str(exc)) from None
+        fingerprint = {"model": provider.describe(), "dataset": data_id,
+                       "prompt": self.prompt_identity()}
+        return env_cls, problems, provider, fingerprint
+
+    def prompt_identity(self) -> dict[str, Any]:
+        return {"system": self.system, "environment": self.agent.environment,
+                "mode": self.agent.mode, "seed": self.config.sweep.seed}
+
+    @property
+    def system(self) -> str:
+        return self.agent.system or self.config.prompt.system or DEFAULT_SYSTEM
+
+    # ------------------------------------------------------------ planning
+    def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState]) -> AgentPlan:
+        cfg = self.config
+        horizons = [0] if self.agent.mode == "truncate" else self.step_budgets
+        jobs: list[Trajectory] = []
+        total = 0
+        for budget in cfg.sweep.budgets:
+            label = budget_label(budget)
+            for problem in problems:
+                for horizon in horizons:
+                    cap = horizon or self.max_steps
+                    for i in range(cfg.sweep.samples):
+                        total += 1
+                        seed = zlib.crc32(f"{cfg.sweep.seed}|{problem.id}|{budget}|{i}".encode())
+                        job = Trajectory(problem, budget, label, horizon, i, cap,
+                                         env_seed=cfg.sweep.seed, request_seed=seed)
+                        state = states.get(job.key)
+                        if state is not None and (state.status == "ended" or (
+                                state.status == "capped" and state.n_steps >= cap)):
+                            continue
+                        jobs.append(job)
+        max_requests = sum(j.cap - (states[j.key].n_steps if j.key in states else 0)
+                           for j in jobs)
+        return AgentPlan(total, total - len(jobs), jobs, max_requests)
+
+    def prepare(self) -> tuple[RunStore, StepStore, Provider, AgentPlan]:
+        """Validate, claim the run directory, plan. Raises before any request."""
+        from ttc.sampler import _public_config
+
+        env_cls, problems, provider, fingerprint = self._load(check_key=True)
+        self._env_cls = env_cls
+        store = RunStore(self.run_dir, create=True)
+        try:
+            store.claim(fingerprint)
+            store.put_problems(problems, {})
+            store.set_meta(config=_public_config(self.config), n_problems=len(problems),
+                           agent=self.describe())
+            steps = StepStore(self.run_dir / DB_NAME)
+            plan = self.plan(problems, steps.states())
+        except BaseException:
+            store.close()
+            raise
+        return store, steps, provider, plan
+
+    def prepare_dry(self) -> tuple[Provider, AgentPlan]:
+        _env_cls, problems, provider, fingerprint = self._load(check_key=False)
+        states: dict[Any, TrajectoryState] = {}
+        if (self.run_dir / DB_NAME).exists():
+            with RunStore(self.run_dir) as store:
+                store.check(fingerprint)
+            with StepStore(self.run_dir / DB_NAME) as steps:
+                states = steps.states()
+        return provider, self.plan(problems, states)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``meta.agent`` records: how to read the step axis of this run."""
+        return {"environment": self.agent.environment, "mode": self.agent.mode,
+                "step_budgets": self.step_budgets, "max_steps": self.max_steps,
+                "told_budget": self.agent.mode == "separate"}
+
+    # ------------------------------------------------------------ running
+    async def run(self) -> AgentResult:
+        """Run every planned trajectory; safe to cancel or kill at any point."""
+        store, steps, provider, plan = self.prepare()
+        result = AgentResult(planned=len(plan.jobs))
+        started = time.monotonic()
+        sweep = self.config.sweep
+        try:
+            if not plan.jobs:
+                return result
+            await provider.start()
+            limits = Limits(sweep, RequestLimiter(sweep.requests_per_minute),
+                            TokenBucket(sweep.tokens_per_minute))
+            jobs = iter(plan.jobs)
+            workers = min(sweep.concurrency, len(plan.jobs))
+            if provider.max_concurrency is not None:
+                workers = min(workers, max(1, provider.max_concurrency))
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(self._worker(jobs, provider, store, steps, limits, result))
+        except* Exception as group_error:
+            raise group_error.exceptions[0] from None
+        finally:
+            result.elapsed_s = time.monotonic() - started
+            steps.close()
+            store.close()
+            await provider.aclose()
+        return result
+
+    async def _worker(self, jobs: Iterator[Trajectory], provider: Provider, store: RunStore,
+                      steps: StepStore, limits: Limits, result: AgentResult) -> None:
+        for job in jobs:
+            outcome = await run_trajectory(
+                job, self._env_cls(), provider, steps, limits, system=self.system,
+                store_thinking=self.config.sweep.store_thinking)
+            store.write_samples([self._sample_row(job, outcome)])
+            status = outcome.state.status
+            result.ended += status == "ended"
+            result.capped += status == "capped"
+            if status == "failed":
+                result.failed += 1
+                key = (outcome.state.error or "error").split(":")[0][:60]
+                result.errors[key] = result.errors.get(key, 0) + 1
+            result.steps += outcome.new_steps
+            result.cost += outcome.cost
+            result.tokens += outcome.output_tokens
+            if self._progress:
+                finished = result.ended + result.capped + result.failed
+                if finished % max(1, result.planned // 20) == 0 or finished == result.planned:
+                    print(f"[ttc agent] {finished}/{result.planned} trajectories, "
+                          f"{result.steps} steps", file=sys.stderr, flush=True)
+
+    def _sample_row(self, job: Trajectory, outcome: TrajectoryOutcome) -> SampleRecord:
+        state = outcome.state
+        failed = state.status == "failed"
+        return SampleRecord(
+            problem_id=job.problem.id, budget=sample_label(job.label, job.horizon),
+            sample_index=job.sample_index,
+            status="failed" if failed else "ok" if state.status == "ended" else "censored",
+            answer=None if failed else outcome.answer,
+            correct=None if failed else outcome.score >= 1.0,
+            text=outcome.last_text, input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens, thinking_tokens=outcome.thinking_tokens,
+            thinking_estimated=outcome.thinking_estimated,
+            stop_reason=state.status, latency_s=round(outcome.latency_s, 6),
+            attempts=outcome.attempts, error=state.error, cost=outcome.cost,
+            extra={"agent": {"steps": state.n_steps, "cap": state.cap, "horizon": job.horizon,
+                             "score": outcome.score, "first_success": outcome.first_success,
+                             "milestones": outcome.milestones}},
+            created_at=time.time(),
+        )
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def sweep_command(config: Config, out: Path, *, path: Path, sets: list[str], dry_run: bool,
+                  quiet: bool) -> int:
+    """``ttc sweep`` for a config with ``[agent]``: plan or run, print one summary."""
+    sweep = AgentSweep(config, out, progress=not quiet)
+    if dry_run:
+        provider, plan = sweep.prepare_dry()
+        print(f"run directory : {out}")
+        print(f"model         : {provider.describe().get('name')} ({config.model.provider})")
+        print(f"environment   : {sweep.agent.environment} (mode {sweep.agent.mode})")
+        print(f"step budgets  : {', '.join(map(str, sweep.step_budgets))}")
+        print(f"trajectories  : {len(plan.jobs):,} to run ({plan.done:,} of {plan.total:,} "
+              f"finished)")
+        print(f"requests      : up to {plan.max_requests:,} (every trajectory to its cap)")
+        return 0
+    try:
+        result = asyncio.run(sweep.run())
+    except KeyboardInterrupt:
+        again = " ".join(["ttc sweep", str(path), "--out", str(out),
+                          *[f"--set {s}" for s in sets]])
+        print(f"\nttc: interrupted; stored steps are saved in {out}.\nResume with: {again}",
+              file=sys.stderr)
+        return 130
+    print(f"{result.ended + result.capped} trajectories ({result.ended} finished, "
+          f"{result.capped} out of steps), {result.failed} failed, {result.steps:,} steps, "
+          f"{result.tokens:,} output tokens, ${result.cost:.2f}, {result.elapsed_s:.1f}s -> {out}")
+    for error, count in sorted(result.errors.items(), key=lambda kv: -kv[1]):
+        print(f"  {count} x {error}")
+    if result.failed:
+        print("Failed trajectories resume from their last stored step when you run the same "
+              "command again.")
+    return 1 if result.failed else 0

@@ -1,0 +1,290 @@
+"""Per-step storage: every agent step stored exactly once, in the run's own SQLite file.
+
+Two tables beside the sampler's, in ``samples.sqlite`` through a connection of their own
+(WAL, like ``ttc.store``): ``steps``, one row per paid model call keyed by (problem,
+thinking budget, horizon, sample, step), and ``trajectories``, one row per trajectory
+with how far it got. The primary key is the exactly-once guarantee: a step is inserted,
+never replaced, so a resume that tried to pay for a stored step again would fail
+loudly instead of silently double-counting. Each step commits on its own, so a
+``kill -9`` loses at most the steps in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ttc.agent.wire import Entry, ToolResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["StepRecord", "StepStore", "TrajectoryKey", "TrajectoryState"]
+
+TrajectoryKey = tuple[str, str, int, int]  # problem_id, budget label, horizon, sample_index
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+    problem_id TEXT NOT NULL,
+    budget TEXT NOT NULL,
+    horizon INTEGER NOT NULL,
+    sample_index INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    results TEXT NOT NULL,
+    nudge TEXT,
+    action TEXT,
+    arguments TEXT,
+    observation TEXT NOT NULL,
+    reward REAL NOT NULL DEFAULT 0,
+    milestones TEXT NOT NULL DEFAULT '[]',
+    done INTEGER NOT NULL DEFAULT 0,
+    error INTEGER NOT NULL DEFAULT 0,
+    answer TEXT,
+    text TEXT,
+    thinking BLOB,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    thinking_tokens INTEGER NOT NULL DEFAULT 0,
+    thinking_estimated INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    latency_s REAL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    stop_reason TEXT,
+    response_id TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (problem_id, budget, horizon, sample_index, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trajectories (
+    problem_id TEXT NOT NULL,
+    budget TEXT NOT NULL,
+    horizon INTEGER NOT NULL,
+    sample_index INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    cap INTEGER NOT NULL,
+    n_steps INTEGER NOT NULL,
+    error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (problem_id, budget, horizon, sample_index)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One stored step: the assistant message, what was done, what the world answered."""
+
+    key: TrajectoryKey
+    step: int
+    message: dict[str, Any]
+    results: tuple[ToolResult, ...] = ()
+    nudge: str | None = None
+    action: str | None = None
+    arguments: str | None = None
+    observation: str = ""
+    reward: float = 0.0
+    milestones: tuple[str, ...] = ()
+    done: bool = False
+    error: bool = False
+    answer: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    thinking_tokens: int = 0
+    thinking_estimated: bool = False
+    cost: float = 0.0
+    latency_s: float | None = None
+    attempts: int = 1
+    stop_reason: str | None = None
+    response_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def entries(self) -> list[Entry]:
+        """The conversation entries this step adds (assistant reply, then the answer to it)."""
+        out = [Entry("assistant", message=self.message)]
+        if self.results:
+            out.append(Entry("tool", results=self.results))
+        else:
+            out.append(Entry("user", text=self.nudge or ""))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrajectoryState:
+    """How far a stored trajectory got: "running", "ended" (the world said done),
+    "capped" (ran out of steps at ``cap``) or "failed" (a step could not be drawn)."""
+
+    status: str
+    cap: int
+    n_steps: int
+    error: str | None = None
+
+
+_STEP_COLUMNS = [
+    "problem_id", "budget", "horizon", "sample_index", "step", "message", "results", "nudge",
+    "action", "arguments", "observation", "reward", "milestones", "done", "error", "answer",
+    "text", "thinking", "input_tokens", "output_tokens", "thinking_tokens",
+    "thinking_estimated", "cost", "latency_s", "attempts", "stop_reason", "response_id",
+    "created_at",
+]
+
+
+def _dump_results(results: tuple[ToolResult, ...]) -> str:
+    return json.dumps([[r.id, r.content, r.is_error] for r in results], ensure_ascii=False)
+
+
+class StepStore:
+    """The agent tables of one run directory's ``samples.sqlite``; one writer per run."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.path = Path(db_path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------ writing
+    def write_step(self, record: StepRecord, *, store_thinking: bool = True) -> None:
+        """Insert one step and advance its trajectory, in one transaction (never replaces)."""
+        thinking = record.thinking if store_thinking else None
+        row = (
+            *record.key[:3], record.key[3], record.step,
+            json.dumps(record.message, ensure_ascii=False), _dump_results(record.results),
+            record.nudge, record.action, record.arguments, record.observation, record.reward,
+            json.dumps(list(record.milestones)), int(record.done), int(record.error),
+            record.answer, record.text,
+            zlib.compress(thinking.encode("utf-8"), 6) if thinking else None,
+            record.input_tokens, record.output_tokens, record.thinking_tokens,
+            int(record.thinking_estimated), record.cost, record.latency_s, record.attempts,
+            record.stop_reason, record.response_id, record.created_at,
+        )
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _STEP_COLUMNS)})", row)
+            self._db.execute(
+                "UPDATE trajectories SET n_steps = ?, updated_at = ? WHERE problem_id = ? AND "
+                "budget = ? AND horizon = ? AND sample_index = ?",
+                (record.step, time.time(), *record.key))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def set_trajectory(self, key: TrajectoryKey, state: TrajectoryState) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO trajectories (problem_id, budget, horizon, sample_index, "
+            "status, cap, n_steps, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, state.status, state.cap, state.n_steps, state.error, time.time()))
+
+    # ------------------------------------------------------------ reading
+    def states(self) -> dict[TrajectoryKey, TrajectoryState]:
+        rows = self._db.execute(
+            "SELECT problem_id, budget, horizon, sample_index, status, cap, n_steps, error "
+            "FROM trajectories")
+        return {(p, b, int(h), int(i)): TrajectoryState(s, int(c), int(n), e)
+                for p, b, h, i, s, c, n, e in rows}
+
+    def load(self, key: TrajectoryKey) -> list[StepRecord]:
+        """A trajectory's stored steps in order (what a resume replays)."""
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps WHERE problem_id = ? AND budget = ? "
+            "AND horizon = ? AND sample_index = ? ORDER BY step", key)
+        return [self._record(row) for row in cursor]
+
+    def iter_steps(self) -> Iterator[StepRecord]:
+        cursor = self._db.execute(f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps")
+        for row in cursor:
+            yield self._record(row)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> StepRecord:
+        v = dict(zip(_STEP_COLUMNS, row, strict=True))
+        return StepRecord(
+            key=(v["problem_id"], v["budget"], int(v["horizon"]), int(v["sample_index"])),
+            step=int(v["step"]), message=json.loads(v["message"]),
+            results=tuple(ToolResult(i, c, bool(e)) for i, c, e in json.loads(v["results"])),
+            nudge=v["nudge"], action=v["action"], arguments=v["arguments"],
+            observation=v["observation"], reward=float(v["reward"]),
+            milestones=tuple(json.loads(v["milestones"])), done=bool(v["done"]),
+            error=bool(v["error"]), answer=v["answer"], text=v["text"],
+            thinking=zlib.decompress(v["thinking"]).decode("utf-8") if v["thinking"] else None,
+            input_tokens=int(v["input_tokens"]), output_tokens=int(v["output_tokens"]),
+            thinking_tokens=int(v["thinking_tokens"]),
+            thinking_estimated=bool(v["thinking_estimated"]), cost=float(v["cost"]),
+            latency_s=v["latency_s"], attempts=int(v["attempts"]), stop_reason=v["stop_reason"],
+            response_id=v["response_id"], created_at=float(v["created_at"]),
+        )
+
+    def steps_frame(self, *, with_text: bool = False) -> pd.DataFrame:
+        """One row per stored step (the per-step export table)."""
+        import pandas as pd
+
+        skip = {"message", "results", "thinking"} | (set() if with_text else {"text", "nudge"})
+        cols = [c for c in _STEP_COLUMNS if c not in skip]
+        rows = self._db.execute(
+            f"SELECT {', '.join(cols)} FROM steps "
+            "ORDER BY problem_id, budget, horizon, sample_index, step").fetchall()
+        frame = pd.DataFrame(rows, columns=cols)
+        for name in ("done", "error", "thinking_estimated"):
+            frame[name] = frame[name].astype(bool)
+        return frame
+
+    def trajectories_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = self._db.execute(
+            "SELECT problem_id, budget, horizon, sample_index, status, cap, n_steps, error "
+            "FROM trajectories").fetchall()
+        return pd.DataFrame(rows, columns=["problem_id", "budget", "horizon", "sample_index",
+                                           "status", "cap", "n_steps", "error"])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StepStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def export_steps(run_dir: str | Path, fmt: str, out: Path | None = None, *,
+                 with_text: bool = False) -> Path:
+    """Write the per-step table of an agent run as jsonl, csv or parquet (all or nothing)."""
+    from ttc.errors import UserInputError
+    from ttc.export import FORMATS
+    from ttc.fsutil import atomic_path
+    from ttc.store import DB_NAME
+
+    run_dir = Path(run_dir)
+    if fmt not in FORMATS:
+        raise UserInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not (run_dir / DB_NAME).exists():
+        raise UserInputError(f"{run_dir}: not a ttc run (no {DB_NAME})")
+    with StepStore(run_dir / DB_NAME) as store:
+        frame = store.steps_frame(with_text=with_text)
+    if frame.empty:
+        raise UserInputError(f"{run_dir}: no agent steps stored (not an agent run?)")
+    target = out or run_dir / f"steps.{fmt}"
+    with atomic_path(target) as tmp:
+        if fmt == "jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        elif fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            try:
+                frame.to_parquet(tmp, index=False)
+            except ImportError:
+                raise UserInputError(
+                    "parquet export needs pyarrow: pip install 'ttc[parquet]'") from None
+    return target
