@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ttc.errors import UserInputError
-from ttc.importers.base import ImportedLog, LogFormatError, Reader, credit_of
+from ttc.importers.base import ImportedLog, LogFormatError, Reader, credit_of, one_line
 from ttc.importers.write import ImportResult, write_run
 
 __all__ = [
@@ -46,8 +46,19 @@ def _reader(harness: str) -> Reader:
 
 def read_log(harness: str, path: str | Path, *, task: str | None = None,
              score: str | None = None) -> ImportedLog:
-    """Read a harness log into memory (nothing is written)."""
-    return _reader(harness)(Path(path), task=task, score=score)
+    """Read a harness log into memory (nothing is written).
+
+    A log whose content breaks a reader's assumptions in a way no check names (a field
+    of an unexpected type deep inside) is still bad input: one line, never a traceback.
+    """
+    reader = _reader(harness)
+    try:
+        return reader(Path(path), task=task, score=score)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise LogFormatError(
+            f"{path}: unexpected content for a {harness} log ({type(exc).__name__}: "
+            f"{one_line(exc)})"
+        ) from None
 
 
 def import_log(

@@ -31,8 +31,10 @@ __all__ = [
     "credit_of",
     "file_sha256",
     "letter",
+    "check_unique",
     "one_line",
     "sources_sha256",
+    "task_matches",
 ]
 
 DEFAULT_BUDGET = "default"
@@ -97,9 +99,7 @@ def credit_of(value: Any, where: str) -> float:
     give 0. Anything else (NaN, lists, other words) is refused with ``where`` named.
     """
     credit: float | None = None
-    if isinstance(value, bool):
-        credit = float(value)
-    elif isinstance(value, int | float):
+    if isinstance(value, int | float):  # bool included
         credit = float(value)
     elif isinstance(value, str):
         word = value.strip().lower()

@@ -5,7 +5,9 @@ The score is the one scorer named by ``--score`` (default: the first scorer the 
 lists), read with ``credit_of``; a dict-valued score takes the key named as
 ``--score SCORER:KEY``, else its only key, else the mean of its keys' credits. The
 answer is the scorer's ``Score.answer`` (what the harness extracted); when a scorer
-records none, ttc's extractor reads the completion (``extra["answer_by"] = "ttc"``).
+records none for any sample, ttc's extractor reads the completion
+(``extra["answer_by"] = "ttc"``); a scorer that does record answers and records none
+for one sample found no answer there, and that sample abstains.
 Token usage is the sum of ``model_usage`` over models, reasoning tokens included.
 """
 
@@ -53,6 +55,12 @@ def read_inspect(path: Path, *, task: str | None = None, score: str | None = Non
         raise LogFormatError(f"{file}: the log holds no samples (status {log.status}; "
                              f"was it written with --no-log-samples?)")
     scorer, key = _choose_scorer(log, score, file)
+    # a scorer that never records an answer (model-graded, includes) leaves voting to ttc's
+    # extractor; one that does records None exactly when it found no answer: an abstention
+    answers_recorded = any(
+        (s.scores or {}).get(scorer) is not None and s.scores[scorer].answer not in (None, "")
+        for s in log.samples
+    )
     config = spec.model_generate_config
     budget = (str(config.reasoning_tokens) if getattr(config, "reasoning_tokens", None)
               else str(getattr(config, "reasoning_effort", None) or DEFAULT_BUDGET))
@@ -63,7 +71,8 @@ def read_inspect(path: Path, *, task: str | None = None, score: str | None = Non
         pid = str(sample.id)
         if pid not in problems:
             problems[pid] = _problem(sample)
-        records.append(_record(sample, problems[pid], budget, (scorer, key), file, notes))
+        records.append(_record(sample, problems[pid], budget, (scorer, key, answers_recorded),
+                               file, notes))
     check_unique(records, file)
     if log.status != "success":
         notes.append(f"the log's status is {log.status!r}: {len(records)} samples were present")
@@ -154,9 +163,9 @@ def _text(value: Any) -> str:
     return "\n".join(str(getattr(m, "text", "")) for m in value)
 
 
-def _record(sample: Any, problem: Problem, budget: str, chosen: tuple[str, str | None],
-            file: Path, notes: list[str]) -> SampleRecord:
-    scorer, key = chosen
+def _record(sample: Any, problem: Problem, budget: str,
+            chosen: tuple[str, str | None, bool], file: Path, notes: list[str]) -> SampleRecord:
+    scorer, key, answers_recorded = chosen
     where = f"{file}: sample {sample.id!r} epoch {sample.epoch}"
     output = sample.output
     text = output.completion if output is not None else None
@@ -166,7 +175,7 @@ def _record(sample: Any, problem: Problem, budget: str, chosen: tuple[str, str |
         problem_id=problem.id, budget=budget, sample_index=int(sample.epoch) - 1, status="ok",
         text=text or None, thinking=thinking, input_tokens=usage["input"],
         output_tokens=usage["output"], thinking_tokens=usage["reasoning"],
-        stop_reason=getattr(output, "stop_reason", None), response_id=sample.uuid,
+        stop_reason=_stop_reason(output), response_id=sample.uuid,
         latency_s=sample.total_time, attempts=1 + len(sample.error_retries or []),
         cost=usage["cost"],
     )
@@ -191,7 +200,7 @@ def _record(sample: Any, problem: Problem, budget: str, chosen: tuple[str, str |
     credit = credit_of(value, where)
     noanswer = isinstance(found.value, str) and found.value.strip().upper() == "N"
     answer = None if noanswer else (str(found.answer) if found.answer not in (None, "") else None)
-    if answer is None and not noanswer and text:
+    if answer is None and not answers_recorded and not noanswer and text:
         from ttc.grading import extract_answer
 
         answer = extract_answer(text, problem.kind)
@@ -226,7 +235,14 @@ def _limited(sample: Any, output: Any) -> bool:
     limit = getattr(sample, "limit", None)
     if limit is not None and getattr(limit, "type", None) == "token":
         return True
-    return getattr(output, "stop_reason", None) == "max_tokens"
+    return _stop_reason(output) == "max_tokens"
+
+
+def _stop_reason(output: Any) -> str | None:
+    """``ModelOutput.stop_reason`` reads the first choice; an errored sample has none."""
+    if output is None or not output.choices:
+        return None
+    return str(output.choices[0].stop_reason)
 
 
 def _usage(sample: Any) -> dict[str, Any]:
@@ -244,8 +260,9 @@ def _usage(sample: Any) -> dict[str, Any]:
 
 
 def _thinking(output: Any) -> str | None:
-    message = getattr(output, "message", None) if output is not None else None
-    content = getattr(message, "content", None)
+    if output is None or not output.choices:  # an errored sample has no choices
+        return None
+    content = getattr(output.choices[0].message, "content", None)
     if not isinstance(content, list):
         return None
     parts = [str(getattr(c, "reasoning", "") or getattr(c, "summary", "") or "")

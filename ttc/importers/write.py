@@ -37,6 +37,7 @@ class ImportResult:
     n_problems: int
     n_samples: int
     graded_by_ttc: int
+    compared: int
     changed_by_regrade: int
     already: bool
     notes: tuple[str, ...] = ()
@@ -45,9 +46,10 @@ class ImportResult:
         if self.already:
             return (f"{self.run_dir} already holds this import ({self.n_samples:,} samples); "
                     f"nothing changed")
-        graded = (f", {self.graded_by_ttc:,} graded by ttc "
-                  f"({self.changed_by_regrade:,} verdicts differ from the harness's)"
-                  if self.graded_by_ttc else "")
+        graded = f", {self.graded_by_ttc:,} graded by ttc" if self.graded_by_ttc else ""
+        if self.compared:
+            graded += (f" ({self.changed_by_regrade:,} of {self.compared:,} verdicts differ "
+                       f"from the harness's)")
         return (f"imported {self.n_samples:,} samples of {self.n_problems:,} problems "
                 f"({self.harness} task {self.task}, model {self.model}){graded} -> {self.run_dir}")
 
@@ -66,10 +68,13 @@ def import_identity(log: ImportedLog, *, regrade: bool) -> tuple[dict[str, Any],
     return info, options
 
 
-def grade_samples(log: ImportedLog, *, regrade: bool) -> tuple[list[SampleRecord], int, int]:
+def grade_samples(
+    log: ImportedLog, *, regrade: bool
+) -> tuple[list[SampleRecord], int, int, int]:
     """Grade with ttc the samples the log leaves unscored, and all of them if ``regrade``.
 
-    Returns (samples, how many ttc graded, how many of those changed a harness verdict).
+    Returns (samples, how many ttc graded, how many of those had a harness verdict, how
+    many of those ttc changed).
     A problem without a gold answer keeps the harness's verdict (counted in the notes).
     """
     from ttc.grading import default_grader, extract_answer
@@ -77,7 +82,7 @@ def grade_samples(log: ImportedLog, *, regrade: bool) -> tuple[list[SampleRecord
     grader = default_grader()
     problems = {p.id: p for p in log.problems}
     out: list[SampleRecord] = []
-    graded = changed = 0
+    graded = compared = changed = 0
     for record in log.samples:
         if record.status == "failed" or (record.correct is not None and not regrade):
             out.append(record)
@@ -94,10 +99,11 @@ def grade_samples(log: ImportedLog, *, regrade: bool) -> tuple[list[SampleRecord
         if record.correct is not None:
             extra["harness_correct"] = record.correct
             extra["harness_answer"] = record.answer
+            compared += 1
             changed += correct != record.correct
         graded += 1
         out.append(replace(record, answer=answer, correct=correct, extra=extra))
-    return out, graded, changed
+    return out, graded, compared, changed
 
 
 def _grade_one(grader: Any, extract: Any, record: SampleRecord,
@@ -135,8 +141,8 @@ def write_run(log: ImportedLog, out: Path, *, regrade: bool = False) -> ImportRe
                 f"{out} is not empty and does not hold this import; use another --out "
                 f"(nothing was changed)")
         return ImportResult(out, log.harness, log.task, model_name,
-                            int(existing.get("n_problems", 0)), _count(out), 0, 0, True)
-    samples, graded, changed = grade_samples(log, regrade=regrade)
+                            int(existing.get("n_problems", 0)), _count(out), 0, 0, 0, True)
+    samples, graded, compared, changed = grade_samples(log, regrade=regrade)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
     try:
@@ -148,7 +154,7 @@ def write_run(log: ImportedLog, out: Path, *, regrade: bool = False) -> ImportRe
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ImportResult(out, log.harness, log.task, model_name, len(log.problems), len(samples),
-                        graded, changed, False, tuple(log.notes))
+                        graded, compared, changed, False, tuple(log.notes))
 
 
 def _existing(out: Path) -> dict[str, Any] | None:
