@@ -211,8 +211,19 @@ def _arg(args: Any, request: int, position: int) -> str:
 
 
 def _is_loglikelihood(resp: Any) -> bool:
+    """``[[log-likelihood, is_greedy]]``; lm-eval's ``sanitize_list`` writes both as strings."""
     return (isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], list)
-            and len(resp[0]) == 2 and isinstance(resp[0][0], int | float))
+            and len(resp[0]) == 2 and _number(resp[0][0]) is not None)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number == number else None  # NaN is no log-likelihood
 
 
 def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str,
@@ -258,7 +269,7 @@ def _multiple_choice(line: dict[str, Any], pid: str, subject: str | None, prompt
     args = line.get("arguments") or {}
     n = len(line["resps"])
     choices = [_arg(args, i, 1).strip() for i in range(n)]
-    lls = [float(r[0][0]) for r in line["resps"]]
+    lls = [float(r[0][0]) for r in line["resps"]]  # checked by _is_loglikelihood
     name = _metric(line, metric, "acc", where)
     if name == "acc_norm":  # lm-eval's acc_norm: log-likelihood per character of the choice
         lls = [ll / max(1, len(_arg(args, i, 1))) for i, ll in enumerate(lls)]
