@@ -193,9 +193,13 @@ def _document(line: dict[str, Any], task: str, metric: str | None, *, multi: boo
     resps, filtered = line["resps"], line["filtered_resps"]
     if not isinstance(resps, list) or not resps or not isinstance(filtered, list):
         raise LogFormatError(f"{where}: resps / filtered_resps are not lists")
-    args = line.get("arguments") or {}
+    args = line.get("arguments") if isinstance(line.get("arguments"), dict) else {}
     prompt = _arg(args, 0, 0)
-    if len(resps) == 1 and isinstance(resps[0], list) and all(isinstance(r, str) for r in resps[0]):
+    # generate_until logs its generation kwargs as the request's second argument; a
+    # loglikelihood_rolling request has one argument and a (stringified) float response
+    generated = not args or isinstance((args.get("gen_args_0") or {}).get("arg_1"), dict)
+    if (generated and len(resps) == 1 and isinstance(resps[0], list)
+            and all(isinstance(r, str) for r in resps[0])):
         return _generation(line, pid, subject, prompt, metric, where, notes)
     if len(resps) >= 2 and all(_is_loglikelihood(r) for r in resps):
         return _multiple_choice(line, pid, subject, prompt, metric, where)
