@@ -265,7 +265,9 @@ def _thinking(output: Any) -> str | None:
     content = getattr(output.choices[0].message, "content", None)
     if not isinstance(content, list):
         return None
-    parts = [str(getattr(c, "reasoning", "") or getattr(c, "summary", "") or "")
+    # a redacted block's ``reasoning`` is an opaque blob: only its summary is text
+    parts = [str((getattr(c, "summary", None) if getattr(c, "redacted", False)
+                  else getattr(c, "reasoning", None)) or "")
              for c in content if getattr(c, "type", None) == "reasoning"]
     text = "\n".join(p for p in parts if p)
     return text or None
