@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run", type=Path)
     report.add_argument("--out", type=Path, help="output folder (default: RUN/report)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+
+    imp = sub.add_parser("import", help="read inspect_ai / lm-eval / lighteval samples into a run")
+    imp.add_argument("harness", choices=["inspect", "lm-eval", "lighteval"])
+    imp.add_argument("path", type=Path, help="the log file (or the folder holding it)")
+    imp.add_argument("--out", type=Path, required=True, help="the run directory to create")
+    imp.add_argument("--task", help="the task (or lm-eval group) to import from the log")
+    imp.add_argument("--score", help="the scorer / metric to read (default: the log's first)")
+    imp.add_argument("--regrade", action="store_true", help="grade every sample with ttc too")
     return parser
 
 
@@ -230,6 +238,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from ttc.importers import import_log
+
+    result = import_log(args.harness, args.path, args.out, task=args.task,
+                        regrade=args.regrade, score=args.score)
+    print(result.summary())
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 _COMMANDS = {
     "sweep": _sweep,
     "status": _status,
@@ -237,4 +256,5 @@ _COMMANDS = {
     "grade": _grade,
     "score": _score,
     "report": _report,
+    "import": _import,
 }
