@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ttc.estimators import majority as majority_module
 from ttc.estimators import best_of_k, majority_at_k, pass_at_k
+from ttc.estimators import majority as majority_module
 
 __all__ = ["Problem", "exact_curves", "main", "make_problems", "mc_curves"]
 
