@@ -163,3 +163,13 @@ def answer_classes(
     credit = np.bincount(ids[voted], weights=c[voted], minlength=len(index))
     credit = np.divide(credit, counts, out=np.zeros(len(index)), where=counts > 0)
     return ids, np.clip(credit, 0.0, 1.0), counts
+
+
+def check_count_array(values: ArrayLike, name: str) -> IntArray:
+    """A 1-d array of integer counts (integer dtype: a float array is refused by name)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+        raise TypeError(f"{name} must be an array of integer counts, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-d (one count per problem), got shape {arr.shape}")
+    return arr.astype(np.int64)
