@@ -40,7 +40,8 @@ def test_loglik_is_the_beta_binomial_likelihood() -> None:
     n = np.array([8.0, 8.0, 8.0, 20.0])
     w = np.array([[2.0, 1.0, 4.0, 1.0]])
     a, b = 0.7, 1.9
-    const = (w[0] * np.log([math.comb(int(nn), int(cc)) for cc, nn in zip(c, n)])).sum()
+    combs = [math.comb(int(nn), int(cc)) for cc, nn in zip(c, n, strict=True)]
+    const = (w[0] * np.log(combs)).sum()
     ref = (w[0] * stats.betabinom.logpmf(c, n, a, b)).sum()
     got = _loglik(np.log([[a, b]]), c, n, w)[0] + const
     assert got == pytest.approx(ref, rel=1e-12)
@@ -71,7 +72,8 @@ def test_recovers_a_known_beta_and_its_interval_covers_the_truth() -> None:
     ks = np.array([1, 10, 40, 160, 161, 10_000])
     fc = fit.forecast(ks)
     truth = beta_pass_at_k(a, b, ks)
-    assert np.all(fc.confidence_interval.low <= truth) and np.all(truth <= fc.confidence_interval.high)
+    ci = fc.confidence_interval
+    assert np.all(ci.low <= truth) and np.all(truth <= ci.high)
     assert fc.extrapolated.tolist() == [False, False, False, False, True, True]
     assert np.all(fc.standard_error > 0)
     frame = fc.to_frame()
