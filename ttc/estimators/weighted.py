@@ -34,7 +34,7 @@ __all__ = ["Estimate", "weighted_majority_at_k"]
 #: Relative tolerance (of the total weight) within which two class totals tie.
 TIE_RTOL = 1e-12
 #: Permutation-by-sample entries held at once by the Monte Carlo.
-_MC_BLOCK = 1 << 22
+_MC_BLOCK = 1 << 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +124,10 @@ def _weighted_vote_mc(
     while done < n_mc:
         size = min(block, n_mc - done)
         rows = np.arange(size)
-        perms = np.argsort(rng.random((size, n)), axis=1)
-        cls_all = ids[perms]
+        perms = np.argsort(rng.random((size, n)), axis=1).astype(np.int32)
+        cls_all = ids.astype(np.int32)[perms]
         w_all = weights[perms]
+        del perms
         tot = np.zeros((size, m))
         stamp = np.zeros((size, m), dtype=np.int64)
         gen = np.ones(size, dtype=np.int64)
