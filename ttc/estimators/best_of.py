@@ -9,8 +9,8 @@ product from the top rank down:
     w_k(n-1) = k / n,    w_k(i-1) = w_k(i) * (i - k + 1) / i,
 
 factors in [0, 1], so nothing overflows, rows underflow only below 1e-308, and the
-relative error of a weight is at most (n - i) * 1.1e-16. Memory is a fixed block of
-about 2**21 floats plus O(n); time is n * (n + 1) / 2 multiply-adds for all k.
+relative error of a weight is at most (n - i) * 1.1e-16. Memory is
+two blocks of 2**20 floats plus O(n); time is n * (n + 1) / 2 multiply-adds for all k.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from ttc.estimators._inputs import (
 
 __all__ = ["best_of_k"]
 
-#: Elements of one block of weights (16 MB of float64).
-_BLOCK = 1 << 21
+#: Elements of one block of weights (8 MB of float64).
+_BLOCK = 1 << 20
 
 
 def tie_credit(scores: FloatArray, credit: FloatArray) -> FloatArray:

@@ -34,7 +34,7 @@ __all__ = ["Estimate", "weighted_majority_at_k"]
 #: Relative tolerance (of the total weight) within which two class totals tie.
 TIE_RTOL = 1e-12
 #: Permutation-by-sample entries held at once by the Monte Carlo.
-_MC_BLOCK = 1 << 23
+_MC_BLOCK = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
