@@ -179,6 +179,18 @@ def large_case(n: int, n_perm: int, table_n: int, seed: int) -> None:
           f"{peak:7.1f} MB; exact at {int(np.sum(est.exact))} k, stderr up to "
           f"{float(np.max(est.stderr)):.4f}")
 
+    line = []
+    for size in (n // 4, n // 2, n):
+        prob = make_problems(1, size, seed + 7)[0]
+        ans = [None if i < 0 else int(i) for i in prob.ids]
+        kk = np.arange(1, size + 1)
+        majority_module.clear_caches()
+        _, _, cpu_m, peak_m = _measure(lambda p=prob, a=ans, k=kk: majority_at_k(a, p.correct, k))
+        _, _, cpu_b, peak_b = _measure(lambda p=prob, k=kk: best_of_k(p.scores, p.correct, k))
+        line.append(f"n={size}: majority {cpu_m:.2f} s {peak_m:.0f} MB, best-of {cpu_b:.2f} s "
+                    f"{peak_b:.0f} MB")
+    print("  all k, CPU and peak vs n: " + "; ".join(line))
+
     small = make_problems(1, table_n, seed + 8)[0]
     kt = np.arange(1, table_n + 1)
     old, wall_o, cpu_o, peak_o = _measure(lambda: best_of_table(small.scores, small.correct, kt))

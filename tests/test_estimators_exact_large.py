@@ -113,3 +113,27 @@ def test_best_of_large_n_against_fractions(n: int) -> None:
     got = best_of_k(scores, credit, ks)
     ref = [float(best_of_exact(by_rank, k)) for k in ks]
     np.testing.assert_allclose(got, ref, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize(("n_classes", "size", "n_abstain"), [(40, 50, 0), (31, 40, 17)])
+def test_majority_many_equal_classes_by_symmetry(n_classes: int, size: int, n_abstain: int) -> None:
+    """Equal classes, one credited: by symmetry majority@k = P(some vote) / n_classes.
+
+    Many-way ties at the top are common here, which is what the Fourier kernel's
+    shortened tie quadrature must still get right.
+    """
+    n = n_classes * size + n_abstain
+    counts = np.full(n_classes, size)
+    credits = np.zeros(n_classes)
+    credits[0] = 1.0
+    ks = np.array([1, 2, 3, size, n // 2, n - 1, n])
+    got = majority_curve(counts, credits, n_abstain, ks, kernel="fourier")
+    row_n, row_0 = binom_row(n), binom_row(n_abstain)
+    ref = [
+        float((1 - Fraction(row_0[k] if k <= n_abstain else 0, row_n[k])) / n_classes)
+        for k in ks.tolist()
+    ]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=TOL)
+    if n <= 1024:
+        direct = majority_curve(counts, credits, n_abstain, ks, kernel="direct")
+        np.testing.assert_allclose(direct, ref, rtol=0, atol=TOL)

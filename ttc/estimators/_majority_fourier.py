@@ -49,7 +49,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import stats
 
-from ttc.estimators._inputs import FloatArray
+from ttc.estimators._inputs import FloatArray, IntArray
 from ttc.estimators._quadrature import gauss01
 
 #: Mass of each binomial left outside its window.
@@ -60,6 +60,9 @@ _LOG_TAIL = math.log(1.0 / _TAIL)
 _SPREAD = 2.0
 #: Complex elements in one (levels x frequencies) block: 2 MB per array.
 _BLOCK = 1 << 17
+#: Bound on the tie terms a shorter quadrature may get wrong, per run of levels.
+_TIE_TAIL = 1e-20
+_LOG_X = np.log(2.0 ** np.arange(1, 41))
 
 Pattern = tuple[tuple[int, float], ...]
 
@@ -151,6 +154,48 @@ def _dual_sum(
     return dual
 
 
+def _quadrature_size(
+    levels: IntArray, groups: list[tuple[FloatArray, int, int, float]], n_classes: int
+) -> int:
+    """Gauss-Legendre nodes needed at these levels for the tie integral.
+
+    The integrand D(u) = sum_a c_a B_a prod_{b != a} (A_b + u B_b) has degree
+    n_classes - 1 in u, so ceil(n_classes / 2) nodes are always exact; but t-way ties at
+    the top are rare unless t is small, and many-class problems (thousands of singleton
+    answers) would pay for every possible tie. The u^t coefficients of D are nonnegative
+    power series in z, largest at z = 1, where A_b and B_b are P(X_b < j) and P(X_b = j).
+    For any x >= 1, sum_{t >= T} coef_t <= x^-T D(x) <= x^-(T+1) sum_a c_a prod_b
+    (A_b + x B_b) (as B_a <= (A_a + x B_a) / x), and Gauss-Legendre errs on a monomial of
+    degree >= 2q by at most 1. So q = T/2 nodes, with T where that bound (summed over the
+    levels) falls below _TIE_TAIL, lose at most _TIE_TAIL of probability.
+
+    ``groups`` holds (pmf over the window, window bottom, multiplicity, credit sum).
+    """
+    xs = np.exp(_LOG_X)
+    log_prod = np.zeros((levels.size, xs.size))
+    credit = 0.0
+    for pmf, lo, m, c in groups:
+        cum = np.concatenate([[0.0], np.cumsum(pmf)])
+        idx = levels - lo
+        below = cum[np.clip(idx, 0, pmf.size)]
+        at = np.where((idx >= 0) & (idx < pmf.size), pmf[np.clip(idx, 0, pmf.size - 1)], 0.0)
+        with np.errstate(divide="ignore"):
+            log_prod += m * np.log(below[:, None] + xs[None, :] * at[:, None])
+        credit += c
+    if credit <= 0.0:
+        return 1
+    top = log_prod.max(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_sum = top + np.log(np.exp(log_prod - top).sum(axis=0))
+    log_d = log_sum + math.log(credit) - _LOG_X
+    finite = np.isfinite(log_d)
+    if not finite.any():
+        return 1
+    needed = np.ceil((log_d[finite] - math.log(_TIE_TAIL)) / _LOG_X[finite]) + 1.0
+    degree = int(np.clip(needed.min(), 0, n_classes))
+    return max(1, min((n_classes + 1) // 2, (degree + 1) // 2))
+
+
 def window_values(
     pattern: Pattern, n_abstain: int, p: float, k_lo: int, k_hi: int
 ) -> FloatArray:
@@ -206,7 +251,12 @@ def window_values(
     for (s0, s1, active, _), (_, i_lo, _), i_pmf in zip(
         segments, inert_specs, pmf_list[len(live) :], strict=True
     ):
-        u_nodes, u_weights = gauss01(max(1, (int(mult[active].sum()) + 1) // 2))
+        q = _quadrature_size(
+            np.arange(s0, s1 + 1),
+            [(pmf[g], int(lo_g[g]), int(mult[g]), float(csum[g])) for g in active],
+            int(mult[active].sum()),
+        )
+        u_nodes, u_weights = gauss01(q)
         seg = np.zeros(n_fft, dtype=complex)
         rows = max(1, _BLOCK // (n_fft * u_nodes.size))
         for c0 in range(s0, s1 + 1, rows):
