@@ -33,7 +33,6 @@ def majority_exact(
     s = n - k if flip else k
     rows = [binom_row(c) for c in counts]
     row0 = binom_row(n_abstain)
-    by_share: dict[int, Fraction] = {}
     total = Fraction(0)
 
     def visit(prefix: list[int], left: int, weight: int) -> None:
@@ -57,7 +56,6 @@ def majority_exact(
 
     for x0 in range(0, min(n_abstain, s) + 1):
         visit([], s - x0, row0[x0])
-    del by_share
     return total / math.comb(n, k)
 
 
