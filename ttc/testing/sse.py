@@ -81,7 +81,7 @@ def anthropic_events(message: dict[str, Any], words: int = 16, ping_every: int =
         spaced: list[bytes] = []
         for i, event in enumerate(out):
             spaced.append(event)
-            if i and i % ping_every == 0:
+            if i and i % ping_every == 0 and i < len(out) - 1:
                 spaced.append(_ev("ping", {"type": "ping"}))
         out = spaced
     return out
