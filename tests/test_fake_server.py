@@ -294,7 +294,8 @@ def test_anthropic_stream_shape_and_stats(server: FakeServer) -> None:
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse(response)
     names = [name for name, _ in events]
-    assert names[:2] == ["message_start", "ping"] and names[-2:] == ["message_delta", "message_stop"]
+    assert names[:2] == ["message_start", "ping"]
+    assert names[-2:] == ["message_delta", "message_stop"]
     assert names.count("ping") > 1  # the one after message_start, then every 3 events
     assert all(name == data["type"] for name, data in events)
     start = events[0][1]["message"]

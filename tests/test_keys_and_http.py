@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import pytest
@@ -144,9 +143,10 @@ def test_scorer_posts_refuse_redirects(elsewhere: FakeServer) -> None:
             await transport.aclose()
 
     before = elsewhere.count
-    with redirecting(307, elsewhere.base_url) as (origin, _):
-        with pytest.raises(RedirectRefusedError):
-            asyncio.run(go())
+    with redirecting(307, elsewhere.base_url) as (origin, _), pytest.raises(
+        RedirectRefusedError
+    ):
+        asyncio.run(go())
     assert elsewhere.count == before
 
 
