@@ -80,7 +80,8 @@ def test_sweep_streams_only_what_auto_says(addition_dataset: Path, tmp_path: Pat
         asyncio.run(Sweep(cfg, tmp_path / "run").run())
         streamed = [r.body.get("stream") is True for r in server.requests]
         budgets = [r.body["thinking"]["budget_tokens"] for r in server.requests]
-    assert sorted(zip(budgets, streamed, strict=True)) == [(1024, False)] * 20 + [(32000, True)] * 20
+    expected = [(1024, False)] * 20 + [(32000, True)] * 20
+    assert sorted(zip(budgets, streamed, strict=True)) == expected
 
 
 def _cli(tmp_path: Path, sweep: str) -> subprocess.CompletedProcess[str]:
