@@ -124,7 +124,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def complete(self, request: SampleRequest) -> Completion:
-        """Draw one sample; raise an ``APIError`` subclass on failure."""
+        """Draw one sample; raise an ``APIError`` subclass on failure.
+
+        No time limit here: the caller wraps the call in its deadline. A streaming
+        backend tells ``request.on_tokens`` (when set) what has arrived so far.
+        """
 
     def check_budget(self, budget: Budget) -> None:  # noqa: B027 - optional hook
         """Raise ``ConfigError`` for a budget this backend cannot express (before any request)."""

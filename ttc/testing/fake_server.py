@@ -8,7 +8,8 @@ resume logic is proven against the same failures real APIs produce. The pieces:
 * ``ttc.testing.responders``: the fake model (``arithmetic_responder``) and the
   non-streaming bodies of each wire format;
 * ``ttc.testing.sse``: the same bodies as Anthropic events or OpenAI chunks;
-* ``ttc.testing.server``: the aiohttp app, ``run_in_thread`` and ``start_subprocess``.
+* ``ttc.testing.server``: the aiohttp app;
+* ``ttc.testing.process``: ``run_in_thread``, ``start_subprocess`` and the command line.
 
 This module re-exports them all. Run standalone with
 ``python -m ttc.testing.fake_server --port 8000``.
@@ -17,15 +18,9 @@ This module re-exports them all. Run standalone with
 from __future__ import annotations
 
 from ttc.testing.faults import FAULTS, STREAM_FAULTS, FaultPlan
+from ttc.testing.process import ServerProcess, main, run_in_thread, start_subprocess
 from ttc.testing.responders import Query, Reply, Responder, arithmetic_responder, render_body
-from ttc.testing.server import (
-    FakeServer,
-    RecordedRequest,
-    ServerProcess,
-    main,
-    run_in_thread,
-    start_subprocess,
-)
+from ttc.testing.server import FakeServer, RecordedRequest
 from ttc.testing.sse import anthropic_events, openai_events
 
 __all__ = [
