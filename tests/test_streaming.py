@@ -128,7 +128,9 @@ def run(p: HTTPProvider, req: SampleRequest | None = None, deadline: float = 30.
 
 
 @pytest.mark.parametrize("api", ["anthropic", "openai"])
-@pytest.mark.parametrize("plan", [FaultPlan(), FaultPlan(words_per_event=1, ping_every=2)])
+@pytest.mark.parametrize(
+    "plan", [FaultPlan(), FaultPlan(words_per_event=4, ping_every=2, event_delay_s=0.002)]
+)
 def test_live_stream_equals_unstreamed(server: FakeServer, api: str, plan: FaultPlan) -> None:
     server.plan = plan
     server.reset()
@@ -141,8 +143,9 @@ def test_live_stream_equals_unstreamed(server: FakeServer, api: str, plan: Fault
     assert dataclasses.replace(streamed, response_id=None) == dataclasses.replace(
         whole, response_id=None)  # ... and otherwise the same sample
     assert streamed.thinking_tokens > 0 and not streamed.thinking_estimated
-    # the listener saw the thinking grow, and never more than the final count (roughly)
-    assert len(seen) > 3 and seen == sorted(seen)
+    # the listener saw the thinking grow (once per chunk received: many when events trickle)
+    assert seen and seen == sorted(seen)
+    assert len(seen) > 10 or not plan.event_delay_s
     assert seen[-1][1] >= seen[-1][0] > 0
     body = server.requests[-1].body
     assert body["stream"] is True

@@ -92,12 +92,20 @@ class StreamResponse:
 
     async def events(self) -> AsyncGenerator[SSEEvent, None]:
         """The body's SSE events in order; ends at the end of the body."""
+        async for batch in self.event_batches():
+            for event in batch:
+                yield event
+
+    async def event_batches(self) -> AsyncGenerator[list[SSEEvent], None]:
+        """The same events, a list per received chunk (one await per chunk, not per event)."""
         decoder = SSEDecoder()
         async for chunk in self._chunks():
-            for event in decoder.feed(chunk):
-                yield event
-        for event in decoder.close():
-            yield event
+            batch = decoder.feed(chunk)
+            if batch:
+                yield batch
+        tail = decoder.close()
+        if tail:
+            yield tail
 
 
 class Transport(Protocol):

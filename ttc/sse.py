@@ -33,13 +33,15 @@ class SSEEvent:
 class SSEDecoder:
     """Feed raw chunks, get complete events; ``close`` at end of stream."""
 
-    __slots__ = ("_buf", "_data", "_event", "_started")
+    __slots__ = ("_buf", "_data", "_event", "_fast", "_started")
 
     def __init__(self) -> None:
         self._buf = b""
         self._event = ""
         self._data: list[bytes] = []
         self._started = False
+        #: no "\r" seen yet: events can be cut at "\n\n" without walking every line
+        self._fast = True
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events completed by ``chunk`` (possibly none)."""
@@ -51,6 +53,10 @@ class SSEDecoder:
             self._started = True
             if buf.startswith(_BOM):
                 buf = buf[len(_BOM) :]
+        if self._fast:
+            if b"\r" not in buf:
+                return self._blocks(buf)
+            self._fast = False  # the general path from here on (it starts with no state)
         lines = buf.splitlines(keepends=True)
         # keep an unterminated last line, and one ending in a lone "\r" (its "\n" may follow)
         if lines and (lines[-1][-1:] not in (b"\n", b"\r") or lines[-1].endswith(b"\r")):
@@ -62,8 +68,32 @@ class SSEDecoder:
     def close(self) -> list[SSEEvent]:
         """End of stream: a held ``...\\r`` line is complete; an unfinished event is dropped."""
         held, self._buf = self._buf, b""
-        events = self._lines([held]) if held.endswith(b"\r") else []
+        events = self._lines([held]) if held.endswith(b"\r") and not self._fast else []
         self._event, self._data = "", []
+        return events
+
+    def _blocks(self, buf: bytes) -> list[SSEEvent]:
+        """The fast path for ``\\n``-only streams (nearly all): split at blank lines.
+
+        The common one- and two-line events (``data: ...``, ``event: ...`` + ``data: ...``)
+        are read directly; any other block goes through the line rules. Nothing is held
+        between calls but the unfinished tail, so the general path can take over anytime.
+        """
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if b"\n" not in block:
+                if block[:6] == b"data: ":
+                    events.append(SSEEvent("message", block[6:]))
+                    continue
+            elif block[:7] == b"event: ":
+                nl = block.index(b"\n")
+                if block[nl + 1 : nl + 7] == b"data: " and block.find(b"\n", nl + 1) < 0:
+                    name = block[7:nl].decode("utf-8", "replace") or "message"
+                    events.append(SSEEvent(name, block[nl + 7 :]))
+                    continue
+            events += self._lines([*block.split(b"\n"), b""])
         return events
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:

@@ -338,10 +338,13 @@ class HTTPProvider(Provider):
                 if not resp.is_event_stream:  # a server that ignored "stream": plain JSON
                     whole = HTTPResponse(resp.status, resp.headers, await resp.read())
                     return parse_json_body(whole, self.kind)
-                async with contextlib.aclosing(resp.events()) as events:
-                    async for event in events:
-                        assembler.feed(event)
-                        if listener is not None:
+                async with contextlib.aclosing(resp.event_batches()) as batches:
+                    async for batch in batches:
+                        for event in batch:
+                            assembler.feed(event)
+                            if assembler.done:
+                                break
+                        if listener is not None:  # once per chunk received is plenty
                             listener(*assembler.tokens())
                         if assembler.done:
                             break

@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: the delta fields that carry text: the answer, and reasoning under either name
+_DELTA_KEYS = frozenset({"content", "reasoning_content", "reasoning"})
 
 
 class OpenAIProvider(HTTPProvider):
@@ -130,60 +132,54 @@ class ChunkStream:
 
     def feed(self, event: SSEEvent) -> None:
         raw = event.data
-        if raw.startswith(b"[DONE]"):
+        if raw[:6] == b"[DONE]":
             self.done = True
             return
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise _bad("stream chunk is not JSON") from None
-        if not isinstance(data, dict):
+        if type(data) is not dict:
             raise _bad("stream chunk is not an object")
         if data.get("error"):
             raise error_from_payload(data["error"], "openai", status=200, default=ServerError,
                                      output_tokens=self.tokens()[1])
         if self._id is None:
             self._id = data.get("id")
-        if data.get("usage") is not None:
-            self._usage = data["usage"]
+        usage = data.get("usage")
+        if usage is not None:
+            self._usage = usage
         choices = data.get("choices")
-        if not isinstance(choices, list):
+        if type(choices) is not list:
             return
         for choice in choices:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            if type(choice) is not dict or choice.get("index", 0) != 0:
                 continue
-            self._choice(choice)
+            if self._legacy:
+                self._piece("text", choice.get("text"))
+            else:
+                delta = choice.get("delta")
+                if type(delta) is dict:
+                    for key, piece in delta.items():  # usually one key: one pass, no lookups
+                        if piece is not None and key in _DELTA_KEYS:
+                            self._piece(key, piece)
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                self._finish = finish
 
-    def _choice(self, choice: dict[str, Any]) -> None:
-        if self._legacy:
-            piece = choice.get("text")
-            if isinstance(piece, str):
-                self._seen_content = True
-                self._content.add(piece)
-        else:
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                self._delta(delta)
-        if choice.get("finish_reason") is not None:
-            self._finish = choice["finish_reason"]
-
-    def _delta(self, delta: dict[str, Any]) -> None:
-        content = delta.get("content")
-        if content is not None:
-            if not isinstance(content, str):
-                raise _bad("delta.content is not a string")
+    def _piece(self, key: str, piece: Any) -> None:
+        if piece is None:
+            return
+        if type(piece) is not str:
+            raise _bad(f"delta.{key} is not a string")
+        if key == "content" or key == "text":
             self._seen_content = True
-            self._content.add(content)
-        for key in ("reasoning_content", "reasoning"):
-            piece = delta.get(key)
-            if piece is None:
-                continue
-            if not isinstance(piece, str):
-                raise _bad(f"delta.{key} is not a string")
-            if self._reasoning_key is None:
-                self._reasoning_key = key
-            if key == self._reasoning_key:
-                self._reasoning.add(piece)
+            self._content.add(piece)
+            return
+        if self._reasoning_key is None:
+            self._reasoning_key = key
+        if key == self._reasoning_key:
+            self._reasoning.add(piece)
 
     def body(self) -> dict[str, Any]:
         """The ``chat.completion`` (or ``text_completion``) body this stream amounts to."""
