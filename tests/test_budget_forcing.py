@@ -276,7 +276,7 @@ def test_streamed_calls_give_the_same_sample_over_real_sockets() -> None:
         streamed = asyncio.run(go(True, server.base_url + "/v1"))
         bodies = [r.body for r in server.requests if r.body.get("stream")]
     assert streamed == whole and whole.extra["calls"] >= 2  # thinking round(s), one answer
-    assert len(bodies) == whole.extra["calls"] and all(b["stream_options"] == {"include_usage": True}
-                                    for b in bodies)
+    assert len(bodies) == whole.extra["calls"]
+    assert all(b["stream_options"] == {"include_usage": True} for b in bodies)
     assert seen == sorted(seen) and seen[-1][0] == whole.thinking_tokens  # exact: reported
     assert abs(seen[-1][1] - whole.output_tokens) <= 8  # the answer's tokens, estimated live
