@@ -23,10 +23,13 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from ttc.config import Budget, ModelConfig, SweepConfig
-from ttc.errors import APIError, ConfigError, MalformedResponseError, StreamCutError
+from ttc.errors import APIError, ConfigError, StreamCutError
 from ttc.http import HTTPResponse, Transport
 from ttc.problems import Problem
 from ttc.providers.responses import (
+    MAX_INPUT_TOKENS,
+    cap_text,
+    check_usage,
     error_for_response,
     optional_field,
     parse_json_body,
@@ -64,8 +67,6 @@ __all__ = [
 
 #: ``sweep.stream = "auto"`` streams requests that may produce more output tokens than this
 AUTO_STREAM_TOKENS = 16384
-#: no model reads this many input tokens in one request; a larger count is a broken server
-MAX_INPUT_TOKENS = 100_000_000
 
 
 class TokenListener(Protocol):
@@ -366,63 +367,6 @@ class HTTPProvider(Provider):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.config.name!r}, url={self._url!r})"
 
-
-def check_usage(completion: Completion, cap: int, provider: str) -> None:
-    """Refuse usage no real response can have; a server reporting it is malformed.
-
-    Negative or non-integer counts, more output tokens than the request's cap allows
-    (10% + 64 tokens of slack for servers that count an end token), more thinking than
-    output, or an absurd input count: retried as ``MalformedResponseError`` and never
-    stored, because the spend and every token axis would inherit them.
-    """
-    for name in ("input_tokens", "output_tokens", "thinking_tokens"):
-        value = getattr(completion, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise MalformedResponseError(f"{provider}: impossible usage: {name} = {value!r}")
-    if completion.input_tokens > MAX_INPUT_TOKENS:
-        raise MalformedResponseError(
-            f"{provider}: impossible usage: {completion.input_tokens} input tokens"
-        )
-    if completion.extra.get("usage_estimated"):
-        return  # our own estimate, not the server's claim
-    limit = cap + max(64, cap // 10)
-    if completion.output_tokens > limit:
-        raise MalformedResponseError(
-            f"{provider}: impossible usage: {completion.output_tokens} output tokens where "
-            f"the request allowed {cap}"
-        )
-    if not completion.thinking_estimated and completion.thinking_tokens > completion.output_tokens:
-        raise MalformedResponseError(
-            f"{provider}: impossible usage: {completion.thinking_tokens} thinking tokens "
-            f"of {completion.output_tokens} output tokens"
-        )
-
-
-def cap_text(completion: Completion, limit: int) -> Completion:
-    """Cut ``text`` and ``thinking`` to ``limit`` UTF-8 bytes each, in place, and list the
-    fields cut in ``extra["truncated"]`` (a whole character is kept or dropped)."""
-    cut: list[str] = []
-    text = _capped(completion.text, limit)
-    if text is not None:
-        completion.text = text
-        cut.append("text")
-    if completion.thinking is not None:
-        thinking = _capped(completion.thinking, limit)
-        if thinking is not None:
-            completion.thinking = thinking
-            cut.append("thinking")
-    if cut:
-        completion.extra["truncated"] = cut
-    return completion
-
-
-def _capped(text: str, limit: int) -> str | None:
-    if len(text) * 4 <= limit:  # no UTF-8 character is longer than 4 bytes
-        return None
-    raw = text.encode("utf-8")
-    if len(raw) <= limit:
-        return None
-    return raw[:limit].decode("utf-8", "ignore")
 
 #: rough output size of named effort levels, for projections and token-rate limits
 EFFORT_TOKENS = {

@@ -1,4 +1,5 @@
-"""From HTTP exchanges to ttc results and errors: status mapping, JSON checks, key scrubbing.
+"""From HTTP exchanges to ttc results and errors: status mapping, JSON and usage checks,
+the stored-text cap, key scrubbing.
 
 Every error that leaves a provider or a scorer passes through ``scrub_secret``, which
 blanks the API key (and any 8+ character piece of it) out of the message *before*
@@ -11,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -28,8 +29,14 @@ from ttc.errors import (
 )
 from ttc.http import HTTPResponse, Transport
 
+if TYPE_CHECKING:
+    from ttc.providers.base import Completion
+
 __all__ = [
     "MAX_ERROR_CHARS",
+    "MAX_INPUT_TOKENS",
+    "cap_text",
+    "check_usage",
     "error_for_response",
     "error_from_payload",
     "optional_field",
@@ -47,6 +54,8 @@ MAX_ERROR_CHARS = 500
 _RAW_CHARS = 16384
 #: the shortest piece of a key that counts as leaking it
 _MIN_PIECE = 8
+#: no model reads this many input tokens in one request; a larger count is a broken server
+MAX_INPUT_TOKENS = 100_000_000
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -261,3 +270,61 @@ def _server_message(body: bytes) -> str:
         if isinstance(err, str):
             return err[:_RAW_CHARS]
     return ""
+
+
+def check_usage(completion: Completion, cap: int, provider: str) -> None:
+    """Refuse usage no real response can have; a server reporting it is malformed.
+
+    Negative or non-integer counts, more output tokens than the request's cap allows
+    (10% + 64 tokens of slack for servers that count an end token), more thinking than
+    output, or an absurd input count: retried as ``MalformedResponseError`` and never
+    stored, because the spend and every token axis would inherit them.
+    """
+    for name in ("input_tokens", "output_tokens", "thinking_tokens"):
+        value = getattr(completion, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise MalformedResponseError(f"{provider}: impossible usage: {name} = {value!r}")
+    if completion.input_tokens > MAX_INPUT_TOKENS:
+        raise MalformedResponseError(
+            f"{provider}: impossible usage: {completion.input_tokens} input tokens"
+        )
+    if completion.extra.get("usage_estimated"):
+        return  # our own estimate, not the server's claim
+    limit = cap + max(64, cap // 10)
+    if completion.output_tokens > limit:
+        raise MalformedResponseError(
+            f"{provider}: impossible usage: {completion.output_tokens} output tokens where "
+            f"the request allowed {cap}"
+        )
+    if not completion.thinking_estimated and completion.thinking_tokens > completion.output_tokens:
+        raise MalformedResponseError(
+            f"{provider}: impossible usage: {completion.thinking_tokens} thinking tokens "
+            f"of {completion.output_tokens} output tokens"
+        )
+
+
+def cap_text(completion: Completion, limit: int) -> Completion:
+    """Cut ``text`` and ``thinking`` to ``limit`` UTF-8 bytes each, in place, and list the
+    fields cut in ``extra["truncated"]`` (a whole character is kept or dropped)."""
+    cut: list[str] = []
+    text = _capped(completion.text, limit)
+    if text is not None:
+        completion.text = text
+        cut.append("text")
+    if completion.thinking is not None:
+        thinking = _capped(completion.thinking, limit)
+        if thinking is not None:
+            completion.thinking = thinking
+            cut.append("thinking")
+    if cut:
+        completion.extra["truncated"] = cut
+    return completion
+
+
+def _capped(text: str, limit: int) -> str | None:
+    if len(text) * 4 <= limit:  # no UTF-8 character is longer than 4 bytes
+        return None
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return None
+    return raw[:limit].decode("utf-8", "ignore")
