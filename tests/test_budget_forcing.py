@@ -247,3 +247,36 @@ def test_describe_includes_forcing_settings() -> None:
     assert described["budget_forcing"]["wait_rounds"] == 2
     other = dataclasses.replace(config, budget_forcing=BudgetForcingConfig(enabled=True))
     assert BudgetForcingProvider(other).describe() != described
+
+
+def test_streamed_calls_give_the_same_sample_over_real_sockets() -> None:
+    """Each forcing call may stream (long calls do under "auto"); the sample is the same,
+    and the listener sees thinking accumulate across the calls."""
+    from ttc.config import SweepConfig
+    from ttc.testing.fake_server import FaultPlan, run_in_thread
+
+    config = ModelConfig(provider="openai", name="smol", answer_tokens=16,
+                         budget_forcing=BudgetForcingConfig(enabled=True, wait_rounds=1))
+    seen: list[tuple[int, int]] = []
+    request = SampleRequest(problem=Problem(id="p1", question="q", answer="8"),
+                            prompt="What is 3 + 5?", budget=600, sample_index=0, seed=5,
+                            on_tokens=lambda t, o: seen.append((t, o)))
+
+    async def go(stream: bool, base_url: str) -> Completion:
+        provider = BudgetForcingProvider(dataclasses.replace(config, base_url=base_url),
+                                         sweep=SweepConfig(stream=stream))
+        try:
+            return await provider.complete(request)
+        finally:
+            await provider.aclose()
+
+    with run_in_thread(plan=FaultPlan(words_per_event=3), record_limit=20) as server:
+        whole = asyncio.run(go(False, server.base_url + "/v1"))
+        assert not seen and server.streamed == 0
+        streamed = asyncio.run(go(True, server.base_url + "/v1"))
+        bodies = [r.body for r in server.requests if r.body.get("stream")]
+    assert streamed == whole and whole.extra["calls"] >= 2  # thinking round(s), one answer
+    assert len(bodies) == whole.extra["calls"]
+    assert all(b["stream_options"] == {"include_usage": True} for b in bodies)
+    assert seen == sorted(seen) and seen[-1][0] == whole.thinking_tokens  # exact: reported
+    assert abs(seen[-1][1] - whole.output_tokens) <= 8  # the answer's tokens, estimated live

@@ -42,6 +42,8 @@ def test_plan_rejects_unknown_faults_and_bad_rates() -> None:
         FaultPlan(rates={"drop": 0.7, "hang": 0.4})
     with pytest.raises(ValueError, match="unknown FaultPlan keys"):
         FaultPlan.from_dict({"rate": {"drop": 0.1}})
+    with pytest.raises(ValueError, match="words_per_event"):
+        FaultPlan(words_per_event=0)
 
 
 def test_plan_precedence_at_then_per_body_then_rates() -> None:
@@ -237,7 +239,7 @@ def test_latency_and_control_endpoints(server: FakeServer) -> None:
     bad = httpx.post(server.base_url + "/_fake/plan", json={"at": {"1": "nope"}})
     assert bad.status_code == 400 and "unknown fault" in bad.json()["error"]["message"]
     stats = httpx.get(server.base_url + "/_fake/stats").json()
-    assert stats == {"requests": 1, "faults": {}}
+    assert stats == {"requests": 1, "streamed": 0, "faults": {}}
 
 
 def test_invalid_requests_get_400(server: FakeServer) -> None:
@@ -269,3 +271,110 @@ def test_subprocess_server() -> None:
 
 def post_url(base_url: str, path: str) -> httpx.Response:
     return httpx.post(base_url + path, json=chat_body(), timeout=5.0)
+
+
+# ------------------------------------------------------------------- streams
+
+
+def sse(response: httpx.Response) -> list[tuple[str, Any]]:
+    """(event name, decoded data) of a whole SSE body, decoded with ttc's own decoder."""
+    import orjson
+
+    from ttc.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    events = decoder.feed(response.content) + decoder.close()
+    return [(e.event, e.data if e.data == b"[DONE]" else orjson.loads(e.data)) for e in events]
+
+
+def test_anthropic_stream_shape_and_stats(server: FakeServer) -> None:
+    server.plan = FaultPlan(words_per_event=50, ping_every=3)
+    whole = post(server, "/v1/messages", messages_body()).json()
+    response = post(server, "/v1/messages", {**messages_body(), "stream": True})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = sse(response)
+    names = [name for name, _ in events]
+    assert names[:2] == ["message_start", "ping"]
+    assert names[-2:] == ["message_delta", "message_stop"]
+    assert names.count("ping") > 1  # the one after message_start, then every 3 events
+    assert all(name == data["type"] for name, data in events)
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None
+    deltas = [d["delta"] for n, d in events if n == "content_block_delta"]
+    thinking = "".join(d.get("thinking", "") for d in deltas if d["type"] == "thinking_delta")
+    text = "".join(d.get("text", "") for d in deltas if d["type"] == "text_delta")
+    assert thinking == whole["content"][0]["thinking"] and text == whole["content"][1]["text"]
+    assert {"type": "signature_delta", "signature": "fake"} in deltas
+    final = events[-2][1]
+    assert final["delta"]["stop_reason"] == whole["stop_reason"]
+    assert final["usage"]["output_tokens"] == whole["usage"]["output_tokens"]
+    stats = httpx.get(server.base_url + "/_fake/stats").json()
+    assert (stats["requests"], stats["streamed"]) == (2, 1)
+
+
+def test_openai_stream_shape_with_and_without_usage(server: FakeServer) -> None:
+    server.plan = FaultPlan(words_per_event=7)
+    whole = post(server, "/v1/chat/completions", chat_body(seed=4)).json()
+    streamed = sse(post(server, "/v1/chat/completions", chat_body(
+        seed=4, stream=True, stream_options={"include_usage": True})))
+    assert streamed[-1] == ("message", b"[DONE]")
+    chunks = [data for _, data in streamed[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and "usage" in c for c in chunks)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+    deltas = [c["choices"][0]["delta"] for c in chunks[:-1]]
+    message = whole["choices"][0]["message"]
+    assert "".join(d.get("content") or "" for d in deltas) == message["content"]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == (
+        message["reasoning_content"])
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    plain = sse(post(server, "/v1/chat/completions", chat_body(seed=4, stream=True)))
+    assert all("usage" not in data for _, data in plain[:-1])  # no include_usage: none
+
+
+def test_legacy_completions_stream(server: FakeServer) -> None:
+    head = "<|im_start|>user\nWhat is 40 + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    body = {"prompt": head, "max_tokens": 30, "stream": True,
+            "stream_options": {"include_usage": True}}
+    chunks = [d for _, d in sse(post(server, "/v1/completions", body))[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == " ".join(
+        ["Compute", "40", "+", "2", "step", "by", "step."] + ["hmm"] * 23)
+    assert chunks[-1]["usage"]["completion_tokens"] == 30
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_stream_faults(server: FakeServer, path: str) -> None:
+    body = {**messages_body(), "stream": True} if path == "/v1/messages" else chat_body(
+        stream=True)
+    server.plan = FaultPlan(at={server.count + 1: "stream_error"})
+    events = sse(post(server, path, body))
+    assert len(events) > 3 and all("error" not in data for _, data in events[:-1])
+    name, data = events[-1]
+    error = data["error"]
+    assert error["message"] == "injected fault: stream_error"
+    assert (name, error["type"]) == (
+        ("error", "overloaded_error") if path == "/v1/messages" else ("message", "server_error"))
+    server.plan = FaultPlan(at={server.count + 1: "cut"})
+    with pytest.raises(httpx.TransportError):  # chunked body never finished
+        post(server, path, body)
+    server.plan = FaultPlan(at={server.count + 1: "stall"}, hang_s=10.0)
+    start = time.perf_counter()
+    with pytest.raises(httpx.ReadTimeout):
+        post(server, path, body, timeout=0.3)
+    assert time.perf_counter() - start < 2.0
+    assert server.faults["cut"] == server.faults["stall"] == server.faults["stream_error"] == 1
+
+
+def test_stream_faults_on_unstreamed_requests(server: FakeServer) -> None:
+    server.plan = FaultPlan(at={server.count + 1: "stream_error"})
+    response = post(server, "/v1/messages", messages_body())
+    assert response.status_code == 200 and response.json()["type"] == "error"
+    server.plan = FaultPlan(at={server.count + 1: "cut"})
+    with pytest.raises(httpx.TransportError):
+        post(server, "/v1/chat/completions", chat_body())
+
+
+def test_slow_stream_spaces_events(server: FakeServer) -> None:
+    server.plan = FaultPlan(event_delay_s=0.05, words_per_event=400)
+    start = time.perf_counter()
+    events = sse(post(server, "/v1/messages", {**messages_body(budget=1024), "stream": True}))
+    assert time.perf_counter() - start >= 0.05 * (len(events) - 1) * 0.9

@@ -25,3 +25,24 @@ def test_quiet_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     with bar:
         bar.advance(SampleRecord("p", "1024", 0, "ok"))
     assert capsys.readouterr().err == ""
+
+
+def test_streams_in_flight_show_their_thinking_live(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    bar = progress.SweepProgress(total=3, done=0, enabled=True)
+    with bar:
+        first, second = progress.AttemptTokens(bar), progress.AttemptTokens(bar)
+        first(1200, 1200)
+        second(300, 310)
+        assert "2 streaming: 1,500 thinking tok so far" in capsys.readouterr().err
+        first.close()
+        second(900, 950)
+        assert "1 streaming: 900 thinking tok so far" in capsys.readouterr().err
+        second.close()
+        bar.advance(SampleRecord("p", "1024", 0, "ok", output_tokens=950))
+        assert "streaming" not in capsys.readouterr().err
+    alone = progress.AttemptTokens()  # without a display it still counts (for waste)
+    alone(5, 7)
+    assert (alone.thinking_tokens, alone.output_tokens) == (5, 7)

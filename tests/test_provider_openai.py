@@ -17,7 +17,7 @@ import orjson
 import pytest
 import typing_extensions as te
 
-from ttc.config import ModelConfig
+from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import (
     APIError,
     ConnectionFailedError,
@@ -30,7 +30,7 @@ from ttc.errors import (
     RetryableError,
     ServerError,
 )
-from ttc.http import AiohttpTransport, HttpxTransport
+from ttc.http import HttpxTransport
 from ttc.problems import Problem
 from ttc.providers.base import Completion, SampleRequest
 from ttc.providers.openai import OpenAIProvider, split_think_tags
@@ -38,6 +38,7 @@ from ttc.testing.fake_server import FakeServer, FaultPlan, run_in_thread
 
 __all__: list[str] = []
 
+PROVIDER = "openai"
 KEY = "sk-proj-test-SECRET-9876543210"
 PROBLEM = Problem(id="p1", question="What is 6 * 7?", answer="42")
 #: vLLM's budget field: the one documented extension the SDK does not list
@@ -62,10 +63,15 @@ def mocked(handler: Handler, **overrides: Any) -> OpenAIProvider:
     return OpenAIProvider(config(**overrides), transport=HttpxTransport(client))
 
 
-def call(provider: OpenAIProvider, req: SampleRequest | None = None) -> Completion:
+def call(
+    provider: OpenAIProvider, req: SampleRequest | None = None, *, deadline: float = 30.0
+) -> Completion:
+    """One sample under a deadline, as the sampler's ``sweep.timeout_s`` would set it."""
+
     async def go() -> Completion:
         try:
-            return await provider.complete(req or request())
+            async with asyncio.timeout(deadline):
+                return await provider.complete(req or request())
         finally:
             await provider.aclose()
 
@@ -143,16 +149,20 @@ def unknown_keys(value: Any, hint: Any, where: str = "") -> list[str]:
 
 
 @functools.cache
-def sdk_params() -> tuple[Any, Any]:
+def sdk_params(streaming: bool = False) -> tuple[Any, Any]:
     pytest.importorskip("openai")
-    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+    from openai.types.chat.completion_create_params import (
+        CompletionCreateParamsNonStreaming,
+        CompletionCreateParamsStreaming,
+    )
     from pydantic import TypeAdapter
 
-    return CompletionCreateParamsNonStreaming, TypeAdapter(CompletionCreateParamsNonStreaming)
+    params = CompletionCreateParamsStreaming if streaming else CompletionCreateParamsNonStreaming
+    return params, TypeAdapter(params)
 
 
 def assert_sdk_valid(body: dict[str, Any], allowed_extra: frozenset[str] = frozenset()) -> None:
-    params, adapter = sdk_params()
+    params, adapter = sdk_params(body.get("stream") is True)
     validated = adapter.validate_python({k: v for k, v in body.items() if k not in allowed_extra})
     for value in validated.values():  # Iterable fields validate lazily
         if isinstance(value, collections.abc.Iterator):
@@ -455,11 +465,11 @@ def server() -> Iterator[FakeServer]:
         yield srv
 
 
-def live(server: FakeServer, *, timeout_s: float = 5.0, **overrides: Any) -> OpenAIProvider:
+def live(server: FakeServer, *, stream: bool = False, **overrides: Any) -> OpenAIProvider:
     return OpenAIProvider(
         config(base_url=server.base_url + "/v1", **overrides),
-        transport=AiohttpTransport(max_connections=8),
-        timeout_s=timeout_s,
+        max_connections=8,
+        sweep=SweepConfig(stream=stream),
     )
 
 
@@ -498,13 +508,16 @@ def test_live_censored_without_budget_field(server: FakeServer) -> None:
         ("malformed_json", MalformedResponseError),
         ("missing_fields", MalformedResponseError),
         ("drop", ConnectionFailedError),
-        ("hang", RequestTimeoutError),
+        ("hang", TimeoutError),  # the caller's deadline; the provider sets none
+        ("stall", TimeoutError),
+        ("cut", ConnectionFailedError),
+        ("stream_error", OverloadedError if PROVIDER == "anthropic" else ServerError),
     ],
 )
 def test_live_faults_raise_the_right_error(server: FakeServer, fault: str, expected: type) -> None:
     server.plan = FaultPlan(at={server.count + 1: fault}, retry_after_s=1.5, hang_s=5.0)
     with pytest.raises(expected) as info:
-        call(live(server, timeout_s=0.3))
+        call(live(server), deadline=0.3)
     if fault == "rate_limit":
         assert isinstance(info.value, RateLimitError) and info.value.retry_after == 1.5
     server.plan = FaultPlan()

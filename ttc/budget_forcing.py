@@ -13,10 +13,16 @@ Then append ``answer_prefix`` ("Final answer: ") and let it answer in at most
 ``answer_tokens`` tokens. The realized thinking tokens are the server's own
 ``completion_tokens`` summed over the thinking calls, so the budget axis of a sweep
 is measured, not assumed.
+
+The several calls of one sample share the sampler's one deadline (``sweep.timeout_s``
+around ``complete``): no call has a limit of its own. A call that may produce more
+than ~16k tokens streams under ``sweep.stream = "auto"``, so a long think is watched
+by ``sweep.idle_timeout_s`` and shows its tokens live.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +33,9 @@ from ttc.providers.base import (
     HTTPProvider,
     SampleRequest,
     estimate_tokens,
+    wants_stream,
 )
+from ttc.providers.openai import ChunkStream
 
 __all__ = ["CHAT_TEMPLATES", "BudgetForcingProvider", "render_chat"]
 
@@ -87,7 +95,7 @@ class BudgetForcingProvider(HTTPProvider):
         """Thinking tokens allowed at ``budget`` (effort names use the base class's sizes)."""
         return max(0, self.max_output_tokens(budget) - self.config.answer_tokens)
 
-    async def complete(self, request: SampleRequest) -> Completion:
+    async def _complete(self, request: SampleRequest) -> Completion:
         """Think up to the budget (with Wait rounds), close the thinking, then answer."""
         bf = self.forcing
         budget = self.thinking_budget(request.budget)
@@ -107,7 +115,9 @@ class BudgetForcingProvider(HTTPProvider):
             if remaining <= 0:
                 censored = True
                 break
-            call = await self._generate(head + thinking, request, remaining, stops)
+            call = await self._generate(
+                head + thinking, request, remaining, stops, _offset(request, used, True)
+            )
             calls += 1
             input_tokens = call.prompt_tokens if input_tokens is None else input_tokens
             prompt_tokens_total += call.prompt_tokens
@@ -125,7 +135,8 @@ class BudgetForcingProvider(HTTPProvider):
             break
         answer_head = head + thinking + bf.think_end + bf.answer_prefix
         answer = await self._generate(
-            answer_head, request, self.config.answer_tokens, _unique([_END_OF_TURN])
+            answer_head, request, self.config.answer_tokens, _unique([_END_OF_TURN]),
+            _offset(request, used, False),
         )
         calls += 1
         prompt_tokens_total += answer.prompt_tokens
@@ -148,7 +159,12 @@ class BudgetForcingProvider(HTTPProvider):
         )
 
     async def _generate(
-        self, prompt: str, request: SampleRequest, max_tokens: int, stop: list[str]
+        self,
+        prompt: str,
+        request: SampleRequest,
+        max_tokens: int,
+        stop: list[str],
+        listener: Callable[[int, int], None] | None = None,
     ) -> _Call:
         c = self.config
         body: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "stop": stop}
@@ -160,8 +176,16 @@ class BudgetForcingProvider(HTTPProvider):
             body["top_p"] = c.top_p
         if request.seed:  # 0 means unset, as in the chat backend
             body["seed"] = request.seed
+        streamed = wants_stream(self.stream_mode, max_tokens, required=False)
+        if streamed:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         body.update(c.extra_body)
-        data = await self._post(body)
+        if streamed:
+            assembler = ChunkStream(self.max_text_bytes, legacy=True)
+            data = await self._stream(body, assembler, listener)
+        else:
+            data = await self._post(body)
         try:
             choice = data["choices"][0]
             text = choice["text"]
@@ -195,6 +219,20 @@ class BudgetForcingProvider(HTTPProvider):
             },
             "answer_tokens": self.config.answer_tokens,
         }
+
+
+def _offset(
+    request: SampleRequest, used: int, thinking: bool
+) -> Callable[[int, int], None] | None:
+    """The sample's listener, told totals across calls (``used`` tokens came before)."""
+    listener = request.on_tokens
+    if listener is None:
+        return None
+
+    def told(_thinking: int, output: int) -> None:
+        listener(used + output if thinking else used, used + output)
+
+    return told
 
 
 def _join(text: str, addition: str) -> str:

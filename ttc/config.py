@@ -7,8 +7,10 @@ user can jump to it, and nothing is sent to any model before the whole config is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import numbers
 import os
 import re
@@ -139,6 +141,14 @@ class SweepConfig:
     seed: int = 0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    #: stream responses: always, never, or "auto" (when a request may exceed ~16k output
+    #: tokens, or the provider serves it only as a stream)
+    stream: bool | Literal["auto"] = "auto"
+    #: a stream that sends nothing for this long is a dropped connection (retried);
+    #: distinct from timeout_s, the one total deadline of an attempt
+    idle_timeout_s: float = 120.0
+    #: stored text and thinking are each cut to this many UTF-8 bytes (marked in extra)
+    max_text_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +340,11 @@ def _coerce(value: Any, hint: Any, dotted: str, loc: _Locator) -> Any:
                 return value
             raise loc.error(dotted, f"{dotted} must be a number or a name")
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:  # e.g. bool | Literal["auto"]: the first member that fits
+            for member in inner:
+                with contextlib.suppress(ConfigError):
+                    return _coerce(value, member, dotted, loc)
+            raise loc.error(dotted, f"{dotted} must be {_spell(inner)}, got {value!r}")
         return _coerce(value, inner[0], dotted, loc)
     if origin is list:
         if not isinstance(value, list):
@@ -356,6 +371,18 @@ def _coerce(value: Any, hint: Any, dotted: str, loc: _Locator) -> Any:
             raise loc.error(dotted, f"{dotted} must be a string, got {value!r}")
         return value
     return value
+
+
+def _spell(members: list[Any]) -> str:
+    words: list[str] = []
+    for member in members:
+        if member is bool:
+            words += ["true", "false"]
+        elif typing.get_origin(member) is Literal:
+            words += [repr(a) for a in typing.get_args(member)]
+        else:
+            words.append(getattr(member, "__name__", str(member)))
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
 
 
 def _check(config: Config, loc: _Locator) -> None:
@@ -403,6 +430,12 @@ def _check(config: Config, loc: _Locator) -> None:
         raise loc.error("sweep.backoff_base_s", "need 0 <= sweep.backoff_base_s <= backoff_max_s")
     if s.timeout_s <= 0:
         raise loc.error("sweep.timeout_s", "sweep.timeout_s must be positive")
+    if not (math.isfinite(s.idle_timeout_s) and s.idle_timeout_s > 0):
+        raise loc.error("sweep.idle_timeout_s",
+                        f"sweep.idle_timeout_s must be a positive number, got {s.idle_timeout_s}")
+    if s.max_text_bytes < 1024:
+        raise loc.error("sweep.max_text_bytes",
+                        f"sweep.max_text_bytes must be at least 1024, got {s.max_text_bytes}")
     check_agent(config.agent, s.step_budgets, has_dataset=bool(d.path or d.builtin),
                 error=loc.error)
     if d.path and d.builtin:

@@ -15,12 +15,15 @@
         │   ├── OverloadedError         529 / 503
         │   ├── ServerError             other 5xx, 408, 409
         │   ├── ConnectionFailedError   refused or dropped connection
+        │   │   └── StreamCutError      a stream ended before its terminator, or sat idle
         │   ├── RequestTimeoutError     no full answer within timeout_s
         │   └── MalformedResponseError  a body that is not the expected JSON
         └── FatalAPIError       retrying cannot help (400, 401, 403, 404, other 4xx)
+            └── RedirectRefusedError  a 3xx: ttc never follows redirects (the key stays home)
 
 Provider modules raise only ``APIError`` subclasses, so the sampler never sees a
-transport's own exceptions.
+transport's own exceptions. ``APIError.output_tokens`` is what a failed attempt
+consumed before it failed (as far as a stream showed it), so spend can count waste.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ __all__ = [
     "MissingAPIKeyError",
     "OverloadedError",
     "RateLimitError",
+    "RedirectRefusedError",
     "RequestTimeoutError",
     "RetryableError",
     "RunConflictError",
     "ServerError",
+    "StreamCutError",
     "TTCError",
     "UserInputError",
     "located",
@@ -91,10 +96,15 @@ class LocalModelError(TTCError):
 
 
 class APIError(TTCError):
-    """A model call failed. ``status`` is the HTTP status, or None for network errors."""
+    """A model call failed. ``status`` is the HTTP status, or None for network errors.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``output_tokens`` counts the tokens the failed attempt had already produced (a
+    stream cut or an error event after thinking for a while): paid for, yet no sample.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, output_tokens: int = 0) -> None:
         self.status = status
+        self.output_tokens = output_tokens
         super().__init__(message)
 
 
@@ -102,10 +112,15 @@ class RetryableError(APIError):
     """Another attempt may succeed; ``retry_after`` is the server's hint in seconds."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        output_tokens: int = 0,
     ) -> None:
         self.retry_after = retry_after
-        super().__init__(message, status=status)
+        super().__init__(message, status=status, output_tokens=output_tokens)
 
 
 class RateLimitError(RetryableError):
@@ -124,6 +139,11 @@ class ConnectionFailedError(RetryableError):
     """The connection was refused or dropped before a full response arrived."""
 
 
+class StreamCutError(ConnectionFailedError):
+    """A streamed response stopped before its terminator event, or sent nothing for
+    ``sweep.idle_timeout_s``; whatever text it had sent is discarded."""
+
+
 class RequestTimeoutError(RetryableError):
     """No full response within the per-attempt timeout."""
 
@@ -134,3 +154,8 @@ class MalformedResponseError(RetryableError):
 
 class FatalAPIError(APIError):
     """A response that retrying cannot fix: 400, 401, 403, 404 and other 4xx."""
+
+
+class RedirectRefusedError(FatalAPIError):
+    """The endpoint answered with a redirect. Following it would send the API key to
+    whatever host the ``location`` names, so ttc stops instead; fix ``base_url``."""

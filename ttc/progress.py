@@ -2,6 +2,11 @@
 
 rich draws it on a terminal; elsewhere (CI logs, pipes) a plain line goes to stderr
 every ``PLAIN_EVERY_S`` seconds, so logs show progress without a flood of redraws.
+
+Streams in flight report their tokens as they arrive through ``AttemptTokens`` (the
+provider calls it per event; the sampler opens one per attempt), so a sweep of
+15-minute thinking runs shows thinking tokens climbing instead of a line frozen
+until the first sample completes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ttc.store import SampleRecord
 
-__all__ = ["PLAIN_EVERY_S", "SweepProgress"]
+__all__ = ["PLAIN_EVERY_S", "AttemptTokens", "SweepProgress"]
 
 PLAIN_EVERY_S = 10.0
 
@@ -33,6 +38,7 @@ class SweepProgress:
         self._task: Any = None
         self._last = 0.0
         self._plain = False
+        self._live: set[AttemptTokens] = set()
         if enabled:
             from rich.console import Console
 
@@ -94,10 +100,15 @@ class SweepProgress:
 
     def stats(self) -> str:
         elapsed = max(time.monotonic() - self._start, 1e-9)
-        return (
+        line = (
             f"{self.new / elapsed:7.1f} req/s  {self.tokens:,} tok  "
             f"${self.cost:,.2f}  {self.failed} failed"
         )
+        live = [a for a in self._live if a.output_tokens]
+        if live:
+            thinking = sum(a.thinking_tokens for a in live)
+            line += f"  | {len(live)} streaming: {thinking:,} thinking tok so far"
+        return line
 
     def _refresh(self, force: bool = False) -> None:
         if self._plain:
@@ -108,3 +119,32 @@ class SweepProgress:
         if force or now - self._last > 0.2:
             self._last = now
             self._progress.update(self._task, completed=self.done, stats=self.stats())
+
+
+class AttemptTokens:
+    """One attempt's tokens so far, as its stream reports them (a ``TokenListener``).
+
+    Registered with ``progress`` until ``close``; the sampler also reads
+    ``output_tokens`` when its deadline cuts an attempt, to count what was wasted.
+    """
+
+    __slots__ = ("_progress", "output_tokens", "thinking_tokens")
+
+    def __init__(self, progress: SweepProgress | None = None) -> None:
+        self.thinking_tokens = 0
+        self.output_tokens = 0
+        self._progress = progress
+        if progress is not None:
+            progress._live.add(self)
+
+    def __call__(self, thinking_tokens: int, output_tokens: int) -> None:
+        self.thinking_tokens = thinking_tokens
+        self.output_tokens = output_tokens
+        if self._progress is not None:
+            self._progress._refresh()
+
+    def close(self) -> None:
+        """The attempt ended: its tokens leave the live count."""
+        if self._progress is not None:
+            self._progress._live.discard(self)
+            self._progress = None

@@ -25,10 +25,12 @@ from ttc.errors import (
     APIError,
     ConfigError,
     FatalAPIError,
+    RedirectRefusedError,
     RequestTimeoutError,
     RetryableError,
 )
 from ttc.problems import Problem
+from ttc.progress import AttemptTokens, SweepProgress
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.store import RunStore, SampleKey, SampleRecord, budget_label
@@ -94,6 +96,7 @@ class Sweep:
         self._buffer: list[SampleRecord] = []
         self._last_flush = time.monotonic()
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
+        self._bar: SweepProgress | None = None
 
     # ------------------------------------------------------------ planning
     def prepare(self) -> tuple[RunStore, list[Problem], Provider, SweepPlan]:
@@ -146,7 +149,7 @@ class Sweep:
                 model.api_key()  # a missing key fails here, before anything is written
             elif model.api_key_env and not os.environ.get(model.api_key_env):
                 model = dataclasses.replace(model, api_key_env="")  # a plan needs no key
-            provider = make_provider(model)
+            provider = make_provider(model, sweep=cfg.sweep)
         for budget in cfg.sweep.budgets:
             try:
                 provider.check_budget(budget)
@@ -222,9 +225,8 @@ class Sweep:
         ):
             default_grader().warm_up()  # symbolic grading's worker starts while requests fly
         started = time.monotonic()
-        from ttc.progress import SweepProgress
-
         bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._show_progress)
+        self._bar = bar
         try:
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
@@ -328,25 +330,32 @@ class Sweep:
             reserved = provider.max_output_tokens(job.budget) // 2
             await tokens.reserve(reserved)
             started = time.perf_counter()
+            live = AttemptTokens(self._bar)  # streamed tokens, live in the progress line
             try:
+                # the one total deadline of an attempt; providers and transports set none
                 async with asyncio.timeout(sweep.timeout_s):
-                    completion = await provider.complete(request)
+                    completion = await provider.complete(
+                        dataclasses.replace(request, on_tokens=live)
+                    )
             except (RetryableError, TimeoutError) as exc:
-                tokens.settle(reserved, 0)
                 if isinstance(exc, TimeoutError):
-                    exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s")
+                    exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s",
+                                              output_tokens=live.output_tokens)
+                tokens.settle(reserved, exc.output_tokens)
                 error = str(exc)
                 if attempt < sweep.max_attempts:
                     await asyncio.sleep(self._backoff(attempt, exc.retry_after))
                 continue
             except FatalAPIError as exc:
-                tokens.settle(reserved, 0)
-                # bad key, unknown model, or a backend that died (no HTTP status):
-                # every further request would fail the same way
-                if exc.status in (401, 403, 404, None):
+                tokens.settle(reserved, exc.output_tokens)
+                # bad key, unknown model, a redirect, or a backend that died (no HTTP
+                # status): every further request would fail the same way
+                if exc.status in (401, 403, 404, None) or isinstance(exc, RedirectRefusedError):
                     raise SweepAborted(str(exc), status=exc.status) from None
                 error = str(exc)
                 break
+            finally:
+                live.close()
             latency = time.perf_counter() - started
             tokens.settle(reserved, completion.input_tokens + completion.output_tokens)
             return await self._record(job, label, completion, attempt, latency, provider)

@@ -22,7 +22,7 @@ from ttc.agent.wire import (
     parse_anthropic_turn,
     parse_openai_turn,
 )
-from ttc.config import ModelConfig
+from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import ConfigError, FatalAPIError
 from ttc.http import Transport
 from ttc.providers.anthropic import AnthropicProvider
@@ -49,12 +49,19 @@ def _single_turn(request: ToolRequest) -> SampleRequest:
                          system=request.system, seed=request.seed)
 
 
+def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:
+    """Agent steps are read whole for now (``act`` posts; it does not assemble a stream)."""
+    body.pop("stream", None)
+    body.pop("stream_options", None)
+    return body
+
+
 class AgentAnthropicProvider(AnthropicProvider):
     """Messages API with ``tools``; ``tool_use`` in, ``tool_result`` back."""
 
     def tool_body(self, request: ToolRequest) -> dict[str, Any]:
         """The JSON body for one step (public so tests can check it against the SDK types)."""
-        body = self.build_body(_single_turn(request))
+        body = _unstreamed(self.build_body(_single_turn(request)))
         body["messages"] = anthropic_messages(request.conversation)
         body["tools"] = anthropic_tools(request.tools)
         body["tool_choice"] = {"type": "auto", "disable_parallel_tool_use": True}
@@ -73,7 +80,7 @@ class AgentOpenAIProvider(OpenAIProvider):
 
     def tool_body(self, request: ToolRequest) -> dict[str, Any]:
         """The JSON body for one step (public so tests can check it against the SDK types)."""
-        body = self.build_body(_single_turn(request))
+        body = _unstreamed(self.build_body(_single_turn(request)))
         body["messages"] = openai_messages(request.conversation, request.system)
         body["tools"] = openai_tools(request.tools)
         body["parallel_tool_calls"] = False
@@ -84,7 +91,7 @@ class AgentOpenAIProvider(OpenAIProvider):
 
 
 def make_tool_provider(
-    config: ModelConfig, *, transport: Transport | None = None, timeout_s: float = 600.0
+    config: ModelConfig, *, transport: Transport | None = None, sweep: SweepConfig | None = None
 ) -> Provider:
     """The backend for agent steps; raises ``ConfigError`` for one that cannot use tools."""
     if config.provider == "simulated":
@@ -92,9 +99,9 @@ def make_tool_provider(
 
         return SimulatedProvider(config)
     if config.provider == "anthropic":
-        return AgentAnthropicProvider(config, transport=transport, timeout_s=timeout_s)
+        return AgentAnthropicProvider(config, transport=transport, sweep=sweep)
     if config.provider == "openai" and not config.budget_forcing.enabled:
-        return AgentOpenAIProvider(config, transport=transport, timeout_s=timeout_s)
+        return AgentOpenAIProvider(config, transport=transport, sweep=sweep)
     raise ConfigError(
         "agent runs need model.provider 'anthropic', 'openai' (without budget forcing) or "
         "'simulated'; tool use through llama.cpp or budget forcing is not supported"

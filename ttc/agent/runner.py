@@ -116,7 +116,7 @@ class AgentSweep:
             elif model.api_key_env:
                 model = dataclasses.replace(model, api_key_env="")
             try:
-                provider = make_tool_provider(model)
+                provider = make_tool_provider(model, sweep=cfg.sweep)
             except ConfigError as exc:
                 raise config_error(cfg, "model.provider", str(exc)) from None
         for budget in cfg.sweep.budgets:

@@ -1,40 +1,58 @@
-"""The narrow interface every model backend implements, and the shared HTTP error mapping.
+"""The narrow interface every model backend implements, and the HTTP plumbing they share.
 
 A provider turns one ``SampleRequest`` into one ``Completion`` or raises a
 ``ttc.errors.APIError``. It knows its wire format and nothing about retries, rate
-limits or storage: the sampler owns those, so every backend gets them for free.
+limits, deadlines or storage: the sampler owns those, so every backend gets them for
+free. In particular a provider sets no time limit of its own: the sampler's
+``asyncio.timeout(sweep.timeout_s)`` around ``complete`` is the one total deadline,
+and streams add only ``sweep.idle_timeout_s`` (silence, not length).
+
+``HTTPProvider.complete`` is the one exit of every HTTP backend, streamed or not:
+usage is checked for impossible values, stored text is capped at
+``sweep.max_text_bytes``, and the API key is scrubbed from any error there.
 """
 
 from __future__ import annotations
 
 import abc
-import email.utils
-import time
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import orjson
 
-from ttc.config import Budget, ModelConfig
-from ttc.errors import (
-    APIError,
-    FatalAPIError,
-    MalformedResponseError,
-    OverloadedError,
-    RateLimitError,
-    RetryableError,
-    ServerError,
-)
+from ttc.config import Budget, ModelConfig, SweepConfig
+from ttc.errors import APIError, ConfigError, StreamCutError
 from ttc.http import HTTPResponse, Transport
 from ttc.problems import Problem
+from ttc.providers.responses import (
+    MAX_INPUT_TOKENS,
+    cap_text,
+    check_usage,
+    error_for_response,
+    optional_field,
+    parse_json_body,
+    post_json,
+    require_field,
+    retry_after_seconds,
+    scrub_secret,
+)
+from ttc.sse import SSEEvent
 
 __all__ = [
+    "AUTO_STREAM_TOKENS",
     "EFFORT_TOKENS",
+    "MAX_INPUT_TOKENS",
     "Completion",
     "HTTPProvider",
     "Provider",
     "SampleRequest",
+    "StreamAssembler",
+    "TextPieces",
+    "TokenListener",
+    "cap_text",
+    "check_usage",
     "error_for_response",
     "estimate_tokens",
     "merge_body",
@@ -44,7 +62,21 @@ __all__ = [
     "require_field",
     "retry_after_seconds",
     "scrub_secret",
+    "wants_stream",
 ]
+
+#: ``sweep.stream = "auto"`` streams requests that may produce more output tokens than this
+AUTO_STREAM_TOKENS = 16384
+
+
+class TokenListener(Protocol):
+    """Told, as a stream arrives, what one attempt has produced so far (estimates).
+
+    The sampler hands one per attempt to the progress display, so a long thinking
+    run shows tokens arriving rather than a frozen line.
+    """
+
+    def __call__(self, thinking_tokens: int, output_tokens: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +91,8 @@ class SampleRequest:
     seed: int = 0
     #: for MCQ, ``choice_order[i]`` is the source index of the choice shown at position i
     choice_order: tuple[int, ...] | None = None
+    #: told of tokens as a streamed attempt arrives (set per attempt by the sampler)
+    on_tokens: TokenListener | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -91,7 +125,11 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def complete(self, request: SampleRequest) -> Completion:
-        """Draw one sample; raise an ``APIError`` subclass on failure."""
+        """Draw one sample; raise an ``APIError`` subclass on failure.
+
+        No time limit here: the caller wraps the call in its deadline. A streaming
+        backend tells ``request.on_tokens`` (when set) what has arrived so far.
+        """
 
     def check_budget(self, budget: Budget) -> None:  # noqa: B027 - optional hook
         """Raise ``ConfigError`` for a budget this backend cannot express (before any request)."""
@@ -128,12 +166,65 @@ class Provider(abc.ABC):
         }
 
 
+class StreamAssembler(Protocol):
+    """Rebuilds, event by event, the body the non-streaming endpoint would have returned.
+
+    Feeding that body to the same parser as a non-streaming reply is what makes a
+    streamed sample identical to an unstreamed one. ``feed`` raises the ``APIError`` an
+    error event reports (with ``output_tokens`` set); ``done`` turns true at the
+    stream's end event; ``tokens`` estimates (thinking, output) tokens so far.
+    """
+
+    done: bool
+
+    def feed(self, event: SSEEvent) -> None: ...
+
+    def body(self) -> dict[str, Any]: ...
+
+    def tokens(self) -> tuple[int, int]: ...
+
+
+class TextPieces:
+    """Streamed text in pieces, kept only up to ``limit`` characters per field.
+
+    Memory stays bounded when a server streams without end; the kept prefix is longer
+    than ``limit`` bytes whenever anything was dropped, so ``cap_text`` then cuts (and
+    marks) the text exactly as it would cut the same text received in one piece.
+    """
+
+    __slots__ = ("chars", "limit", "parts")
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.chars = 0
+        self.limit = limit
+
+    def add(self, text: str) -> None:
+        if self.chars <= self.limit:
+            self.parts.append(text)
+        self.chars += len(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def wants_stream(mode: bool | Literal["auto"], max_tokens: int, *, required: bool) -> bool:
+    """Whether a request that may produce ``max_tokens`` goes out as a stream."""
+    if mode == "auto":
+        return required or max_tokens > AUTO_STREAM_TOKENS
+    return bool(mode)
+
+
 class HTTPProvider(Provider):
-    """A backend that POSTs JSON to one endpoint: transport, key, headers and timeout.
+    """A backend that POSTs JSON to one endpoint, whole or streamed.
 
     Subclasses name ``default_base_url`` and ``endpoint``, may override
-    ``auth_headers``, and call ``self._post(body)``; the key is read once here (a missing
-    key fails at construction, before any request) and blanked out of every error.
+    ``auth_headers``, implement ``_complete`` with ``self._post(body)`` or
+    ``self._stream(body, assembler, listener)``, and say in ``requires_stream`` which
+    budgets their API serves only as streams. The key is read once here (a missing key
+    fails at construction, before any request) and blanked out of every error.
+    ``sweep`` supplies ``stream``, ``idle_timeout_s`` and ``max_text_bytes``; there is no
+    total timeout here on purpose (see the module docstring).
     """
 
     default_base_url: str = ""
@@ -144,13 +235,16 @@ class HTTPProvider(Provider):
         config: ModelConfig,
         *,
         transport: Transport | None = None,
-        timeout_s: float = 600.0,
         max_connections: int = 0,
+        sweep: SweepConfig | None = None,
     ) -> None:
         super().__init__(config)
         from ttc.http import AiohttpTransport
 
-        self.timeout_s = timeout_s
+        sweep = sweep or SweepConfig()
+        self.stream_mode: bool | Literal["auto"] = sweep.stream
+        self.idle_timeout_s = sweep.idle_timeout_s
+        self.max_text_bytes = sweep.max_text_bytes
         self._owns_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport(
             max_connections=max_connections
@@ -167,11 +261,103 @@ class HTTPProvider(Provider):
         """Headers that carry the key (a bearer token unless a subclass says otherwise)."""
         return {"authorization": f"Bearer {key}"} if key else {}
 
+    # ------------------------------------------------------------ streaming choice
+    def requires_stream(self, budget: Budget) -> bool:
+        """Whether the API refuses ``budget`` unless streamed (none do by default)."""
+        return False
+
+    def streams(self, budget: Budget) -> bool:
+        """Whether a sample at ``budget`` is requested as a stream (``sweep.stream``)."""
+        return wants_stream(
+            self.stream_mode, self.max_output_tokens(budget), required=self.requires_stream(budget)
+        )
+
+    def check_budget(self, budget: Budget) -> None:
+        """Refuse ``sweep.stream = false`` for a budget the API serves only as a stream."""
+        if self.stream_mode is False and self.requires_stream(budget):
+            raise ConfigError(
+                f"sweep.stream = false, but {self.kind} serves budget {budget!r} "
+                f"({self.max_output_tokens(budget)} output tokens) only as a stream; "
+                f"set sweep.stream = true or \"auto\""
+            )
+
+    # ------------------------------------------------------------ the one exit
+    async def complete(self, request: SampleRequest) -> Completion:
+        """Draw one sample; usage checked, text capped, the key scrubbed from errors."""
+        try:
+            completion = await self._complete(request)
+            check_usage(completion, self.output_cap(request), self.kind)
+            return cap_text(completion, self.max_text_bytes)
+        except APIError as exc:
+            scrub_secret(exc, self._secret)
+            raise
+
+    @abc.abstractmethod
+    async def _complete(self, request: SampleRequest) -> Completion:
+        """The wire-format work of ``complete``."""
+
+    @property
+    def max_tokens_key(self) -> str:
+        """The body field that caps output tokens (where ``extra_body`` may override it)."""
+        return ""
+
+    def output_cap(self, request: SampleRequest) -> int:
+        """Most output tokens the request allows: the body's cap, ``extra_body`` included."""
+        key = self.max_tokens_key
+        override = self.config.extra_body.get(key) if key else None
+        if isinstance(override, int) and not isinstance(override, bool) and override > 0:
+            return override
+        return self.max_output_tokens(request.budget)
+
+    # ------------------------------------------------------------ exchanges
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         return await post_json(
-            self._transport, self._url, body, headers=self._headers, timeout=self.timeout_s,
+            self._transport, self._url, body, headers=self._headers, timeout=None,
             provider=self.kind, secret=self._secret,
         )
+
+    async def _stream(
+        self,
+        body: dict[str, Any],
+        assembler: StreamAssembler,
+        listener: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """POST ``body`` (which asks for a stream) and return the assembled reply body.
+
+        A stream that ends, breaks or idles before its end event raises
+        ``StreamCutError``; nothing of it is returned. Errors carry the output tokens
+        seen so far.
+        """
+        payload = orjson.dumps(body)
+        try:
+            async with self._transport.stream(
+                self._url, headers=self._headers, body=payload, idle_timeout=self.idle_timeout_s
+            ) as resp:
+                if not 200 <= resp.status < 300:
+                    whole = HTTPResponse(resp.status, resp.headers, await resp.read())
+                    raise error_for_response(whole, self.kind, self._url)
+                if not resp.is_event_stream:  # a server that ignored "stream": plain JSON
+                    whole = HTTPResponse(resp.status, resp.headers, await resp.read())
+                    return parse_json_body(whole, self.kind)
+                async with contextlib.aclosing(resp.event_batches()) as batches:
+                    async for batch in batches:
+                        for event in batch:
+                            assembler.feed(event)
+                            if assembler.done:
+                                break
+                        if listener is not None:  # once per chunk received is plenty
+                            listener(*assembler.tokens())
+                        if assembler.done:
+                            break
+        except APIError as exc:
+            exc.output_tokens = max(exc.output_tokens, assembler.tokens()[1])
+            raise
+        if not assembler.done:
+            raise StreamCutError(
+                f"{self.kind}: stream from {self._url} ended before its end event",
+                output_tokens=assembler.tokens()[1],
+            )
+        return assembler.body()
 
     async def aclose(self) -> None:
         """Close the HTTP pool if this provider opened it (a shared one stays open)."""
@@ -201,105 +387,6 @@ def estimate_tokens(text: str | None) -> int:
     return max(1, round(len(text) / 4))
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The server's wait hint: ``retry-after-ms``, then ``retry-after`` (seconds or a date)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-            except (TypeError, ValueError):
-                return None
-            return max(0.0, when.timestamp() - time.time())
-    return None
-
-
-def parse_json_body(response: HTTPResponse, provider: str) -> dict[str, Any]:
-    """Decode a 2xx body; anything but a JSON object is a retryable malformed response."""
-    try:
-        data = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        snippet = response.body[:120].decode("utf-8", "replace")
-        raise MalformedResponseError(
-            f"{provider}: response is not JSON: {snippet!r}", status=response.status
-        ) from None
-    if not isinstance(data, dict):
-        raise MalformedResponseError(f"{provider}: response is not a JSON object")
-    return data
-
-
-def error_for_response(response: HTTPResponse, provider: str) -> Exception:
-    """Translate a non-2xx response into the right ``APIError`` with the server's message."""
-    status = response.status
-    message = _server_message(response.body)
-    text = f"{provider} HTTP {status}: {message}" if message else f"{provider} HTTP {status}"
-    hint = retry_after_seconds(response.headers)
-    should = response.headers.get("x-should-retry")
-    if should == "false":
-        return FatalAPIError(text, status=status)
-    if status == 429:
-        return RateLimitError(text, status=status, retry_after=hint)
-    if status in (503, 529):
-        return OverloadedError(text, status=status, retry_after=hint)
-    if status in (408, 409) or status >= 500:
-        return ServerError(text, status=status, retry_after=hint)
-    if should == "true":
-        return RetryableError(text, status=status, retry_after=hint)
-    return FatalAPIError(text, status=status)
-
-
-async def post_json(
-    transport: Transport,
-    url: str,
-    body: dict[str, Any],
-    *,
-    headers: Mapping[str, str],
-    timeout: float,
-    provider: str,
-    secret: str = "",
-) -> dict[str, Any]:
-    """POST a JSON body; return the decoded 2xx object or raise the right ``APIError``.
-
-    The one place where an HTTP exchange becomes ttc's result or ttc's error, with the
-    API key blanked out of any message a server echoes back.
-    """
-    try:
-        response = await transport.post(
-            url, headers=headers, body=orjson.dumps(body), timeout=timeout
-        )
-        if not 200 <= response.status < 300:
-            raise error_for_response(response, provider)
-        return parse_json_body(response, provider)
-    except APIError as exc:
-        scrub_secret(exc, secret)
-        raise
-
-
-def require_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
-    """``data[key]`` checked against ``kind``; absent or mistyped is a malformed response."""
-    value = data.get(key)
-    if value is None:
-        raise MalformedResponseError(f"{provider}: malformed response: missing field {key!r}")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MalformedResponseError(
-            f"{provider}: malformed response: field {key!r} is {type(value).__name__}, "
-            f"expected {kind.__name__}"
-        )
-    return value
-
-
-def optional_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
-    """Like ``require_field`` but None when absent or null."""
-    return None if data.get(key) is None else require_field(data, key, kind, provider)
-
 
 def merge_body(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``model.extra_body`` wins, merging into nested objects (e.g. ``thinking.display``)."""
@@ -312,21 +399,3 @@ def merge_body(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def scrub_secret(exc: APIError, secret: str) -> None:
-    """Blank the API key out of an error's message, in place (servers may echo it)."""
-    if secret and any(secret in str(arg) for arg in exc.args):
-        exc.args = tuple(str(arg).replace(secret, "***") for arg in exc.args)
-
-
-def _server_message(body: bytes) -> str:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:200].decode("utf-8", "replace").strip()
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("type") or "")[:500]
-        if isinstance(err, str):
-            return err[:500]
-    return ""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ttc.budget_forcing import BudgetForcingProvider
-from ttc.config import ModelConfig
+from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import ConnectionFailedError, FatalAPIError, LocalModelError
 from ttc.http import AiohttpTransport, Transport
 from ttc.local_server import DEFAULT_MODEL_FILE, LlamaServer, find_default_model
@@ -44,8 +44,15 @@ class LocalProvider(Provider):
 
     kind = "local"
 
-    def __init__(self, config: ModelConfig, *, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        transport: Transport | None = None,
+        sweep: SweepConfig | None = None,
+    ) -> None:
         super().__init__(config)
+        self._sweep = sweep
         self._missing: LocalModelError | None = None
         if config.path:
             self.model_path = Path(config.path).expanduser()
@@ -115,8 +122,8 @@ class LocalProvider(Provider):
             max_tokens_field="max_tokens",
         )
         if config.budget_forcing.enabled:
-            return BudgetForcingProvider(config, transport=self._transport)
-        return OpenAIProvider(config, transport=self._transport)
+            return BudgetForcingProvider(config, transport=self._transport, sweep=self._sweep)
+        return OpenAIProvider(config, transport=self._transport, sweep=self._sweep)
 
     async def complete(self, request: SampleRequest) -> Completion:
         """Wait for an idle server, then draw the sample there."""

