@@ -151,6 +151,7 @@ def based_numerals(canon: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------ cleaning
 
 _BOLD_RE = re.compile(r"\*\*([^*]+)\*\*")
+_QUOTED_RE = re.compile(r"""\\?(["'`])(.+?)\\?\1""", re.DOTALL)
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
@@ -160,6 +161,9 @@ def clean(answer: str) -> str | None:
     for _ in range(4):
         before = s
         s = s.strip().rstrip(".").strip()
+        quoted = _QUOTED_RE.fullmatch(s)
+        if quoted:
+            s = quoted.group(2)  # 'Final answer is "12 and 13"'
         if "**" in s:  # markdown bold, but x**2 keeps its power
             s = _BOLD_RE.sub(r"\1", s).strip("*").strip()
         for left, right in _WRAPPERS:
@@ -179,9 +183,13 @@ _NUMBER_PREFIX_RE = re.compile(
     r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+|\\frac\{\d+\}\{\d+\}|\\frac\d\d)"
 )
 _UNIT_TOKEN_RE = re.compile(
-    r"\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{([^{}]*)\}|([A-Za-z]+)|(\s+)|(.)"
+    r"\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{([^{}]*)\}|([A-Za-z]+)|(\s+|\^\{?[23]\}?)|(.)"
 )
-_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS_RE = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
+_EXPRESSION_RE = re.compile(r"[\d\\({\[]")
+_AND_OR_RE = re.compile(
+    r"\s*,?\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|(?<![A-Za-z\\])(?:and|or)(?![A-Za-z]))\s*"
+)
 _MIXED_RE = re.compile(
     r"([-+]?)(\d+)\s*(?:\\frac\{(\d+)\}\{(\d+)\}|\\frac(\d)(\d))|([-+]?)(\d+)\s+(\d+)/(\d+)"
 )
@@ -218,6 +226,8 @@ def canonical(answer: str) -> str:
     if whole:
         s = whole.group(1)
     s = s.strip()
+    if _EXPRESSION_RE.search(s):  # "6 and 8", "19, 46, and 82": lists, not prose
+        s = _AND_OR_RE.sub(", ", s)
     s = _mixed_number(s) or _number_with_words(s) or s
     if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
@@ -274,9 +284,9 @@ def _number_with_words(s: str) -> str | None:
         return None
     words: list[str] = []
     for token in _UNIT_TOKEN_RE.finditer(s, m.end()):
-        text, word, _space, other = token.groups()
-        if other is not None:
-            return None
+        text, word, space, other = token.groups()
+        if other is not None or (space is not None and space.startswith("^") and not words):
+            return None  # a power only after a unit: "15 cm^2"
         if text is not None:
             if not re.fullmatch(r"[\sA-Za-z.]*", text):
                 return None

@@ -79,6 +79,7 @@ def last_boxed(text: str) -> str | None:
     return bare[-1] if bare else None
 
 
+_LABEL_RE = re.compile(r"(?<![A-Za-z])[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=")
 _CONNECTOR_NOISE_RE = re.compile(r"\\q?quad|\\[,;:! ]|\$|\\[()\[\]]|[,;.&~]")
 
 
@@ -93,6 +94,7 @@ def _is_connector(gap: str) -> bool:
         return False
     g = re.sub(r"\\text\s*\{([^{}]*)\}", r" \1 ", gap)
     g = _CONNECTOR_NOISE_RE.sub(" ", g)
+    g = _LABEL_RE.sub(" ", g)  # "\boxed{1} and y_2 = \boxed{2}": the next answer's name
     if re.search(r"[^A-Za-z\s()]", g):
         return False
     words = [w.lower() for w in re.findall(r"[A-Za-z]+", g)]
@@ -123,6 +125,7 @@ _FINAL_RE = re.compile(
 )
 _ANSWER_LINE_RE = re.compile(r"^[ \t*#>_]*+answer[ \t*]*+:[ \t*]*+(.+)$", re.I | re.M)
 _SUBJECT_RE = re.compile(r"(?P<subject>[^=\n]{1,80}?)\s(?:is|are|equals|was)\s++(?P<rest>.+)")
+_INLINE_MATH_RE = re.compile(r"\$([^$]{1,200})\$")
 _BECAUSE_RE = re.compile(r",?\s(?:because|since|as|which|where)\s")
 
 
@@ -136,6 +139,13 @@ def _stated_value(candidate: str) -> str | None:
     if m and re.search(r"[\d$\\]", m.group("rest")):
         s = m.group("rest")
     s = _BECAUSE_RE.split(s, maxsplit=1)[0]
+    if len(re.findall(r"[A-Za-z]{2,}", _PROSE_RE.sub(" ", s))) >= 3:  # a sentence
+        spans = [m.group(1) for m in _INLINE_MATH_RE.finditer(s)]
+        numbers = _NUMBER_RE.findall(s)
+        if spans:
+            s = spans[-1]  # "we get $x = 5$ in the end"
+        elif len(numbers) == 1:
+            s = numbers[0]  # "Jane started growing Sphere 3 hours ago"
     cleaned = clean(s)
     return cleaned if cleaned and _plausible(cleaned) else None
 
@@ -163,11 +173,14 @@ def _last_statement(text: str) -> tuple[int, bool, str] | None:
 
 # ------------------------------------------------------------------ last number, widened
 
-_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)|-?\.\d+")
+_NUMBER_RE = re.compile(
+    r"(?<![A-Za-z_\d])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)|-?\.\d+"
+)
 _MATH_DELIM_RE = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSERS = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _EQUALS_RE = re.compile(r"(?<![<>!:\\])=(?!=)|\\approx")
 _GROUP_RE = re.compile(r"[(\[][\s\d,.+\-/]*[)\]]")
+_PROSE_RE = re.compile(r"\\text\s*\{[^{}]*\}|\\[A-Za-z]+")  # commands and \text{} are not prose
 
 
 def _math_span(text: str, position: int) -> str | None:
@@ -190,18 +203,45 @@ def _math_span(text: str, position: int) -> str | None:
     return None
 
 
+def _whole_expression(text: str) -> str | None:
+    """The whole response when it is one short expression: ``$E$``, ``x \\geq 5``."""
+    t = text.strip()
+    if not t or len(t) > 200 or _BOX_RE.search(t):
+        return None
+    tokens = [m for m in _MATH_DELIM_RE.finditer(t) if m.group(0) != "\\$"]
+    if len(tokens) == 2 and tokens[0].start() == 0 and tokens[1].end() == len(t):
+        if _CLOSERS.get(tokens[0].group(0)) == tokens[1].group(0):
+            return clean(t[tokens[0].end() : tokens[1].start()])
+    prose = _PROSE_RE.sub(" ", t)
+    return None if re.search(r"[A-Za-z]{2,}", prose) else clean(t)
+
+
+def _rhs(span: str) -> str:
+    """The result of a computation (``2 \\cdot 20 = 40`` -> ``40``); an equation or an
+    assignment with variables on the left stays whole (``x + y = 1``)."""
+    parts = _EQUALS_RE.split(span)
+    if len(parts) < 2 or re.search(r"[A-Za-z]", _PROSE_RE.sub(" ", "".join(parts[:-1]))):
+        return span
+    return parts[-1]
+
+
 def _last_expression(text: str) -> str | None:
     """The last number, or the expression it is part of when that is short."""
-    numbers = list(_NUMBER_RE.finditer(text[-4000:]))
+    whole = _whole_expression(text)
+    if whole is not None:
+        return whole
+    tail = text[-4000:]
+    numbers = list(_NUMBER_RE.finditer(tail))
     if not numbers:
-        return None
+        spans = list(_MATH_DELIM_RE.finditer(tail))
+        last_span = _math_span(text, len(text) - len(tail) + spans[-2].end()) if len(spans) >= 2 else None
+        return clean(last_span) if last_span and len(last_span) <= 100 else None
     offset = max(0, len(text) - 4000)
     last = numbers[-1]
     position = offset + last.start()
     span = _math_span(text, position)
     if span is not None:
-        rhs = _EQUALS_RE.split(span)[-1]
-        expression = clean(rhs)
+        expression = clean(_rhs(span))
         if expression and len(expression) <= 200 and re.search(r"\d", expression):
             return expression
     line_start = text.rfind("\n", 0, position) + 1
@@ -224,6 +264,7 @@ _MCQ_COMMIT_RE = re.compile(
     re.IGNORECASE,
 )
 _MCQ_PAREN_RE = re.compile(r"(?<![A-Za-z\\])\(([A-Z]|[a-j])\)")
+_MCQ_LEAD_RE = re.compile(r"\s*+\(?([A-Z])[.)]\s")
 _MCQ_ALONE_RE = re.compile(r"^\W*\(?([A-Z])\)?\W*$")
 
 
@@ -241,6 +282,9 @@ def _extract_letter(text: str) -> str | None:
         best = (match.start(), letter.upper())
     if best is not None:
         return best[1]
+    lead = _MCQ_LEAD_RE.match(text)
+    if lead:
+        return lead.group(1)  # "A. Because ..." / "(B) since ..."
     parens = _MCQ_PAREN_RE.findall(text)
     if parens:
         return str(parens[-1]).upper()

@@ -157,6 +157,14 @@ def _install_tolerance() -> None:
     mv.sympy_numeric_eq = numeric_eq
 
 
+def _one_way(obj: Any) -> bool:
+    """Whether math-verify compares this kind of object the same way in both directions."""
+    import sympy
+    from sympy.logic.boolalg import Boolean
+
+    return isinstance(obj, (sympy.Expr, sympy.MatrixBase)) and not isinstance(obj, Boolean)
+
+
 # ------------------------------------------------------------------ based numerals
 
 
@@ -357,7 +365,11 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             return False
         _remember_literals(a, b)
         options = {"timeout_seconds": None, "allow_set_relation_comp": True}
-        return bool(verify(pa, pb, **options)) and bool(verify(pb, pa, **options))
+        if not verify(pa, pb, **options):
+            return False
+        # math-verify is asymmetric only around relations, sets and tuples (which side is
+        # unwrapped or converted); two expressions or matrices need no second look
+        return (_one_way(pa[0]) and _one_way(pb[0])) or bool(verify(pb, pa, **options))
 
     # warm sympy's lazy imports and caches before saying ready, so the first real
     # comparison is not charged for them (and does not time out on a cold start)
