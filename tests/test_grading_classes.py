@@ -37,7 +37,9 @@ def test_row_separator_followed_by_a_space_survives_canonical() -> None:
     assert canonical(spaced) == "\\begin{pmatrix}-1/3\\\\2/3\\\\5/3\\end{pmatrix}"
     assert canonical(spaced) == canonical(spaced.replace(" ", ""))
     assert both_ways(spaced, "\\begin{pmatrix}-1/3\\\\ 2/3\\\\5/3\\end{pmatrix}")
-    assert not both_ways("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 12 \\end{pmatrix}")
+    assert not both_ways(
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 12 \\end{pmatrix}"
+    )
     assert canonical("a\\ b") == canonical("a b")  # an escaped space is still a space
 
 

@@ -91,8 +91,11 @@ answers = st.one_of(
 @st.composite
 def answer_sets_from_families(draw: st.DrawFn) -> list[str]:
     picked = draw(st.lists(st.sampled_from(FAMILIES), min_size=1, max_size=2))
-    members = [m for f in picked for m in draw(st.lists(st.sampled_from(f), min_size=2,
-                                                        max_size=4, unique=True))]
+    members = [
+        m
+        for f in picked
+        for m in draw(st.lists(st.sampled_from(f), min_size=2, max_size=4, unique=True))
+    ]
     return draw(st.permutations(members + draw(st.lists(answers, max_size=2))))
 
 
@@ -156,7 +159,8 @@ def test_a_decimal_states_an_exact_value_to_its_written_precision(
 ) -> None:
     scaled = value * 10**places
     digits = {"floor": math.floor, "round": round, "ceil": math.ceil}[mode](scaled)
-    text = f"{'-' if digits < 0 else ''}{abs(digits) // 10**places}.{abs(digits) % 10**places:0{places}d}"
+    whole, part = divmod(abs(digits), 10**places)
+    text = f"{'-' if digits < 0 else ''}{whole}.{part:0{places}d}"
     decimal = parse_decimal(text)
     assert decimal is not None and decimal.value == Fraction(digits, 10**places)
     exact = Number(value)

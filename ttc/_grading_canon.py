@@ -179,9 +179,7 @@ def clean(answer: str) -> str | None:
 # LaTeX spacing. The row separator \\ is matched first so it is never read as "\" + "\ ".
 _SPACING_RE = re.compile(r"\\\\|\\!|\\[,;: ]|\\q?quad(?![a-zA-Z])|~")
 _WHOLE_TEXT_RE = re.compile(r"\\(?:text|textnormal|textrm|textbf|mbox|mathrm)\s*\{([^{}]*)\}")
-_NUMBER_PREFIX_RE = re.compile(
-    r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+|\\frac\{\d+\}\{\d+\}|\\frac\d\d)"
-)
+_NUMBER_PREFIX_RE = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+|\\frac\{\d+\}\{\d+\}|\\frac\d\d)")
 _UNIT_TOKEN_RE = re.compile(
     r"\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{([^{}]*)\}|([A-Za-z]+)|(\s+|\^\{?[23]\}?)|(.)"
 )
@@ -202,9 +200,12 @@ _MAGNITUDES = {
 }
 # words that make "2 <words>" an expression rather than a number with a unit
 _CONNECTIVES = frozenset(
-    "and or to through times plus minus over divided by of than less more not squared cubed "
-    "root roots is are equals equal per".split()
-)
+    {
+        "and", "or", "to", "through", "times", "plus", "minus", "over", "divided", "by", "of",
+        "than", "less", "more", "not", "squared", "cubed", "root", "roots", "is", "are",
+        "equals", "equal", "per",
+    }
+)  # fmt: skip
 _WORDS_RE = re.compile(r"[A-Za-z]+(?:[ '\-][A-Za-z]+)*")
 
 

@@ -209,9 +209,13 @@ def _whole_expression(text: str) -> str | None:
     if not t or len(t) > 200 or _BOX_RE.search(t):
         return None
     tokens = [m for m in _MATH_DELIM_RE.finditer(t) if m.group(0) != "\\$"]
-    if len(tokens) == 2 and tokens[0].start() == 0 and tokens[1].end() == len(t):
-        if _CLOSERS.get(tokens[0].group(0)) == tokens[1].group(0):
-            return clean(t[tokens[0].end() : tokens[1].start()])
+    if (
+        len(tokens) == 2
+        and tokens[0].start() == 0
+        and tokens[1].end() == len(t)
+        and _CLOSERS.get(tokens[0].group(0)) == tokens[1].group(0)
+    ):
+        return clean(t[tokens[0].end() : tokens[1].start()])
     prose = _PROSE_RE.sub(" ", t)
     return None if re.search(r"[A-Za-z]{2,}", prose) else clean(t)
 
@@ -234,7 +238,9 @@ def _last_expression(text: str) -> str | None:
     numbers = list(_NUMBER_RE.finditer(tail))
     if not numbers:
         spans = list(_MATH_DELIM_RE.finditer(tail))
-        last_span = _math_span(text, len(text) - len(tail) + spans[-2].end()) if len(spans) >= 2 else None
+        last_span = (
+            _math_span(text, len(text) - len(tail) + spans[-2].end()) if len(spans) >= 2 else None
+        )
         return clean(last_span) if last_span and len(last_span) <= 100 else None
     offset = max(0, len(text) - 4000)
     last = numbers[-1]

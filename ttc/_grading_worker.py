@@ -250,7 +250,9 @@ def _close(u: float, v: float) -> bool:
     return abs(u - v) <= _RELATIVE_TOLERANCE * max(abs(u), abs(v)) + 1e-12
 
 
-def _candidate_pairs(prints: list[tuple[Any, ...] | None], usable: list[int]) -> set[tuple[int, int]]:
+def _candidate_pairs(
+    prints: list[tuple[Any, ...] | None], usable: list[int]
+) -> set[tuple[int, int]]:
     """Every pair whose fingerprints do not rule equivalence out (sound, not tight)."""
     pairs: set[tuple[int, int]] = set()
     unknown = [i for i in usable if prints[i] is None]

@@ -177,7 +177,12 @@ class Grader:
         self._ready = False
         self._pid = os.getpid()
         self.stats = {
-            "fast": 0, "cached": 0, "worker": 0, "timeouts": 0, "starts": 0, "cluster_failures": 0
+            "fast": 0,
+            "cached": 0,
+            "worker": 0,
+            "timeouts": 0,
+            "starts": 0,
+            "cluster_failures": 0,
         }
 
     # -- worker lifecycle
@@ -360,17 +365,27 @@ class Grader:
                 self._union_symbolic(distinct, numbers, parent)
         renumber: dict[int, int] = {}
         return [
-            None if key is None else renumber.setdefault(_find(parent, position[key]), len(renumber))
+            None
+            if key is None
+            else renumber.setdefault(_find(parent, position[key]), len(renumber))
             for key in keys
         ]
 
-    def _union_symbolic(self, distinct: list[str], numbers: dict[int, Number], parent: list[int]) -> None:
+    def _union_symbolic(
+        self, distinct: list[str], numbers: dict[int, Number], parent: list[int]
+    ) -> None:
         """Merge classes the worker finds equivalent, in one request for the whole set."""
-        safe = [i for i, text in enumerate(distinct) if not text.startswith("\x00") and not _too_hostile(text)]
+        safe = [
+            i
+            for i, text in enumerate(distinct)
+            if not text.startswith("\x00") and not _too_hostile(text)
+        ]
         if len(safe) < 2 or all(i in numbers for i in safe):
             return
         limit = min(30.0, self.time_limit_s * 2 + 0.05 * len(safe))
-        ids = self._ask(["cluster", [distinct[i] for i in safe], [i in numbers for i in safe]], limit)
+        ids = self._ask(
+            ["cluster", [distinct[i] for i in safe], [i in numbers for i in safe]], limit
+        )
         if not isinstance(ids, list) or len(ids) != len(safe):
             self.stats["cluster_failures"] += 1
             return  # timed out: classes stay as the fast path found them

@@ -137,7 +137,9 @@ def import_math_verify(mirror: Path, solutions: dict[str, str]) -> tuple[list[di
             if not isinstance(fn, ast.FunctionDef) or fn.name not in functions:
                 continue
             for deco in fn.decorator_list:
-                if not (isinstance(deco, ast.Call) and getattr(deco.func, "attr", "") == "parametrize"):
+                if not (
+                    isinstance(deco, ast.Call) and getattr(deco.func, "attr", "") == "parametrize"
+                ):
                     continue
                 names = [n.strip() for n in _value(deco.args[0]).split(",")]
                 for element in deco.args[1].elts:  # type: ignore[attr-defined]
