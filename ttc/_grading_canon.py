@@ -152,12 +152,17 @@ def based_numerals(canon: str) -> tuple[str, ...]:
 
 _BOLD_RE = re.compile(r"\*\*([^*]+)\*\*")
 _QUOTED_RE = re.compile(r"""\\?(["'`])(.+?)\\?\1""", re.DOTALL)
+_WRAPPER_ENDS = frozenset(".$)]\"'`*")
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
 def clean(answer: str) -> str | None:
     """Strip the wrapping a model puts around an answer; None when nothing is left."""
     s = answer.strip()
+    if not s:
+        return None
+    if s[-1] not in _WRAPPER_ENDS and "**" not in s:
+        return s  # the common case: nothing to strip (this runs for every sample)
     for _ in range(4):
         before = s
         s = s.strip().rstrip(".").strip()

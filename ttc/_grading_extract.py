@@ -20,6 +20,7 @@ Order for math (the first that applies wins):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from ttc._grading_canon import clean
 from ttc.problems import Kind
@@ -57,24 +58,23 @@ def _braced(text: str, start: int) -> int | None:
     return None
 
 
-def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of the last complete, non-empty boxes, in text order."""
-    found: list[tuple[int, int, str]] = []
+def _boxes_from_end(text: str) -> Iterator[tuple[int, int, str, str]]:
+    """(start, end, content, cleaned content) of complete, non-empty boxes, last first
+    (lazily: the usual caller needs one or two)."""
     for match in reversed(list(_BOX_RE.finditer(text))[-16:]):
         close = _braced(text, match.end())
-        if close is None:
-            continue
-        content = text[match.end() : close]
-        if clean(content) is not None:
-            found.append((match.start(), close + 1, content))
-    return found[::-1]
+        if close is not None:
+            content = text[match.end() : close]
+            cleaned = clean(content)
+            if cleaned is not None:
+                yield match.start(), close + 1, content, cleaned
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last complete ``\\boxed{}``/``\\fbox{}`` in ``text`` (nested braces)."""
-    boxes = _boxes(text)
-    if boxes:
-        return boxes[-1][2]
+    last = next(_boxes_from_end(text), None)
+    if last is not None:
+        return last[2]
     bare = _BOX_BARE_RE.findall(text)
     return bare[-1] if bare else None
 
@@ -103,17 +103,17 @@ def _is_connector(gap: str) -> bool:
 
 def _final_boxes(text: str) -> tuple[int, str] | None:
     """(end position, answer) of the last box chain; a chain of several is a list."""
-    boxes = _boxes(text)
-    if not boxes:
+    chain: list[tuple[int, int, str, str]] = []
+    for box in _boxes_from_end(text):
+        if chain and box[1] > chain[0][0]:
+            continue  # encloses the box already taken: \boxed{\boxed{5}}
+        if chain and not _is_connector(text[box[1] : chain[0][0]]):
+            break
+        chain.insert(0, box)
+    if not chain:
         bare = list(_BOX_BARE_RE.finditer(text))
         return (bare[-1].end(), bare[-1].group(1)) if bare else None
-    chain = [boxes[-1]]
-    for previous in reversed(boxes[:-1]):
-        if not _is_connector(text[previous[1] : chain[0][0]]):
-            break
-        chain.insert(0, previous)
-    items = list(dict.fromkeys(c for _s, _e, box in chain if (c := clean(box)) is not None))
-    return chain[-1][1], ", ".join(items)
+    return chain[-1][1], ", ".join(dict.fromkeys(box[3] for box in chain))
 
 
 # ------------------------------------------------------------------ stated answers
@@ -157,14 +157,14 @@ def _plausible(answer: str) -> bool:
     return bool(re.search(r"[\d\\^=+\-*/()]", answer)) or len(answer.split()) <= 3
 
 
-def _last_statement(text: str) -> tuple[int, bool, str] | None:
+def _last_statement(text: str, start: int = 0) -> tuple[int, bool, str] | None:
     """(start, says "final answer", answer) of the last plausible stated answer."""
     best: tuple[int, bool, str] | None = None
-    for match in _FINAL_RE.finditer(text):
+    for match in _FINAL_RE.finditer(text, start):
         value = _stated_value(match.group(2))
         if value is not None and (best is None or match.start() >= best[0]):
             best = (match.start(), match.group(1).lower() == "final answer", value)
-    for match in _ANSWER_LINE_RE.finditer(text):
+    for match in _ANSWER_LINE_RE.finditer(text, start):
         value = _stated_value(match.group(1))
         if value is not None and (best is None or match.start() > best[0]):
             best = (match.start(), False, value)
@@ -315,11 +315,12 @@ def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True
     if kind == "mcq":
         return _extract_letter(text)
     boxed = _final_boxes(text)
-    stated = _last_statement(text)
     if boxed is not None and boxed[1]:
-        if stated is not None and stated[1] and stated[0] >= boxed[0]:
-            return stated[2]  # "The final answer is 7" after an intermediate \boxed{6}
+        later = _last_statement(text, boxed[0])
+        if later is not None and later[1]:
+            return later[2]  # "The final answer is 7" after an intermediate \boxed{6}
         return boxed[1]
+    stated = _last_statement(text)
     if stated is not None:
         return stated[2]
     if number_fallback:

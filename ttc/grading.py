@@ -95,8 +95,11 @@ def decided_in_process(answer: str, gold: str) -> bool:
     return based_numerals(ca) != based_numerals(cg)
 
 
+_LETTER_WRAP_RE = re.compile(r"\\(?:boxed|text|textbf|fbox)\s*\{([^{}]*)\}")
+
+
 def _letter(answer: str) -> str:
-    s = re.sub(r"\\(?:boxed|text|textbf|fbox)\s*\{([^{}]*)\}", r"\1", answer)
+    s = _LETTER_WRAP_RE.sub(r"\1", answer) if "\\" in answer else answer
     return s.strip().strip("().*$ ").upper()
 
 
@@ -330,7 +333,8 @@ class Grader:
         if problem.kind == "mcq":
             n = len(problem.choices or ())
             shown = order if order is not None else tuple(range(n))
-            index = LETTERS.find(_letter(answer)) if len(_letter(answer)) == 1 else -1
+            letter = _letter(answer)
+            index = LETTERS.find(letter) if len(letter) == 1 else -1
             if index < 0 or index >= len(shown):
                 return None, False
             source = LETTERS[shown[index]]
