@@ -54,7 +54,8 @@ def _respaced(gold: str) -> list[str]:
 
 
 def test_every_math500_matrix_and_vector_gold_matches_itself_respaced(shared_data: Path) -> None:
-    rows = [json.loads(x) for x in (shared_data / "math500" / "test.jsonl").open()]
+    with (shared_data / "math500" / "test.jsonl").open(encoding="utf-8") as handle:
+        rows = [json.loads(x) for x in handle]
     golds = [r["answer"] for r in rows if "\\\\" in r["answer"] or "matrix" in r["answer"]]
     assert len(golds) >= 5
     for gold in golds:
@@ -185,6 +186,24 @@ def test_the_tolerance_rule() -> None:
 )
 def test_one_tolerance_rule_on_every_path(pred: str, gold: str, equal: bool) -> None:
     assert both_ways(pred, gold) is equal
+
+
+def test_the_worker_applies_ttc_tolerance_not_math_verify_rounding() -> None:
+    """Sent straight to the worker (no fast path), numbers follow ``numbers_equal``:
+    math-verify alone would round both sides to 6 places and decide these the other way."""
+    import math_verify.grader as mv
+
+    for name in ("sympy_numeric_eq", "is_atomic_or_pct_atomic", "safe_sympy_doit",
+                 "get_pct_val", "is_assignment_relation", "take_last_relation"):  # fmt: skip
+        assert hasattr(mv, name), f"math-verify no longer has {name}: the worker's patch fails"
+    grader = Grader(time_limit_s=10.0)
+    try:
+        assert grader._ask(["verify", "1.41421", "\\sqrt{2}"], 30.0) is True
+        assert grader._ask(["verify", "0.33333", "\\frac{1}{3}"], 30.0) is True
+        assert grader._ask(["verify", "0.1428571", "0.142857"], 30.0) is False
+        assert grader._ask(["verify", "0.3333333", "0.333333"], 30.0) is False
+    finally:
+        grader.close()
 
 
 # ---------------------------------------------------------------- grading and voting agree

@@ -30,6 +30,11 @@ from ttc.grading import Grader, extract_answer
 # and a loaded machine must not turn a slow "equal" into a timeout's "not equal".
 GRADER = Grader(time_limit_s=10.0)
 
+
+def teardown_module() -> None:
+    GRADER.close()
+
+
 CASES = Path(__file__).resolve().parent / "parity" / "cases"
 MATH500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500" / "test.jsonl"
 TARGET = 0.97

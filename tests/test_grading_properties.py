@@ -24,6 +24,12 @@ from ttc._grading_canon import Number, numbers_equal, parse_decimal
 from ttc.grading import Grader
 
 GRADER = Grader(time_limit_s=10.0)
+
+
+def teardown_module() -> None:
+    GRADER.close()
+
+
 SETTINGS = settings(
     derandomize=True,
     deadline=None,
