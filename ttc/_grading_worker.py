@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import sys
-import zlib
 from fractions import Fraction
 from typing import IO, Any
 
@@ -33,13 +32,11 @@ from ttc._grading_canon import (
     numbers_equal,
     parse_decimal,
 )
+from ttc._grading_cluster import cluster, fingerprint
 
 __all__ = ["MEMORY_LIMIT_BYTES", "main", "serve"]
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
-_RELATIVE_TOLERANCE = 2e-4
-"""Clustering compares two answers only when their values agree this closely; it is wider
-than any tolerance ``numbers_equal`` grants (at most 1e-4 of the decimal's value)."""
 
 
 class _Expired(BaseException):
@@ -181,151 +178,6 @@ def _decimal_bases(text: str) -> str:
     return _BASED_RE.sub(value, text) if "_" in text else text
 
 
-# ------------------------------------------------------------------ clustering
-
-
-def _value(expr: Any) -> complex | None:
-    """The value of a sympy expression, at fixed points for its free symbols; None when
-    the expression may be compared by name rather than value (a symbol, ``abc``)."""
-    import sympy
-
-    if not isinstance(expr, sympy.Expr):
-        return None
-    if expr.free_symbols:
-        if isinstance(expr, sympy.Symbol) or (
-            isinstance(expr, sympy.Mul)
-            and all(isinstance(a, sympy.Symbol) or a == sympy.E for a in expr.args)
-        ):
-            return None
-        points = {
-            s: sympy.Rational(137 + 29 * (zlib.crc32(s.name.encode()) % 61), 101)
-            for s in expr.free_symbols
-        }
-        expr = expr.subs(points)
-    number = complex(expr.evalf(15))
-    if number != number:
-        return None
-    return number
-
-
-def _fingerprint(parsed: Any) -> tuple[Any, ...] | None:
-    """A necessary condition for equivalence: the answer's values, as far as they decide it.
-
-    Expressions, assignments (``x = 5`` by its right side) and finite sets, tuples and
-    intervals (singletons for expressions, since math-verify compares ``{5}`` with ``5``)
-    get their sorted real values; matrices their entries in order. ``None`` means
-    "compare with everything" (relations, symbols, unions...).
-    """
-    import math_verify.grader as mv
-    import sympy
-    from sympy.logic.boolalg import Boolean
-
-    obj = parsed[0]
-    if mv.is_assignment_relation(obj):
-        obj = mv.take_last_relation(obj).rhs
-    if isinstance(obj, sympy.MatrixBase):
-        values = [_value(x) for x in obj]
-        kind: Any = ("matrix", obj.shape)
-    elif isinstance(obj, (sympy.FiniteSet, sympy.Tuple)):
-        values, kind = [_value(x) for x in obj.args], "set"
-    elif isinstance(obj, sympy.Interval):
-        values, kind = [_value(obj.start), _value(obj.end)], "set"
-    elif isinstance(obj, sympy.Expr) and not isinstance(obj, Boolean):
-        values, kind = [_value(obj)], "set"
-    else:
-        return None
-    if any(v is None for v in values):
-        return None
-    reals = [v.real for v in values if v is not None]
-    if kind == "set":
-        reals.sort()
-    return (kind, len(reals), tuple(reals))
-
-
-def _close(u: float, v: float) -> bool:
-    if u == v:
-        return True
-    if u != u or v != v or abs(u) == float("inf") or abs(v) == float("inf"):
-        return False
-    return abs(u - v) <= _RELATIVE_TOLERANCE * max(abs(u), abs(v)) + 1e-12
-
-
-def _candidate_pairs(
-    prints: list[tuple[Any, ...] | None], usable: list[int]
-) -> set[tuple[int, int]]:
-    """Every pair whose fingerprints do not rule equivalence out (sound, not tight)."""
-    pairs: set[tuple[int, int]] = set()
-    unknown = [i for i in usable if prints[i] is None]
-    for i in unknown:
-        pairs.update((min(i, j), max(i, j)) for j in usable if j != i)
-    groups: dict[Any, list[int]] = {}
-    for i in usable:
-        fp = prints[i]
-        if fp is not None:
-            groups.setdefault((fp[0], fp[1]), []).append(i)
-    for members in groups.values():
-        members.sort(key=lambda i: (prints[i][2][0] if prints[i][2] else 0.0, i))  # type: ignore[index]
-        for a, i in enumerate(members):
-            vi = prints[i][2]  # type: ignore[index]
-            for j in members[a + 1 :]:
-                vj = prints[j][2]  # type: ignore[index]
-                if vi and vj and not _close(vi[0], vj[0]) and vj[0] > vi[0]:
-                    break
-                if all(_close(x, y) for x, y in zip(vi, vj, strict=True)):
-                    pairs.add((min(i, j), max(i, j)))
-    return pairs
-
-
-def _cluster(answers: list[str], numeric: list[bool], same: Any, parse_one: Any) -> list[int]:
-    """Classes = connected components of "equivalent" over all the answers.
-
-    Every pair not ruled out by fingerprints is compared (both ``numeric``: already
-    decided by the caller), so any two answers ``same`` calls equal share a class, and
-    the classes do not depend on the order of the answers. An answer equal to two
-    answers that are not equal to each other joins both into one class.
-    """
-    n = len(answers)
-    parsed: list[Any] = []
-    for answer in answers:
-        try:
-            parsed.append(parse_one(answer))
-        except _Expired:
-            raise
-        except Exception:
-            parsed.append([])
-    usable = [i for i in range(n) if parsed[i] and not isinstance(parsed[i][0], str)]
-    prints: list[tuple[Any, ...] | None] = [None] * n
-    for i in usable:
-        try:
-            prints[i] = _fingerprint(parsed[i])
-        except _Expired:
-            raise
-        except Exception:
-            prints[i] = None
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    bases = [based_numerals(a) for a in answers]
-    for i, j in sorted(_candidate_pairs(prints, usable)):
-        if (numeric[i] and numeric[j]) or bases[i] != bases[j] or find(i) == find(j):
-            continue
-        try:
-            equal = same(answers[i], answers[j])
-        except _Expired:
-            raise
-        except Exception:
-            equal = False
-        if equal:
-            parent[max(find(i), find(j))] = min(find(i), find(j))
-    labels: dict[int, int] = {}
-    return [labels.setdefault(find(i), len(labels)) for i in range(n)]
-
-
 # ------------------------------------------------------------------ the loop
 
 
@@ -379,7 +231,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
         same("(x+1)^{2}", "x^2+2x+1")
         same("\\left[1,\\frac{\\sqrt{2}}{2}\\right)", "[1, \\sqrt{2}/2)")
         same("1.414214", "\\sqrt{2}")
-        _fingerprint(parse_one("(x+1)^{2}"))
+        fingerprint(parse_one("(x+1)^{2}"))
         parsed.clear()
     signal.signal(signal.SIGALRM, _on_alarm)
     replies.write('"ready"\n')
@@ -399,7 +251,7 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
             if request[0] == "verify":
                 result = same(request[2], request[3])
             elif request[0] == "cluster":
-                result = _cluster(request[2], request[3], same, parse_one)
+                result = cluster(request[2], request[3], same, parse_one)
             else:
                 result = None
         except _Expired:

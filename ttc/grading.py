@@ -14,16 +14,16 @@ bends every figure, so grading has three layers (docs/grading.md has the full ru
    worker is killed and restarted, and the pair counts as not equivalent. Verdicts are
    cached, so regrading and voting pay for each distinct pair once.
 
-One relation serves grading and voting: ``is_equivalent`` is symmetric, numbers follow
-one tolerance rule on both paths (``numbers_equal``), and ``cluster_answers`` returns the
-connected components of ``is_equivalent`` over the answers it is given, so two answers
-graded equal always vote together, whatever the order of the answers.
+One relation serves grading and voting: ``is_equivalent`` is symmetric, numbers follow one
+tolerance rule on both paths (``numbers_equal``), and ``cluster_answers`` returns the
+connected components of ``is_equivalent`` over the answers it is given
+(``ttc._grading_cluster``), so two answers graded equal always vote together, whatever
+the order of the answers.
 """
 
 from __future__ import annotations
 
 import atexit
-import bisect
 import contextlib
 import json
 import os
@@ -47,6 +47,7 @@ from ttc._grading_canon import (
     number,
     numbers_equal,
 )
+from ttc._grading_cluster import find, union, union_numbers
 from ttc._grading_extract import EXTRACT_TAIL_CHARS, MAX_ANSWER_CHARS, extract_answer, last_boxed
 from ttc.problems import LETTERS, Kind, Problem
 
@@ -122,38 +123,6 @@ def _too_hostile(answer: str) -> bool:
             depth -= 1
     flat = re.sub(r"[{}\s]", "", answer)  # 9^{9^{9}} -> 9^9^9
     return deepest > _MAX_DEPTH or _TOWER_RE.search(flat) is not None
-
-
-def _union_numbers(numbers: dict[int, Number], parent: list[int]) -> None:
-    """Merge the classes of numbers ``numbers_equal`` calls equal: equal values, and each
-    decimal of enough digits with the exact values within one unit of its last place."""
-    by_value: dict[Fraction, int] = {}
-    for i, num in numbers.items():
-        _union(parent, i, by_value.setdefault(num.value, i))
-    exact = sorted((num.value, i) for i, num in numbers.items() if num.places is None)
-    values = [v for v, _ in exact]
-    for i, num in numbers.items():
-        if num.places is None or (num.digits or 0) < MIN_SIGNIFICANT_DIGITS:
-            continue
-        unit = Fraction(1, 10**num.places)
-        lo = bisect.bisect_right(values, num.value - unit)
-        hi = bisect.bisect_left(values, num.value + unit)
-        for _value, j in exact[lo:hi]:
-            if numbers_equal(num, numbers[j]):
-                _union(parent, i, j)
-
-
-def _find(parent: list[int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-def _union(parent: list[int], i: int, j: int) -> None:
-    ri, rj = _find(parent, i), _find(parent, j)
-    if ri != rj:
-        parent[max(ri, rj)] = min(ri, rj)
 
 
 # ------------------------------------------------------------------ the grader
@@ -364,14 +333,12 @@ class Grader:
         parent = list(range(len(distinct)))
         if kind == "math" and len(distinct) > 1:
             numbers = {i: n for i, k in enumerate(distinct) if (n := number(k)) is not None}
-            _union_numbers(numbers, parent)
+            union_numbers(numbers, parent)
             if len(numbers) < len(distinct):
                 self._union_symbolic(distinct, numbers, parent)
         renumber: dict[int, int] = {}
         return [
-            None
-            if key is None
-            else renumber.setdefault(_find(parent, position[key]), len(renumber))
+            None if key is None else renumber.setdefault(find(parent, position[key]), len(renumber))
             for key in keys
         ]
 
@@ -395,7 +362,7 @@ class Grader:
             return  # timed out: classes stay as the fast path found them
         first: dict[int, int] = {}
         for position, i in enumerate(safe):
-            _union(parent, i, safe[first.setdefault(ids[position], position)])
+            union(parent, i, safe[first.setdefault(ids[position], position)])
 
 
 _default: Grader | None = None
