@@ -284,6 +284,7 @@ def test_word_answers_are_case_insensitive() -> None:
         ("The answer is a) since it is smallest.", "A"),
         ("(c)", "C"),
         ("A. Because the others fail.", "A"),
+        ("A. 12 cm\nB. 14 cm\nC. 16 cm\nHmm, hard to say.", None),
         ("The answer is a matter of taste", None),
         ("Answer: I think it is unclear", None),
     ],

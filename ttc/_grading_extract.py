@@ -271,6 +271,7 @@ _MCQ_COMMIT_RE = re.compile(
 )
 _MCQ_PAREN_RE = re.compile(r"(?<![A-Za-z\\])\(([A-Z]|[a-j])\)")
 _MCQ_LEAD_RE = re.compile(r"\s*+\(?([A-Z])[.)]\s")
+_MCQ_LIST_RE = re.compile(r"\n[ \t]*+\(?[A-Z][.)]\s")
 _MCQ_ALONE_RE = re.compile(r"^\W*\(?([A-Z])\)?\W*$")
 
 
@@ -289,8 +290,8 @@ def _extract_letter(text: str) -> str | None:
     if best is not None:
         return best[1]
     lead = _MCQ_LEAD_RE.match(text)
-    if lead:
-        return lead.group(1)  # "A. Because ..." / "(B) since ..."
+    if lead and not _MCQ_LIST_RE.search(text):
+        return lead.group(1)  # "A. Because ..." (but not "A. ...\nB. ...": a list of options)
     parens = _MCQ_PAREN_RE.findall(text)
     if parens:
         return str(parens[-1]).upper()
