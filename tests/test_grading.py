@@ -184,7 +184,7 @@ def test_symbolic_verdicts_are_cached() -> None:
 
 def test_canonical_and_numeric_value() -> None:
     assert canonical("$\\dfrac{1}{2}$.") == "\\frac{1}{2}"
-    assert canonical("\\left( 1, 2 \\right)") == "(1,2)"
+    assert canonical("\\left( 1, 2 \\right)") == "(1, 2)"  # list commas keep a space
     assert numeric_value("\\frac{1}{2}") == numeric_value("0.5") == numeric_value("2/4")
     assert numeric_value("1/0") is None
     assert numeric_value("9" * 5000) is None  # beyond int-from-str limits: not a fast path

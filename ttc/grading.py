@@ -1,28 +1,30 @@
 """Answer extraction, equivalence and clustering: the grader every TTC curve rests on.
 
 A vote that splits ``"0.5"`` from ``"\\frac{1}{2}"`` or a grader that hangs on ``9^9^9^9``
-bends every figure, so grading has three layers:
+bends every figure, so grading has three layers (docs/grading.md has the full rules):
 
 1. ``extract_answer`` pulls the final committed answer out of a response (``None`` is an
-   abstention, never ``""``).
-2. A synchronous fast path decides integers, decimals, simple fractions and letters after a
-   cheap normalisation (``$``, ``10{,}000``, ``\\dfrac``, units, ``\\left(``); it never
-   touches sympy and runs at hundreds of thousands of answers per second.
+   abstention, never ``""``); ``ttc._grading_extract``.
+2. A synchronous fast path decides pairs of integers, decimals, fractions, mixed numbers,
+   letters and anything equal after a cheap normalisation (``canonical``, in
+   ``ttc._grading_canon``); it never touches sympy and is cheap enough for the sampler's
+   event loop.
 3. Everything else goes to math-verify in one long-lived worker process
    (``ttc._grading_worker``) with a wall-time limit and a memory limit; on a timeout the
    worker is killed and restarted, and the pair counts as not equivalent. Verdicts are
    cached, so regrading and voting pay for each distinct pair once.
 
-The module functions delegate to a process-wide default ``Grader``. Calls block the caller
-for at most about ``time_limit_s`` (the worker path); the fast path is cheap enough to call
-from the sampler's event loop.
+One relation serves grading and voting: ``is_equivalent`` is symmetric, numbers follow one
+tolerance rule on both paths (``numbers_equal``), and ``cluster_answers`` returns the
+connected components of ``is_equivalent`` over the answers it is given
+(``ttc._grading_cluster``), so two answers graded equal always vote together, whatever
+the order of the answers.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import json
 import os
 import re
@@ -37,15 +39,27 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ttc._grading_canon import (
+    MIN_SIGNIFICANT_DIGITS,
+    Number,
+    based_numerals,
+    canonical,
+    number,
+    numbers_equal,
+)
+from ttc._grading_cluster import find, union, union_numbers
+from ttc._grading_extract import EXTRACT_TAIL_CHARS, MAX_ANSWER_CHARS, extract_answer, last_boxed
 from ttc.problems import LETTERS, Kind, Problem
 
 __all__ = [
     "EXTRACT_TAIL_CHARS",
+    "GRADER_VERSION",
     "MAX_ANSWER_CHARS",
+    "MIN_SIGNIFICANT_DIGITS",
     "Grader",
     "canonical",
-    "decided_in_process",
     "cluster_answers",
+    "decided_in_process",
     "default_grader",
     "extract_answer",
     "grade",
@@ -54,175 +68,16 @@ __all__ = [
     "numeric_value",
 ]
 
-EXTRACT_TAIL_CHARS = 20_000
-"""Only the last 20k characters of an output are searched for its final answer."""
-MAX_ANSWER_CHARS = 1000
-"""Longer extracted answers are never sent to the symbolic checker (they are not answers)."""
+GRADER_VERSION = "2"
+"""Bumped whenever a verdict can change (extraction, canonical forms, tolerance, worker);
+stored with each sample so stale verdicts are detectable and ``ttc grade`` can redo them."""
 _MAX_DEPTH = 40
-_MAX_DIGITS = 200
-
-# ------------------------------------------------------------------ extraction
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOX_BARE_RE = re.compile(r"\\boxed\s+([^\s$\\{}]+)")
-# Possessive quantifiers (*+, ?+) and no newline-spanning runs: model output is
-# hostile, and back-to-back optional whitespace runs backtrack quadratically or worse.
-_FINAL_RE = re.compile(
-    r"(?:final answer|the answer)\s*+(?:is|=|:)[\s:]*+(.+?)(?=\n|\.\s|\.$|$)",
-    re.IGNORECASE,
-)
-_ANSWER_LINE_RE = re.compile(r"^[ \t*#>_]*+answer[ \t*]*+:[ \t*]*+(.+)$", re.I | re.M)
-_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)|-?\.\d+")
-_MCQ_COMMIT_RE = re.compile(
-    r"\\(?:boxed|fbox)\s*+\{\s*+(?:\\text(?:bf)?\s*+\{\s*+)?+\(?([A-Z])\)?(?![A-Za-z])"
-    r"|answer\s*+(?:is|:|=)?+\s*+(?:option|choice)?+[\s:*_$]*+\(?\s*+([A-Z])(?:\s*+\))?"
-    r"(?![A-Za-z'])",
-    re.IGNORECASE,
-)
-_MCQ_PAREN_RE = re.compile(r"\(([A-Z])\)")
-_MCQ_ALONE_RE = re.compile(r"^\W*\(?([A-Z])\)?\W*$")
 
 
-def _braced(text: str, start: int) -> str | None:
-    """Content of the brace group opening at ``text[start - 1]``; None if unbalanced."""
-    depth = 1
-    i = start
-    end = min(len(text), start + 20 * MAX_ANSWER_CHARS)
-    while i < end:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i]
-        i += 1
-    return None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{}``/``\\fbox{}`` in ``text`` (nested braces)."""
-    starts = [m.end() for m in _BOX_RE.finditer(text)]
-    for start in reversed(starts[-8:]):
-        content = _braced(text, start)
-        if content is not None and content.strip():
-            return content
-    bare = _BOX_BARE_RE.findall(text)
-    return bare[-1] if bare else None
-
-
-def _clean(answer: str) -> str | None:
-    """Strip the wrapping a model puts around an answer; None when nothing is left."""
-    s = answer.strip()
-    for _ in range(3):
-        before = s
-        s = s.strip().rstrip(".").strip()
-        s = re.sub(r"^\*\*(.*)\*\*$", r"\1", s)
-        for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-            if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-                s = s[len(left) : len(s) - len(right)]
-        if s == before:
-            break
-    return s or None
-
-
-def extract_answer(text: str | None, kind: Kind, *, number_fallback: bool = True) -> str | None:
-    """The final committed answer in ``text``: a string, or None for an abstention.
-
-    Math: the last ``\\boxed{}``/``\\fbox{}`` (nested braces), else the last "final answer
-    is ...", else the last "Answer: ..." line, else (if ``number_fallback``) the last
-    number. MCQ: the letter of the last commitment ("Answer: C", "answer is (B)",
-    ``\\boxed{D}``), else the last "(X)", else a reply that is just a letter.
-    """
-    if not text:
-        return None
-    text = text[-EXTRACT_TAIL_CHARS:]  # the final answer is at the end; bound the work
-    if kind == "mcq":
-        return _extract_letter(text)
-    boxed = last_boxed(text)
-    cleaned = _clean(boxed) if boxed is not None else None
-    if cleaned:
-        return cleaned
-    for regex in (_FINAL_RE, _ANSWER_LINE_RE):
-        for candidate in reversed(regex.findall(text)):
-            # "Final Answer: The final answer is $5$." nests one phrase in another
-            inner = _FINAL_RE.findall(candidate)
-            cleaned = _clean((inner[-1] if inner else candidate).strip())
-            if cleaned and _plausible(cleaned):
-                return cleaned
-    if number_fallback:
-        numbers = _NUMBER_RE.findall(text)
-        if numbers:
-            return numbers[-1].replace(",", "").replace(" ", "")
-    return None
-
-
-def _plausible(answer: str) -> bool:
-    """A stated answer, not prose ("the answer is not obvious"): short, or mathematical."""
-    if len(answer) > 200:
-        return False
-    return bool(re.search(r"[\d\\^=+\-*/()]", answer)) or len(answer.split()) <= 3
-
-
-def _extract_letter(text: str) -> str | None:
-    best: tuple[int, str] | None = None
-    for match in _MCQ_COMMIT_RE.finditer(text):
-        letter = match.group(1) or match.group(2)
-        if not letter or not letter.isupper():
-            continue
-        bare = not match.group(0).rstrip().endswith(")")
-        if bare and letter == "I" and re.match(r"\s+[a-z]", text[match.end() :]):
-            continue  # "Answer: I think ...": a pronoun, not a letter
-        best = (match.start(), letter)
-    if best is not None:
-        return best[1]
-    parens = _MCQ_PAREN_RE.findall(text)
-    if parens:
-        return str(parens[-1])
-    alone = _MCQ_ALONE_RE.match(text.strip()[-20:]) if len(text.strip()) <= 20 else None
-    return alone.group(1) if alone else None
-
-
-# ------------------------------------------------------------------ fast path
-
-_NUMBER_PREFIX_RE = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
-# each pattern is unambiguous (no nested quantifiers over the same characters), so a
-# hostile string cannot make them backtrack exponentially
-_TEXT_UNITS_RE = re.compile(r"\s*(?:\\(?:text|mbox|mathrm)\s*\{[^{}]*\}\s*)+")
-_WORD_UNITS_RE = re.compile(r"\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+)*\s*")
-_THOUSANDS_RE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-
-
-@functools.lru_cache(maxsize=65536)  # pure; gold answers and common predictions repeat
-def canonical(answer: str) -> str:
-    """A cheap normal form: answers equal here are equivalent (the converse needs sympy)."""
-    s = answer.strip()
-    s = _clean(s) or ""
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = s.replace("{,}", ",").replace("\\displaystyle", "")
-    s = re.sub(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])", "", s)
-    s = re.sub(r"\\[!,;: ]|~", " ", s)
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", s)
-    s = s.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
-    whole_text = re.fullmatch(r"\\(?:text|textbf|mbox|mathrm)\s*\{([^{}]*)\}", s.strip())
-    if whole_text:
-        s = whole_text.group(1)
-    s = s.strip()
-    number = _NUMBER_PREFIX_RE.match(s)
-    if number and number.end() < len(s):
-        rest = s[number.end() :]
-        if _TEXT_UNITS_RE.fullmatch(rest) or _WORD_UNITS_RE.fullmatch(rest):
-            s = number.group(0)
-    s = re.sub(r"\s+", "", s)
-    if _THOUSANDS_RE.match(s):
-        s = s.replace(",", "")
-    return s.rstrip(".")
-
-
-_FRAC_RE = re.compile(r"^([-+]?)\\frac\{([-+]?\d+)\}\{([-+]?\d+)\}$|^([-+]?)\\frac(\d)(\d)$")
+def numeric_value(canon: str) -> Fraction | None:
+    """The exact value of a canonical integer, decimal or simple fraction, else None."""
+    found = number(canon)
+    return found.value if found is not None else None
 
 
 def decided_in_process(answer: str, gold: str) -> bool:
@@ -233,37 +88,19 @@ def decided_in_process(answer: str, gold: str) -> bool:
     """
     if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
         return True  # refused without parsing
-    return numeric_value(canonical(answer)) is not None and (
-        numeric_value(canonical(gold)) is not None
-    )
+    ca, cg = canonical(answer), canonical(gold)
+    if not ca or not cg or ca == cg:
+        return True
+    if number(ca) is not None and number(cg) is not None:
+        return True
+    return based_numerals(ca) != based_numerals(cg)
 
 
-def numeric_value(canon: str) -> Fraction | None:
-    """The exact value of a canonical integer, decimal or simple fraction, else None."""
-    if not canon or len(canon) > _MAX_DIGITS:
-        return None
-    try:
-        if re.fullmatch(r"[-+]?\d+", canon):
-            return Fraction(int(canon))
-        if re.fullmatch(r"[-+]?(?:\d+\.\d*|\.\d+)", canon):
-            return Fraction(canon)
-        m = re.fullmatch(r"([-+]?\d+)/([-+]?\d+)", canon)
-        if m:
-            return Fraction(int(m.group(1)), int(m.group(2)))
-        m = _FRAC_RE.match(canon)
-        if m:
-            sign, num, den = (
-                (m.group(1), m.group(2), m.group(3)) if m.group(2) else m.group(4, 5, 6)
-            )
-            value = Fraction(int(num), int(den))
-            return -value if sign == "-" else value
-    except (ValueError, ZeroDivisionError):
-        return None
-    return None
+_LETTER_WRAP_RE = re.compile(r"\\(?:boxed|text|textbf|fbox)\s*\{([^{}]*)\}")
 
 
 def _letter(answer: str) -> str:
-    s = re.sub(r"\\(?:boxed|text|textbf|fbox)\s*\{([^{}]*)\}", r"\1", answer)
+    s = _LETTER_WRAP_RE.sub(r"\1", answer) if "\\" in answer else answer
     return s.strip().strip("().*$ ").upper()
 
 
@@ -311,7 +148,14 @@ class Grader:
         self._buffer = b""
         self._ready = False
         self._pid = os.getpid()
-        self.stats = {"fast": 0, "cached": 0, "worker": 0, "timeouts": 0, "starts": 0}
+        self.stats = {
+            "fast": 0,
+            "cached": 0,
+            "worker": 0,
+            "timeouts": 0,
+            "starts": 0,
+            "cluster_failures": 0,
+        }
 
     # -- worker lifecycle
     def _start(self) -> None:
@@ -405,7 +249,10 @@ class Grader:
 
     # -- public operations
     def is_equivalent(self, pred: str | None, gold: str, kind: Kind) -> bool:
-        """Whether ``pred`` states the same answer as ``gold`` (None is never equivalent)."""
+        """Whether ``pred`` states the same answer as ``gold`` (None is never equivalent).
+
+        Symmetric: ``is_equivalent(a, b) == is_equivalent(b, a)`` for math and letters.
+        """
         if pred is None or not pred.strip():
             return False
         if kind == "mcq":
@@ -414,23 +261,28 @@ class Grader:
         if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return False  # not an answer; and keeps normalisation cost bounded
         cp, cg = canonical(pred), canonical(gold)
-        if cp == cg and cp:
+        if not cp or not cg:
+            return False
+        if cp == cg:
             self.stats["fast"] += 1
             return True
-        vp, vg = numeric_value(cp), numeric_value(cg)
-        if vp is not None and vg is not None:
+        np_, ng = number(cp), number(cg)
+        if np_ is not None and ng is not None:
             self.stats["fast"] += 1
-            return vp == vg
-        if not cp or not cg or _too_hostile(pred) or _too_hostile(gold):
+            return numbers_equal(np_, ng)
+        if based_numerals(cp) != based_numerals(cg):
+            self.stats["fast"] += 1
+            return False  # 52_8 is not 52_9, nor 52
+        if _too_hostile(pred) or _too_hostile(gold):
             return False
-        key = (cp, cg)
+        key = (cp, cg) if cp < cg else (cg, cp)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.stats["cached"] += 1
                 return self._cache[key]
         self.stats["worker"] += 1
-        reply = self._ask(["verify", cp, cg], self.time_limit_s)
+        reply = self._ask(["verify", key[0], key[1]], self.time_limit_s)
         if reply is None:  # timed out or failed: False now, but not remembered
             return False
         verdict = reply is True
@@ -450,7 +302,8 @@ class Grader:
         if problem.kind == "mcq":
             n = len(problem.choices or ())
             shown = order if order is not None else tuple(range(n))
-            index = LETTERS.find(_letter(answer)) if len(_letter(answer)) == 1 else -1
+            letter = _letter(answer)
+            index = LETTERS.find(letter) if len(letter) == 1 else -1
             if index < 0 or index >= len(shown):
                 return None, False
             source = LETTERS[shown[index]]
@@ -458,56 +311,58 @@ class Grader:
         return answer, self.is_equivalent(answer, problem.answer, "math")
 
     def cluster_answers(self, answers: Sequence[str | None], kind: Kind) -> list[int | None]:
-        """Equivalence-class ids (first-seen order) for voting; None stays None."""
-        keys: list[Any] = []
+        """Equivalence-class ids (first-seen order) for voting; None stays None.
+
+        The classes are the connected components of ``is_equivalent`` over ``answers``:
+        any two answers it calls equal share a class, and the partition does not depend
+        on the order of ``answers``. Tolerance matches are not transitive, so an answer
+        equal to two answers that differ from each other joins them (docs/grading.md).
+        """
+        keys: list[str | None] = []
         for answer in answers:
             if answer is None or not answer.strip():
                 keys.append(None)
             elif kind == "mcq":
                 keys.append(_letter(answer))
+            elif len(answer) > MAX_ANSWER_CHARS:
+                keys.append("\x00" + answer)  # never equivalent; identical ones vote together
             else:
-                canon = canonical(answer)
-                value = numeric_value(canon)
-                keys.append(("n", value) if value is not None else ("s", canon))
-        distinct: list[Any] = list(dict.fromkeys(k for k in keys if k is not None))
-        merged = {key: i for i, key in enumerate(distinct)}
-        symbolic = [k for k in distinct if k[0] == "s"] if kind == "math" else []
-        if symbolic and len(distinct) > 1:
-            merged = self._merge(distinct)
+                keys.append(canonical(answer) or None)
+        distinct = list(dict.fromkeys(k for k in keys if k is not None))
+        position = {key: i for i, key in enumerate(distinct)}
+        parent = list(range(len(distinct)))
+        if kind == "math" and len(distinct) > 1:
+            numbers = {i: n for i, k in enumerate(distinct) if (n := number(k)) is not None}
+            union_numbers(numbers, parent)
+            if len(numbers) < len(distinct):
+                self._union_symbolic(distinct, numbers, parent)
         renumber: dict[int, int] = {}
-        result: list[int | None] = []
-        for key in keys:
-            if key is None:
-                result.append(None)
-                continue
-            cls = merged[key]
-            result.append(renumber.setdefault(cls, len(renumber)))
-        return result
+        return [
+            None if key is None else renumber.setdefault(find(parent, position[key]), len(renumber))
+            for key in keys
+        ]
 
-    def _merge(self, distinct: list[Any]) -> dict[Any, int]:
-        """Classes of distinct normal forms, merged by math-verify in one worker call."""
-        texts = [str(k[1]) if k[0] == "s" else _fraction_text(k[1]) for k in distinct]
-        fallback = {key: i for i, key in enumerate(distinct)}
-        safe = [i for i, t in enumerate(texts) if not _too_hostile(t)]
-        n = len(safe)
-        limit = min(30.0, self.time_limit_s * 2 + 0.05 * n)
-        numeric = [distinct[i][0] == "n" for i in safe]
-        ids = self._ask(["cluster", [texts[i] for i in safe], numeric], limit)
-        if not isinstance(ids, list) or len(ids) != n:
-            return fallback
-        merged = dict(fallback)
+    def _union_symbolic(
+        self, distinct: list[str], numbers: dict[int, Number], parent: list[int]
+    ) -> None:
+        """Merge classes the worker finds equivalent, in one request for the whole set."""
+        safe = [
+            i
+            for i, text in enumerate(distinct)
+            if not text.startswith("\x00") and not _too_hostile(text)
+        ]
+        if len(safe) < 2 or all(i in numbers for i in safe):
+            return
+        limit = min(30.0, self.time_limit_s * 2 + 0.05 * len(safe))
+        ids = self._ask(
+            ["cluster", [distinct[i] for i in safe], [i in numbers for i in safe]], limit
+        )
+        if not isinstance(ids, list) or len(ids) != len(safe):
+            self.stats["cluster_failures"] += 1
+            return  # timed out: classes stay as the fast path found them
         first: dict[int, int] = {}
         for position, i in enumerate(safe):
-            first.setdefault(ids[position], position)
-            merged[distinct[i]] = safe[first[ids[position]]]
-        return merged
-
-
-def _fraction_text(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    sign = "-" if value < 0 else ""
-    return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+            union(parent, i, safe[first.setdefault(ids[position], position)])
 
 
 _default: Grader | None = None
