@@ -33,6 +33,7 @@ class SweepProgress:
         self._task: Any = None
         self._last = 0.0
         self._plain = False
+        self.concurrency = ""
         if enabled:
             from rich.console import Console
 
@@ -80,6 +81,12 @@ class SweepProgress:
         self.cost += record.cost
         self._refresh()
 
+    def set_concurrency(self, effective: int, ceiling: int) -> None:
+        """Show the adaptive concurrency limit; called every second, so the plain line
+        still appears every ``PLAIN_EVERY_S`` while everything waits (a stalled sweep)."""
+        self.concurrency = f"  conc {effective}/{ceiling}" if effective < ceiling else ""
+        self._refresh()
+
     def _print_plain(self, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last < PLAIN_EVERY_S:
@@ -96,7 +103,7 @@ class SweepProgress:
         elapsed = max(time.monotonic() - self._start, 1e-9)
         return (
             f"{self.new / elapsed:7.1f} req/s  {self.tokens:,} tok  "
-            f"${self.cost:,.2f}  {self.failed} failed"
+            f"${self.cost:,.2f}  {self.failed} failed{self.concurrency}"
         )
 
     def _refresh(self, force: bool = False) -> None:

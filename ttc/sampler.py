@@ -1,16 +1,19 @@
 """The sweep engine: every (problem, budget, sample) drawn once, resumably, within rate limits.
 
-``Sweep.run`` plans what the store lacks, then a fixed pool of ``concurrency``
-workers pulls jobs from one lazy iterator (no task per sample, so 250k-sample
-sweeps cost no memory up front). Each job retries retryable errors with
-exponential backoff and full jitter, honouring the server's retry hints; results
-are graded and written in batches. Cancellation (Ctrl-C) flushes what completed,
-so the work lost is at most what was in flight.
+``Sweep.run`` plans what the store lacks (``ttc.plan``: counted, not enumerated), then
+a fixed pool of workers pulls jobs from one lazy iterator (no task per sample, so
+250k-sample sweeps cost no memory up front). Each attempt takes a slot of the
+adaptive concurrency limit (``ttc.concurrency``: 429s and 529s shrink it), and
+retryable errors are retried with exponential backoff and full jitter, honouring the
+server's retry hints. Each finished sample is committed before its worker takes the
+next job (``ttc.commit``), so ``kill -9`` loses only what is in flight and a full disk
+stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import random
@@ -20,48 +23,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttc.config import Budget, Config, config_error
+from ttc.commit import Committer
+from ttc.concurrency import AdaptiveLimit
+from ttc.config import Config, config_error
 from ttc.errors import (
     APIError,
     ConfigError,
     FatalAPIError,
     RequestTimeoutError,
     RetryableError,
+    StoreWriteError,
+    UserInputError,
 )
+from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.store import RunStore, SampleKey, SampleRecord, budget_label
+from ttc.store import RunStore, SampleKey, SampleRecord, SweepState, budget_label, grading_rule
 
-__all__ = ["FLUSH_EVERY", "Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
+__all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
 
-FLUSH_EVERY = 64
-FLUSH_SECONDS = 0.02
+#: seconds between writes of the sweep's live state (effective concurrency) to the run
+STATE_EVERY_S = 5.0
 
 
 class SweepAborted(APIError):
     """A fatal error that every further request would hit too (bad key, unknown model)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    problem: Problem
-    budget: Budget
-    sample_index: int
-    order: tuple[int, ...] | None
-
-
-@dataclass(slots=True)
-class SweepPlan:
-    """What a sweep will request: the missing samples and their projected size."""
-
-    total: int
-    done: int
-    jobs: list[Job]
-    projected_input_tokens: int = 0
-    projected_output_tokens: int = 0
-    projected_cost: float = 0.0
-    per_budget: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -72,8 +59,14 @@ class SweepResult:
     censored: int = 0
     cost: float = 0.0
     tokens: int = 0
+    wasted_tokens: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    #: stored samples regraded under this sweep's grading rule before it ran
+    regraded: int = 0
+    #: the adaptive concurrency limit at the end and its lowest point
+    concurrency: int = 0
+    min_concurrency: int = 0
 
 
 class Sweep:
@@ -86,24 +79,36 @@ class Sweep:
         *,
         provider: Provider | None = None,
         progress: bool = False,
+        confirmed: bool = False,
+        wait: bool = False,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self._provider = provider
         self._show_progress = progress
-        self._buffer: list[SampleRecord] = []
-        self._last_flush = time.monotonic()
+        #: a plan above ``sweep.confirm_above`` samples runs only when confirmed (--yes)
+        self.confirmed = confirmed
+        #: queue behind another writer of the run directory instead of refusing (--wait)
+        self.wait = wait
+        self._rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
+        self._committer: Committer | None = None
+        self._limit = AdaptiveLimit(max(1, config.sweep.concurrency),
+                                    enabled=config.sweep.adaptive_concurrency)
 
     # ------------------------------------------------------------ planning
     def prepare(self) -> tuple[RunStore, list[Problem], Provider, SweepPlan]:
         """Validate everything, claim the run directory and plan the missing samples.
 
-        Raises before any request: bad dataset, unset key, conflicting run.
+        Raises before any request: bad dataset, unset key, conflicting or imported run,
+        another writer in the directory, an unconfirmed huge plan. Stored samples graded
+        under another rule are regraded first, so one run never mixes two rules.
         """
         problems, provider, fingerprint, orders = self._load(check_key=True)
-        store = RunStore(self.run_dir, create=True)
+        self._check_size(problems)
+        store = RunStore(self.run_dir, create=True, wait=self.wait)
         try:
+            _refuse_import(store)
             store.claim(fingerprint)
             store.put_problems(problems, orders)
             store.set_meta(
@@ -111,21 +116,49 @@ class Sweep:
                 n_problems=len(problems),
                 dataset_info=_dataset_info(self.config, fingerprint["dataset"], problems),
             )
-            plan = self._plan(problems, orders, store.done_keys(), provider)
+            regraded = self._unify_grading(store)
+            plan = make_plan(self.config, problems, orders, store.done_keys(), provider)
+            plan.regrade = regraded
         except BaseException:
             store.close()
             raise
         return store, problems, provider, plan
 
     def prepare_dry(self) -> tuple[None, list[Problem], Provider, SweepPlan]:
-        """Like ``prepare`` but writes nothing and needs no key: for ``--dry-run``."""
+        """Like ``prepare`` but writes nothing and needs no key or lock: for ``--dry-run``."""
         problems, provider, fingerprint, orders = self._load(check_key=False)
         done: set[SampleKey] = set()
+        regrade = 0
         if (self.run_dir / "samples.sqlite").exists():
-            with RunStore(self.run_dir) as store:
+            with RunStore(self.run_dir, read_only=True) as store:
+                _refuse_import(store)
                 store.check(fingerprint)
                 done = store.done_keys()
-        return None, problems, provider, self._plan(problems, orders, done, provider)
+                regrade = sum(n for rule, n in store.grading_rules().items()
+                              if rule != self._rule)
+        plan = make_plan(self.config, problems, orders, done, provider)
+        plan.regrade = regrade
+        return None, problems, provider, plan
+
+    def _check_size(self, problems: Sequence[Problem]) -> None:
+        s = self.config.sweep
+        total = len(problems) * len(s.budgets) * s.samples
+        if total > s.confirm_above and not self.confirmed:
+            raise config_error(
+                self.config, "sweep.samples",
+                f"this sweep plans {total:,} samples ({len(problems):,} problems x "
+                f"{len(s.budgets)} budgets x {s.samples:,} samples), above sweep.confirm_above "
+                f"= {s.confirm_above:,}; check the cost with --dry-run, then add --yes",
+            )
+
+    def _unify_grading(self, store: RunStore) -> int:
+        """Regrade stored samples graded under another rule than this sweep's."""
+        rules = store.grading_rules()
+        if not any(rule != self._rule for rule in rules):
+            return 0
+        from ttc.regrade import regrade_run
+
+        return regrade_run(store, number_fallback=self.config.grading.number_fallback).samples
 
     def _load(self, *, check_key: bool) -> tuple[
         list[Problem], Provider, dict[str, Any], dict[str, tuple[int, ...] | None]
@@ -176,44 +209,11 @@ class Sweep:
             "seed": self.config.sweep.seed,
         }
 
-    def _plan(
-        self,
-        problems: Sequence[Problem],
-        orders: dict[str, tuple[int, ...] | None],
-        done: set[SampleKey],
-        provider: Provider,
-    ) -> SweepPlan:
-        from ttc.prompts import choice_order
-
-        cfg = self.config
-        jobs: list[Job] = []
-        per_budget: dict[str, int] = {}
-        in_tokens = out_tokens = 0
-        mode = cfg.dataset.shuffle_choices
-        for budget in cfg.sweep.budgets:
-            label = budget_label(budget)
-            for problem in problems:
-                for i in range(cfg.sweep.samples):
-                    if (problem.id, label, i) in done:
-                        continue
-                    order = orders[problem.id]
-                    if mode == "sample" and problem.kind == "mcq":
-                        order = choice_order(problem, mode=mode, seed=cfg.sweep.seed,
-                                             sample_index=i)
-                    jobs.append(Job(problem, budget, i, order))
-                    per_budget[label] = per_budget.get(label, 0) + 1
-                    in_tokens += len(problem.question) // 4 + 60
-                    out_tokens += provider.max_output_tokens(budget)
-        total = len(problems) * len(cfg.sweep.budgets) * cfg.sweep.samples
-        m = cfg.model
-        cost = (in_tokens * m.price_input_per_mtok + out_tokens * m.price_output_per_mtok) / 1e6
-        return SweepPlan(total, total - len(jobs), jobs, in_tokens, out_tokens, cost, per_budget)
-
     # ------------------------------------------------------------ running
     async def run(self) -> SweepResult:
         """Draw every missing sample; safe to cancel at any point."""
         store, problems, provider, plan = self.prepare()
-        result = SweepResult(planned=len(plan.jobs))
+        result = SweepResult(planned=len(plan.jobs), regraded=plan.regrade)
         from ttc.grading import decided_in_process, default_grader
 
         # gold answers that only the symbolic checker can settle: start its worker now
@@ -225,6 +225,8 @@ class Sweep:
         from ttc.progress import SweepProgress
 
         bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._show_progress)
+        committer = self._committer = Committer(store)
+        state = _StateWriter(store, self._limit)
         try:
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
@@ -235,24 +237,41 @@ class Sweep:
             workers = min(self.config.sweep.concurrency, max(1, len(plan.jobs)))
             if provider.max_concurrency is not None:
                 workers = min(workers, max(1, provider.max_concurrency))
-            flusher = asyncio.create_task(self._flush_periodically(store))
+            self._limit = AdaptiveLimit(workers, enabled=self.config.sweep.adaptive_concurrency)
+            state.limit = self._limit
+            committer.start()
+            ticker = asyncio.create_task(self._tick(bar, state))
             try:
                 with bar:
                     async with asyncio.TaskGroup() as group:
                         for _ in range(workers):
                             group.create_task(
-                                self._worker(jobs, provider, requests, tokens, store, result, bar)
+                                self._worker(jobs, provider, requests, tokens, result, bar)
                             )
             finally:
-                flusher.cancel()
+                ticker.cancel()
         except* SweepAborted as aborted:
             raise aborted.exceptions[0] from None
+        except* StoreWriteError as failed:
+            raise failed.exceptions[0] from None
         finally:
-            self._flush(store)
-            result.elapsed_s = time.monotonic() - started
-            store.close()
-            await provider.aclose()
+            try:
+                await committer.aclose()  # what completed is stored, even on Ctrl-C
+                state.write(finished=True)
+            finally:
+                result.elapsed_s = time.monotonic() - started
+                result.concurrency = self._limit.limit
+                result.min_concurrency = self._limit.min_limit
+                store.close()
+                await provider.aclose()
         return result
+
+    async def _tick(self, bar: Any, state: _StateWriter) -> None:
+        """Once a second: the progress line (printed even when stalled) and the run's state."""
+        while True:
+            await asyncio.sleep(1.0)
+            bar.set_concurrency(self._limit.limit, self._limit.ceiling)
+            state.maybe_write()
 
     async def _worker(
         self,
@@ -260,13 +279,13 @@ class Sweep:
         provider: Provider,
         requests: RequestLimiter,
         tokens: TokenBucket,
-        store: RunStore,
         result: SweepResult,
         bar: Any,
     ) -> None:
+        assert self._committer is not None
         for job in jobs:
             record = await self._sample(job, provider, requests, tokens)
-            self._buffer.append(record)
+            await self._committer.commit(record)  # on disk before the next job is taken
             if record.status == "failed":
                 result.failed += 1
                 key = (record.error or "error").split(":")[0][:60]
@@ -276,23 +295,8 @@ class Sweep:
                 result.censored += record.status == "censored"
             result.cost += record.cost
             result.tokens += record.output_tokens
+            result.wasted_tokens += record.wasted_output_tokens
             bar.advance(record)
-            if len(self._buffer) >= FLUSH_EVERY or (
-                time.monotonic() - self._last_flush > FLUSH_SECONDS
-            ):
-                self._flush(store)
-
-    async def _flush_periodically(self, store: RunStore) -> None:
-        """Bound what a ``kill -9`` can lose to what is in flight plus ~20 ms of results."""
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self._flush(store)
-
-    def _flush(self, store: RunStore) -> None:
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            store.write_samples(batch)
-        self._last_flush = time.monotonic()
 
     def _prompt(self, job: Job) -> str:
         from ttc.prompts import render_prompt
@@ -321,17 +325,22 @@ class Sweep:
         )
         label = budget_label(job.budget)
         error: str | None = None
-        attempt = 0
+        attempt = wasted = 0
         while attempt < sweep.max_attempts:
             attempt += 1
+            if self._committer is not None:
+                await self._committer.wait_writable()  # no request while answers can't be saved
             await requests.acquire()
             reserved = provider.max_output_tokens(job.budget) // 2
             await tokens.reserve(reserved)
+            slot = await self._limit.acquire()
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(sweep.timeout_s):
                     completion = await provider.complete(request)
             except (RetryableError, TimeoutError) as exc:
+                slot.done(exc)
+                wasted += getattr(exc, "output_tokens", 0)
                 tokens.settle(reserved, 0)
                 if isinstance(exc, TimeoutError):
                     exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s")
@@ -340,6 +349,8 @@ class Sweep:
                     await asyncio.sleep(self._backoff(attempt, exc.retry_after))
                 continue
             except FatalAPIError as exc:
+                slot.done(exc)
+                wasted += exc.output_tokens
                 tokens.settle(reserved, 0)
                 # bad key, unknown model, or a backend that died (no HTTP status):
                 # every further request would fail the same way
@@ -347,12 +358,14 @@ class Sweep:
                     raise SweepAborted(str(exc), status=exc.status) from None
                 error = str(exc)
                 break
+            slot.done()
             latency = time.perf_counter() - started
             tokens.settle(reserved, completion.input_tokens + completion.output_tokens)
-            return await self._record(job, label, completion, attempt, latency, provider)
+            return await self._record(job, label, completion, attempt, latency, provider, wasted)
         return SampleRecord(
             problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
             status="failed", attempts=attempt, error=error, choice_order=job.order,
+            wasted_output_tokens=wasted, cost=_waste_cost(provider, wasted),
         )
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
@@ -371,6 +384,7 @@ class Sweep:
         attempts: int,
         latency: float,
         provider: Provider,
+        wasted: int = 0,
     ) -> SampleRecord:
         answer, correct = await _grade(
             completion.text, job.problem, job.order, self.config.grading.number_fallback
@@ -392,11 +406,58 @@ class Sweep:
             response_id=completion.response_id,
             latency_s=round(latency, 6),
             attempts=attempts,
-            cost=provider.cost(completion),
+            cost=provider.cost(completion) + _waste_cost(provider, wasted),
             choice_order=job.order,
             extra=completion.extra,
             created_at=time.time(),
+            wasted_output_tokens=wasted,
+            grading_rule=self._rule,
         )
+
+
+def _waste_cost(provider: Provider, wasted: int) -> float:
+    """What output tokens of failed attempts cost (a cut stream is billed all the same)."""
+    return provider.cost(Completion(text="", output_tokens=wasted)) if wasted else 0.0
+
+
+def _refuse_import(store: RunStore) -> None:
+    meta = store.run_meta()
+    if meta.origin == "import":
+        source = (meta.import_info or {}).get("source")
+        what = f" from {source}" if source else ""
+        raise UserInputError(
+            f"{store.run_dir} was created by ttc import{what}; a sweep cannot add to it "
+            f"(use another --out directory)"
+        )
+
+
+class _StateWriter:
+    """Writes the sweep's live state (``RunMeta.last_sweep``) for ``ttc status``."""
+
+    def __init__(self, store: RunStore, limit: AdaptiveLimit) -> None:
+        self.store = store
+        self.limit = limit
+        self.started_at = time.time()
+        self._last: tuple[int, int, int] | None = None
+        self._written = 0.0
+
+    def maybe_write(self) -> None:
+        now = time.monotonic()
+        current = (self.limit.limit, self.limit.min_limit, self.limit.overloaded)
+        if current != self._last and now - self._written >= STATE_EVERY_S or self._last is None:
+            self.write()
+
+    def write(self, *, finished: bool = False) -> None:
+        lim = self.limit
+        state = SweepState(
+            pid=os.getpid(), started_at=self.started_at, updated_at=time.time(),
+            concurrency=lim.ceiling, effective_concurrency=lim.limit,
+            min_concurrency=lim.min_limit, overloaded=lim.overloaded, finished=finished,
+        )
+        with contextlib.suppress(StoreWriteError):  # the committer reports a full disk
+            self.store.set_meta(last_sweep=state.to_dict())
+        self._last = (lim.limit, lim.min_limit, lim.overloaded)
+        self._written = time.monotonic()
 
 
 async def _grade(
@@ -445,6 +506,7 @@ def _public_config(cfg: Config) -> dict[str, Any]:
     """
     data = _without_secrets(dataclasses.asdict(cfg))
     data["path"] = str(cfg.path) if cfg.path else None
+    data.pop("set_keys", None)  # how the config was given, not what it is
     return data
 
 

@@ -1,0 +1,154 @@
+"""Group commit: every finished answer is durable before its worker sends the next request.
+
+A worker hands its record to ``Committer.commit`` and waits; one writer task writes
+whatever finished in the same event-loop turn as one transaction (SQLite in WAL mode
+commits thousands of small transactions a second), then wakes those workers. So a
+``kill -9`` loses only requests in flight: no answer the server sent waits in a
+buffer, as it used to for up to 20 ms (34-36 answers over two kills at concurrency 16).
+
+When the disk refuses a write (full, I/O error), the batch stays in memory, workers
+stay parked (so no new request is sent: ``wait_writable`` gates every attempt), and
+the write is retried on a growing delay. If the disk is still refusing after
+``RETRY_DELAYS``, every waiting worker gets the ``StoreWriteError`` saying how many
+answers are unsaved and where space is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from ttc.errors import StoreWriteError
+from ttc.store import RunStore, SampleRecord
+
+__all__ = ["Committer", "disk_full_message"]
+
+
+def disk_full_message(path: Path, unsaved: int, reason: str) -> str:
+    where = path.resolve().parent
+    return (f"cannot write to {path} ({reason}); {unsaved:,} completed answers are unsaved "
+            f"and were lost with this process; free space on the filesystem of {where} and "
+            f"run the same command to request them again")
+
+
+class Committer:
+    """Writes records in group commits; see the module docstring."""
+
+    #: seconds between write attempts while the disk refuses (about a minute in all)
+    RETRY_DELAYS: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.committed = 0
+        #: the disk's refusal while writes are being retried (None when writing works)
+        self.stalled: StoreWriteError | None = None
+        self._records: list[SampleRecord] = []
+        self._futures: list[asyncio.Future[None]] = []
+        self._wakeup = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._failure: StoreWriteError | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def unsaved(self) -> int:
+        """Completed answers held in memory, not yet on disk."""
+        return len(self._records)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="ttc-commit")
+
+    async def commit(self, record: SampleRecord) -> None:
+        """Store ``record``; return once it is on disk (raise if the disk gave up)."""
+        if self._failure is not None:
+            raise self._failure
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._records.append(record)
+        self._futures.append(future)
+        self._wakeup.set()
+        await asyncio.shield(future)
+
+    async def wait_writable(self) -> None:
+        """Wait while writes are failing: no new request while answers cannot be stored."""
+        if self._failure is not None:
+            raise self._failure
+        if not self._writable.is_set():
+            await self._writable.wait()
+            if self._failure is not None:
+                raise self._failure
+
+    async def _run(self) -> None:
+        delays = iter(self.RETRY_DELAYS)
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(0)  # one loop turn: what finishes together commits together
+            if not self._records:
+                continue
+            records, futures = self._records, self._futures
+            self._records, self._futures = [], []
+            try:
+                self.store.write_samples(records)
+            except StoreWriteError as exc:
+                self._records[:0], self._futures[:0] = records, futures  # keep, oldest first
+                self.stalled = exc
+                self._writable.clear()
+                delay = next(delays, None)
+                if delay is None:
+                    self._give_up(exc)
+                    return
+                await asyncio.sleep(delay)
+                self._wakeup.set()
+                continue
+            delays = iter(self.RETRY_DELAYS)
+            self.stalled = None
+            self._writable.set()
+            self.committed += len(records)
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+
+    def _give_up(self, exc: StoreWriteError) -> None:
+        self._failure = StoreWriteError(
+            disk_full_message(self.store.path, self.unsaved, exc.reason),
+            unsaved=self.unsaved, reason=exc.reason,
+        )
+        self._writable.set()
+        for future in self._futures:
+            if not future.done():
+                future.set_exception(self._failure)
+                future.exception()  # retrieved: a worker that was cancelled never will
+
+    async def aclose(self) -> None:
+        """Stop the writer and make one last attempt at what is pending (Ctrl-C, errors).
+
+        Raises ``StoreWriteError`` (with the unsaved count) if even that fails.
+        """
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.flush_now()
+
+    def flush_now(self) -> None:
+        """Write what is pending synchronously (no await: safe in a cancelled task's finally)."""
+        if not self._records:
+            if self._failure is not None:
+                raise self._failure
+            return
+        records, futures = self._records, self._futures
+        try:
+            self.store.write_samples(records)
+        except StoreWriteError as exc:
+            raise StoreWriteError(
+                disk_full_message(self.store.path, len(records), exc.reason),
+                unsaved=len(records), reason=exc.reason,
+            ) from None
+        self._records, self._futures = [], []
+        self.committed += len(records)
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
