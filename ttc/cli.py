@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sqlite3
@@ -106,10 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _say(line: str) -> None:
     """One line to stderr; a closed terminal (SIGHUP) must not turn it into a traceback."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 def _waiting(holder: Any) -> None:
@@ -127,6 +126,7 @@ def _sweep(args: argparse.Namespace) -> int:
     config = load_config(path, args.set)
     out = args.out or Path("runs") / Path(path).stem
     sweep = Sweep(config, out, progress=not args.quiet, confirmed=args.yes, wait=args.wait)
+    sweep.on_wait = _waiting
     if args.dry_run:
         return _print_plan(sweep, config, out)
     from ttc.config import config_warnings
@@ -237,9 +237,7 @@ def _status(args: argparse.Namespace) -> int:
     budgets = [str(b) for b in meta.budgets] or list(counts)
     expected = meta.n_problems * meta.samples
     holder = read_holder(args.run)
-    running = holder is not None and holder.alive() and (
-        meta.last_sweep is None or not meta.last_sweep.finished
-        or meta.last_sweep.pid != holder.pid)
+    running = holder is not None and holder.alive()
     state = meta.last_sweep
     if args.json:
         print(json.dumps({

@@ -29,7 +29,7 @@ MAX_TOKENS = 100_000_000
 _MAX_SEED = 2**63
 _LIMITS_INT = {  # key: (low, high, why the cap)
     "sweep.max_attempts": (1, 100, "more attempts only pay for the same failure again"),
-    "sweep.concurrency": (1, 4096, "far beyond any provider's connection limit"),
+    "sweep.concurrency": (1, 65_536, "beyond what one process can hold open"),
     "sweep.confirm_above": (1, None, ""),
     "sweep.requests_per_minute": (0, 10**9, ""),
     "sweep.tokens_per_minute": (0, 10**12, ""),
@@ -87,14 +87,14 @@ def check_values(config: Config, blame: Blame) -> None:
         if high is not None and value > high:
             reason = f" ({why})" if why else ""
             raise blame(dotted, f"{dotted} must be at most {high:,}{reason}, got {value:,}")
-    for dotted, (low, inclusive, high) in _FLOATS.items():
+    for dotted, (f_low, inclusive, f_high) in _FLOATS.items():
         number = _get(config, dotted)
         assert isinstance(number, float)
-        if number < low or (number == low and not inclusive):
+        if number < f_low or (number == f_low and not inclusive):
             relation = ">=" if inclusive else ">"
-            raise blame(dotted, f"{dotted} must be {relation} {low:g}, got {number:g}")
-        if number > high:
-            raise blame(dotted, f"{dotted} must be at most {high:g}, got {number:g}")
+            raise blame(dotted, f"{dotted} must be {relation} {f_low:g}, got {number:g}")
+        if number > f_high:
+            raise blame(dotted, f"{dotted} must be at most {f_high:g}, got {number:g}")
     s, m, d = config.sweep, config.model, config.dataset
     if s.backoff_max_s < s.backoff_base_s:
         raise blame("sweep.backoff_max_s", "sweep.backoff_max_s must be >= sweep.backoff_base_s")

@@ -45,7 +45,8 @@ class Holder:
     def describe(self) -> str:
         pid = f"pid {self.pid}" if self.pid else "an unknown process"
         what = f" ({self.command})" if self.command else ""
-        when = f" since {time.strftime('%H:%M:%S', time.localtime(self.since))}" if self.since else ""
+        when = (f" since {time.strftime('%H:%M:%S', time.localtime(self.since))}"
+                if self.since else "")
         host = f" on {self.host}" if self.host and self.host != socket.gethostname() else ""
         return f"{pid}{host}{what}{when}"
 
@@ -84,7 +85,8 @@ def safe_command(argv: Sequence[str] | None = None) -> str:
 
 
 def read_holder(run_dir: str | Path) -> Holder | None:
-    """What the lock file says about its last holder (None when there is no lock file)."""
+    """What the lock file says about its holder (None when no writer has it, or had it
+    and exited cleanly; a killed writer's details stay, with a pid that is gone)."""
     try:
         raw = (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -93,8 +95,8 @@ def read_holder(run_dir: str | Path) -> Holder | None:
         data = json.loads(raw) if raw.strip() else {}
     except json.JSONDecodeError:
         data = {}
-    if not isinstance(data, dict):
-        data = {}
+    if not isinstance(data, dict) or not data:
+        return None
     pid = data.get("pid")
     since = data.get("since")
     return Holder(
@@ -160,10 +162,16 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
-        """Drop the lock (the file stays: deleting it would race the next writer)."""
+        """Drop the lock (the file stays: deleting it would race the next writer).
+
+        The holder's details are blanked first, while still held, so a reader never
+        mistakes a finished writer for a live one; after ``kill -9`` they remain, naming
+        a pid that no longer runs.
+        """
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 

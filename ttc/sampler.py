@@ -13,12 +13,11 @@ stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,19 +32,16 @@ from ttc.errors import (
     RequestTimeoutError,
     RetryableError,
     StoreWriteError,
-    UserInputError,
 )
+from ttc.lock import Holder
 from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.store import RunStore, SampleKey, SampleRecord, SweepState, budget_label, grading_rule
+from ttc.store import RunStore, SampleKey, SampleRecord, budget_label, grading_rule
+from ttc.sweep_record import StateWriter, dataset_info, public_config, refuse_import
 
 __all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
-
-#: seconds between writes of the sweep's live state (effective concurrency) to the run
-STATE_EVERY_S = 5.0
-
 
 class SweepAborted(APIError):
     """A fatal error that every further request would hit too (bad key, unknown model)."""
@@ -90,6 +86,8 @@ class Sweep:
         self.confirmed = confirmed
         #: queue behind another writer of the run directory instead of refusing (--wait)
         self.wait = wait
+        #: told who holds the run directory when ``wait`` has to wait
+        self.on_wait: Callable[[Holder | None], None] | None = None
         self._rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
         self._committer: Committer | None = None
@@ -106,15 +104,15 @@ class Sweep:
         """
         problems, provider, fingerprint, orders = self._load(check_key=True)
         self._check_size(problems)
-        store = RunStore(self.run_dir, create=True, wait=self.wait)
+        store = RunStore(self.run_dir, create=True, wait=self.wait, on_wait=self.on_wait)
         try:
-            _refuse_import(store)
+            refuse_import(store)
             store.claim(fingerprint)
             store.put_problems(problems, orders)
             store.set_meta(
-                config=_public_config(self.config),
+                config=public_config(self.config),
                 n_problems=len(problems),
-                dataset_info=_dataset_info(self.config, fingerprint["dataset"], problems),
+                dataset_info=dataset_info(self.config, fingerprint["dataset"], problems),
             )
             regraded = self._unify_grading(store)
             plan = make_plan(self.config, problems, orders, store.done_keys(), provider)
@@ -131,7 +129,7 @@ class Sweep:
         regrade = 0
         if (self.run_dir / "samples.sqlite").exists():
             with RunStore(self.run_dir, read_only=True) as store:
-                _refuse_import(store)
+                refuse_import(store)
                 store.check(fingerprint)
                 done = store.done_keys()
                 regrade = sum(n for rule, n in store.grading_rules().items()
@@ -226,7 +224,7 @@ class Sweep:
 
         bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._show_progress)
         committer = self._committer = Committer(store)
-        state = _StateWriter(store, self._limit)
+        state = StateWriter(store, self._limit)
         try:
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
@@ -250,14 +248,15 @@ class Sweep:
                             )
             finally:
                 ticker.cancel()
-        except* SweepAborted as aborted:
-            raise aborted.exceptions[0] from None
-        except* StoreWriteError as failed:
-            raise failed.exceptions[0] from None
+        except* (StoreWriteError, SweepAborted) as stopped:
+            # a full disk outranks an abort: it says how many paid answers are unsaved
+            first = sorted(stopped.exceptions, key=lambda e: not isinstance(e, StoreWriteError))
+            raise first[0] from None
         finally:
             try:
                 await committer.aclose()  # what completed is stored, even on Ctrl-C
-                state.write(finished=True)
+                if plan.jobs:
+                    state.write(finished=True)
             finally:
                 result.elapsed_s = time.monotonic() - started
                 result.concurrency = self._limit.limit
@@ -266,7 +265,7 @@ class Sweep:
                 await provider.aclose()
         return result
 
-    async def _tick(self, bar: Any, state: _StateWriter) -> None:
+    async def _tick(self, bar: Any, state: StateWriter) -> None:
         """Once a second: the progress line (printed even when stalled) and the run's state."""
         while True:
             await asyncio.sleep(1.0)
@@ -420,46 +419,6 @@ def _waste_cost(provider: Provider, wasted: int) -> float:
     return provider.cost(Completion(text="", output_tokens=wasted)) if wasted else 0.0
 
 
-def _refuse_import(store: RunStore) -> None:
-    meta = store.run_meta()
-    if meta.origin == "import":
-        source = (meta.import_info or {}).get("source")
-        what = f" from {source}" if source else ""
-        raise UserInputError(
-            f"{store.run_dir} was created by ttc import{what}; a sweep cannot add to it "
-            f"(use another --out directory)"
-        )
-
-
-class _StateWriter:
-    """Writes the sweep's live state (``RunMeta.last_sweep``) for ``ttc status``."""
-
-    def __init__(self, store: RunStore, limit: AdaptiveLimit) -> None:
-        self.store = store
-        self.limit = limit
-        self.started_at = time.time()
-        self._last: tuple[int, int, int] | None = None
-        self._written = 0.0
-
-    def maybe_write(self) -> None:
-        now = time.monotonic()
-        current = (self.limit.limit, self.limit.min_limit, self.limit.overloaded)
-        if current != self._last and now - self._written >= STATE_EVERY_S or self._last is None:
-            self.write()
-
-    def write(self, *, finished: bool = False) -> None:
-        lim = self.limit
-        state = SweepState(
-            pid=os.getpid(), started_at=self.started_at, updated_at=time.time(),
-            concurrency=lim.ceiling, effective_concurrency=lim.limit,
-            min_concurrency=lim.min_limit, overloaded=lim.overloaded, finished=finished,
-        )
-        with contextlib.suppress(StoreWriteError):  # the committer reports a full disk
-            self.store.set_meta(last_sweep=state.to_dict())
-        self._last = (lim.limit, lim.min_limit, lim.overloaded)
-        self._written = time.monotonic()
-
-
 async def _grade(
     text: str, problem: Problem, order: tuple[int, ...] | None, number_fallback: bool = True
 ) -> tuple[str | None, bool]:
@@ -482,41 +441,3 @@ def _sample_seed(seed: int, job: Job) -> int:
     import zlib
 
     return zlib.crc32(f"{seed}|{job.problem.id}|{job.budget}|{job.sample_index}".encode())
-
-
-def _dataset_info(cfg: Config, sha256: str, problems: Sequence[Problem]) -> dict[str, Any]:
-    """What ran, for reports: the source, its format and hash, the selection, the subjects."""
-    d = cfg.dataset
-    source = d.path or f"builtin:{d.builtin}"
-    subjects = sorted({p.subject for p in problems if p.subject})
-    selection = {"limit": d.limit, "subjects": d.subjects, "sample": d.sample, "seed": d.seed}
-    info: dict[str, Any] = {"source": source, "format": d.format, "sha256": sha256,
-                            "n_problems": len(problems), "subjects": subjects,
-                            "selection": selection}
-    if d.builtin:
-        info["params"] = {"size": d.size, "difficulty": d.difficulty, "seed": d.seed}
-    return info
-
-
-def _public_config(cfg: Config) -> dict[str, Any]:
-    """The config as stored with the run: no secrets (only the key's variable name).
-
-    Header tables and secret-named keys are dropped at any depth, so a scorer's or a
-    verifier model's credentials never reach the run directory either.
-    """
-    data = _without_secrets(dataclasses.asdict(cfg))
-    data["path"] = str(cfg.path) if cfg.path else None
-    data.pop("set_keys", None)  # how the config was given, not what it is
-    return data
-
-
-_SECRET_KEYS = {"headers", "api_key", "token", "password", "secret", "authorization"}
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()
-                if str(k).lower() not in _SECRET_KEYS}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value

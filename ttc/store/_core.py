@@ -15,17 +15,14 @@ of the writer (only power loss can drop the last commits).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from ttc.config import budget_sort_key, parse_budget
 from ttc.errors import RunConflictError, StoreError, UserInputError
 from ttc.lock import Holder, RunLock
 from ttc.problems import Problem
@@ -302,47 +299,12 @@ class RunStore:
     ) -> pd.DataFrame:
         """All samples joined with their problem's subject, kind and gold answer.
 
-        Built column-wise straight from SQL (no per-row objects): a 100k-sample run
-        loads in about a second. ``budget`` comes from the typed columns: an int for a
-        token budget, the name for an effort level.
+        ``budget`` comes from the typed columns: an int for a token budget, the name for
+        an effort level (see ``ttc.store._frames``).
         """
-        import pandas as pd
+        from ttc.store._frames import samples_frame
 
-        cols = [c for c in _wanted(with_text, with_logprobs) if c != "budget"]
-        select = self._select(cols, prefix="s.")
-        tokens, effort = self._sources["budget_tokens"], self._sources["budget_effort"]
-        rows = self._all(
-            f"SELECT {select}, s.budget AS _label, {_prefixed(tokens)}, {_prefixed(effort)}, "
-            "p.subject, p.kind, p.gold, p.position FROM samples s "
-            "LEFT JOIN problems p ON p.problem_id = s.problem_id"
-        )
-        names = [*cols, "_label", "_tokens", "_effort", "subject", "kind", "gold", "position"]
-        frame = pd.DataFrame(rows, columns=names)
-        budgets: list[Any] = [
-            int(t) if t is not None and t == t else e
-            for t, e in zip(frame["_tokens"].astype(object), frame["_effort"], strict=True)
-        ]
-        frame.insert(1, "budget", pd.Series(budgets, index=frame.index, dtype=object))
-        verdicts: list[Any] = [None if v is None or v != v else bool(v) for v in frame["correct"]]
-        frame["correct"] = pd.Series(verdicts, index=frame.index, dtype=object)
-        frame["thinking_estimated"] = frame["thinking_estimated"].astype(bool)
-        # pandas may infer a string dtype, turning NULL into NaN: test for str, not truth
-        orders: list[Any] = [
-            tuple(orjson.loads(v)) if isinstance(v, str) else None for v in frame["choice_order"]
-        ]
-        frame["choice_order"] = pd.Series(orders, index=frame.index, dtype=object)
-        extras: list[Any] = [orjson.loads(v) if isinstance(v, str) else {} for v in frame["extra"]]
-        frame["extra"] = pd.Series(extras, index=frame.index, dtype=object)
-        if with_text:
-            frame["thinking"] = [
-                zlib.decompress(v).decode("utf-8") if isinstance(v, bytes) else None
-                for v in frame["thinking"]
-            ]
-        ranked = sorted({b for b in budgets}, key=budget_sort_key)
-        frame["_budget_order"] = frame["budget"].map({b: i for i, b in enumerate(ranked)})
-        frame = frame.sort_values(["position", "_budget_order", "sample_index"], kind="stable")
-        drop = ["position", "_budget_order", "_label", "_tokens", "_effort"]
-        return frame.drop(columns=drop).reset_index(drop=True)
+        return samples_frame(self, _wanted(with_text, with_logprobs), with_text=with_text)
 
     # ------------------------------------------------------------ scores
     def write_scores(
@@ -382,16 +344,9 @@ class RunStore:
 
     def scores_frame(self) -> pd.DataFrame:
         """Scores as ``problem_id, budget, sample_index, scorer, version, score``."""
-        import pandas as pd
+        from ttc.store._frames import scores_frame
 
-        rows = self._all(
-            "SELECT problem_id, budget, sample_index, scorer, version, score FROM scores"
-        )
-        frame = pd.DataFrame(
-            rows, columns=["problem_id", "budget", "sample_index", "scorer", "version", "score"]
-        )
-        frame["budget"] = frame["budget"].map(parse_budget).astype(object)
-        return frame
+        return scores_frame(self)
 
     # ------------------------------------------------------------ plumbing
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -437,11 +392,6 @@ def _wanted(with_text: bool, with_logprobs: bool) -> list[str]:
     return [c for c in COLUMNS if c not in skip]
 
 
-def _prefixed(source: str) -> str:
-    """A typed budget column of ``s`` (or its expression on an older store)."""
-    return f"s.{source}" if source.isidentifier() else source.replace("budget", "s.budget")
-
-
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; any SQLite failure becomes one ttc error.
 
@@ -459,20 +409,17 @@ class _Transaction:
         except sqlite3.Error as exc:
             raise _schema.wrap_error(exc, self._path) from None
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if exc_type is None:
                 self._db.execute("COMMIT")
-                return False
+                return
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
         except sqlite3.Error as failure:
             if self._db.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             raise _schema.wrap_error(failure, self._path) from None
         if isinstance(exc, sqlite3.Error):
             raise _schema.wrap_error(exc, self._path) from None
-        return False
