@@ -225,3 +225,33 @@ def test_budget_forcing_through_an_openai_compatible_server(
     assert max(by_budget["64"]) <= 64
     assert sum(by_budget["512"]) > 2 * sum(by_budget["64"])
     assert all(r.answer is not None for r in records)
+
+
+def test_a_429_storm_shrinks_concurrency_and_quiet_grows_it_back(
+    addition_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ttc.cli import main
+    from ttc.concurrency import AdaptiveLimit
+
+    monkeypatch.setattr(AdaptiveLimit, "QUIET_S", 0.2)
+    storm = {n: "rate_limit" for n in range(1, 121)}  # the first 120 requests get 429
+    plan = FaultPlan(at=storm, retry_after_s=0.01, latency_s=0.003)
+    with run_in_thread(plan=plan) as server:
+        cfg = openai_config(addition_dataset, server.base_url, samples=40, concurrency=16,
+                            max_attempts=60)
+        result = run(cfg, tmp_path / "run")
+        answered_429 = server.faults["rate_limit"]
+    assert result.failed == 0 and result.completed == 800
+    assert answered_429 == 120
+    assert result.min_concurrency <= 4  # cut from 16 while the storm lasted
+    assert result.concurrency > result.min_concurrency + 3  # and grown back after it
+    with RunStore(tmp_path / "run", read_only=True) as store:
+        state = store.run_meta().last_sweep
+        assert len(store.done_keys()) == 800
+    assert state is not None and state.finished and state.concurrency == 16
+    assert state.overloaded == 120 and state.min_concurrency == result.min_concurrency
+    assert main(["status", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert (f"concurrency in the last sweep: {result.concurrency} of 16, lowest "
+            f"{result.min_concurrency}, 120 rate-limit answers") in out

@@ -195,6 +195,8 @@ def _run_sweep(sweep: Any) -> tuple[Any, int | None]:
         finally:
             for sig in _STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
+                if received:  # stopping: more signals must not cut the exit short
+                    signal.signal(sig, signal.SIG_IGN)
 
     return asyncio.run(supervise())
 

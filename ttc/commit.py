@@ -100,6 +100,7 @@ class Committer:
                     self._give_up(exc)
                     return
                 await asyncio.sleep(delay)
+                self.store.checkpoint()  # a truncated WAL may give back enough space
                 self._wakeup.set()
                 continue
             delays = iter(self.RETRY_DELAYS)

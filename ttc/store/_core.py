@@ -348,6 +348,17 @@ class RunStore:
 
         return scores_frame(self)
 
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the main file and truncate it; False if that failed.
+
+        Best effort, for a full disk: a truncated WAL gives its space back.
+        """
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        return not busy
+
     # ------------------------------------------------------------ plumbing
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run a query to completion, any SQLite failure becoming one ttc error line."""

@@ -119,8 +119,8 @@ def check_file(path: Path, *, create: bool) -> bool:
         raise StoreError(f"{path.parent}: not a ttc run (no {path.name})") from None
     except OSError as exc:
         raise StoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    wal = Path(f"{path}-wal")
     if size == 0:
-        wal = Path(f"{path}-wal")
         if create and not (wal.exists() and wal.stat().st_size > 0):
             return True
         raise StoreError(
@@ -137,7 +137,11 @@ def check_file(path: Path, *, create: bool) -> bool:
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     counter, valid_for = header[24:28], header[92:96]
-    if page_size < 512 or page_size & (page_size - 1) or size % page_size:
+    if page_size < 512 or page_size & (page_size - 1):
+        raise _corrupt(path, "not a SQLite database (bad page size)")
+    if wal.exists() and wal.stat().st_size > 0:
+        return False  # the newest pages live in the WAL (or a checkpoint a full disk cut)
+    if size % page_size:
         raise _corrupt(path, f"truncated or damaged ({size:,} bytes is not whole pages)")
     if counter == valid_for and pages * page_size > size:
         raise _corrupt(path, f"truncated (holds {size:,} of its {pages * page_size:,} bytes)")
