@@ -379,7 +379,6 @@ def test_readers_leave_the_store_byte_for_byte_unchanged(
     assert main(["status", str(sim_run)]) == 0
     assert main(["export", str(sim_run), "-o", str(tmp_path / "x.csv"), "--format", "csv"]) == 0
     assert main(["report", str(sim_run), "--out", str(tmp_path / "r"), "--bootstrap", "50"]) == 0
-    with RunStore(sim_run, read_only=True) as store:
-        with pytest.raises(StoreError, match="read-only"):
-            store.set_meta(x=1)
+    with RunStore(sim_run, read_only=True) as store, pytest.raises(StoreError, match="read-only"):
+        store.set_meta(x=1)
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
