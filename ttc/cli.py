@@ -83,26 +83,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except UserInputError as exc:
-        _say(f"ttc: error: {exc}")
+        _say(f"ttc: error: {_one_line(exc)}")
         return 2
     except APIError as exc:
-        _say(f"ttc: {exc}")
+        _say(f"ttc: {_one_line(exc)}")
         return 1
     except TTCError as exc:
-        _say(f"ttc: {exc}")
+        _say(f"ttc: {_one_line(exc)}")
         return 1
     except sqlite3.Error as exc:  # a store damaged past what opening it could see
         from ttc.store._schema import wrap_error
 
         where = Path(getattr(args, "run", None) or getattr(args, "out", None) or ".")
-        _say(f"ttc: error: {wrap_error(exc, where / 'samples.sqlite')}")
+        _say(f"ttc: error: {_one_line(wrap_error(exc, where / 'samples.sqlite'))}")
         return 2
     except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
-        _say(f"ttc: error: {exc}")
+        _say(f"ttc: error: {_one_line(exc)}")
         return 2
     except KeyboardInterrupt:
         _say("\nttc: interrupted")
         return 130
+
+
+def _one_line(exc: object) -> str:
+    """An error as one line: control characters a config or server put in it are escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(exc))
 
 
 def _say(line: str) -> None:
