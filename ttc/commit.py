@@ -1,8 +1,8 @@
 """Group commit: every finished answer is durable before its worker sends the next request.
 
-A worker hands its record to ``Committer.commit`` and waits; one writer task writes
-whatever finished in the same event-loop turn as one transaction (SQLite in WAL mode
-commits thousands of small transactions a second), then wakes those workers. So a
+A worker hands its record to ``Committer.commit`` and waits; a callback on the next
+event-loop turn writes whatever finished in this one as one transaction (SQLite in WAL
+mode commits thousands of small transactions a second), then wakes those workers. So a
 ``kill -9`` loses only requests in flight: no answer the server sent waits in a
 buffer, as it used to for up to 20 ms (34-36 answers over two kills at concurrency 16).
 
@@ -46,11 +46,11 @@ class Committer:
         self.stalled: StoreWriteError | None = None
         self._records: list[SampleRecord] = []
         self._futures: list[asyncio.Future[None]] = []
-        self._wakeup = asyncio.Event()
+        self._scheduled = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._failure: StoreWriteError | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
 
     @property
     def unsaved(self) -> int:
@@ -58,17 +58,24 @@ class Committer:
         return len(self._records)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="ttc-commit")
+        """Called once the event loop runs, before the first commit."""
 
     async def commit(self, record: SampleRecord) -> None:
-        """Store ``record``; return once it is on disk (raise if the disk gave up)."""
+        """Store ``record``; return once it is on disk (raise if the disk gave up).
+
+        The write is a plain callback on the next loop turn (no task switch), so the
+        records of every worker that finished in this turn share one transaction.
+        """
         if self._failure is not None:
             raise self._failure
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._records.append(record)
         self._futures.append(future)
-        self._wakeup.set()
-        await asyncio.shield(future)
+        if not self._scheduled and self._retry is None:
+            self._scheduled = True
+            loop.call_soon(self._write_pending)
+        await future  # a cancelled worker leaves its record here: aclose writes it
 
     async def wait_writable(self) -> None:
         """Wait while writes are failing: no new request while answers cannot be stored."""
@@ -79,37 +86,43 @@ class Committer:
             if self._failure is not None:
                 raise self._failure
 
-    async def _run(self) -> None:
-        delays = iter(self.RETRY_DELAYS)
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await asyncio.sleep(0)  # one loop turn: what finishes together commits together
-            if not self._records:
-                continue
-            records, futures = self._records, self._futures
-            self._records, self._futures = [], []
+    def _write_pending(self) -> None:
+        self._scheduled = False
+        if self._retry is None and self._records:
             try:
-                self.store.write_samples(records)
+                self._write()
             except StoreWriteError as exc:
-                self._records[:0], self._futures[:0] = records, futures  # keep, oldest first
                 self.stalled = exc
                 self._writable.clear()
-                delay = next(delays, None)
-                if delay is None:
-                    self._give_up(exc)
-                    return
-                await asyncio.sleep(delay)
-                self.store.checkpoint()  # a truncated WAL may give back enough space
-                self._wakeup.set()
+                self._retry = asyncio.get_running_loop().create_task(self._retry_writes())
+
+    def _write(self) -> None:
+        """Write everything pending in one transaction; on failure it all stays pending."""
+        records, futures = self._records, self._futures
+        self.store.write_samples(records)
+        self._records, self._futures = self._records[len(records):], self._futures[len(records):]
+        self.committed += len(records)
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+    async def _retry_writes(self) -> None:
+        assert self.stalled is not None
+        failure = self.stalled
+        for delay in self.RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            self.store.checkpoint()  # a truncated WAL may give back enough space
+            try:
+                self._write()
+            except StoreWriteError as exc:
+                failure = exc
                 continue
-            delays = iter(self.RETRY_DELAYS)
             self.stalled = None
+            self._retry = None
             self._writable.set()
-            self.committed += len(records)
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
+            return
+        self._retry = None
+        self._give_up(failure)
 
     def _give_up(self, exc: StoreWriteError) -> None:
         self._failure = StoreWriteError(
@@ -123,15 +136,15 @@ class Committer:
                 future.exception()  # retrieved: a worker that was cancelled never will
 
     async def aclose(self) -> None:
-        """Stop the writer and make one last attempt at what is pending (Ctrl-C, errors).
+        """Stop retrying and make one last attempt at what is pending (Ctrl-C, errors).
 
         Raises ``StoreWriteError`` (with the unsaved count) if even that fails.
         """
-        if self._task is not None:
-            self._task.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._retry
+            self._retry = None
         self.flush_now()
 
     def flush_now(self) -> None:
@@ -140,16 +153,11 @@ class Committer:
             if self._failure is not None:
                 raise self._failure
             return
-        records, futures = self._records, self._futures
         try:
-            self.store.write_samples(records)
+            self._write()
         except StoreWriteError as exc:
+            unsaved = len(self._records)
             raise StoreWriteError(
-                disk_full_message(self.store.path, len(records), exc.reason),
-                unsaved=len(records), reason=exc.reason,
+                disk_full_message(self.store.path, unsaved, exc.reason),
+                unsaved=unsaved, reason=exc.reason,
             ) from None
-        self._records, self._futures = [], []
-        self.committed += len(records)
-        for future in futures:
-            if not future.done():
-                future.set_result(None)
