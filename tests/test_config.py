@@ -200,6 +200,13 @@ def test_set_values_are_blamed_on_set_and_set_paths_on_the_cwd(
         load_config(path, ["sweep.timeout_s=nan"])
     with pytest.raises(ConfigError, match=r"^--set model.base_url: "):
         load_config(path, ["model.base_url=ftp://x"])
+    with pytest.raises(ConfigError, match=r"^--set extra.key: unknown section \[extra\]"):
+        load_config(path, ["extra.key=1"])
+    # a file mistake stays the file's, even when --set touched the same table
+    broken = tmp_path / "broken.toml"
+    broken.write_text(GOOD.replace('path = "data.jsonl"', 'path = "d.jsonl"\nbuiltin = "x"'))
+    with pytest.raises(ConfigError, match=r"broken.toml:\d+: \[dataset\] takes"):
+        load_config(broken, ["dataset.seed=3"])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

@@ -259,14 +259,14 @@ def _status(args: argparse.Namespace) -> int:
     if meta.origin == "import":
         source = (meta.import_info or {}).get("source")
         origin = f" (imported{' from ' + str(source) if source else ''})"
-    print(f"run {args.run}: {meta.model_name}{origin}, "
-          f"{done_all:,}/{expected * len(budgets):,} samples done")
+    planned = f"/{expected * len(budgets):,}" if expected else ""
+    print(f"run {args.run}: {meta.model_name}{origin}, {done_all:,}{planned} samples done")
     if running and holder is not None:
         print(f"  being written now by {holder.describe()}")
     for budget in budgets:
         c = counts.get(budget, {})
         done = c.get("ok", 0) + c.get("censored", 0)
-        print(f"  budget {budget:>8}: {done:,}/{expected:,} done, "
+        print(f"  budget {budget:>8}: {done:,}{f'/{expected:,}' if expected else ''} done, "
               f"{c.get('censored', 0):,} censored, {c.get('failed', 0):,} failed")
     wasted = int(totals["wasted_output_tokens"])
     waste = f" ({wasted:,} output tokens of failed attempts included)" if wasted else ""

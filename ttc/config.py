@@ -237,9 +237,14 @@ class _Locator:
 
     def error(self, dotted: str, message: str) -> ConfigError:
         for key in self.set_keys:
-            if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+            if dotted == key or dotted.startswith(key + "."):
                 return ConfigError(message, path=f"--set {key}")
-        return ConfigError(message, path=self.path, line=self.line(dotted))
+        line = self.line(dotted)
+        if line is None:  # not in the file at all: a table only --set created
+            for key in self.set_keys:
+                if key.startswith(dotted + "."):
+                    return ConfigError(message, path=f"--set {key}")
+        return ConfigError(message, path=self.path, line=line)
 
 
 def config_error(config: Config, dotted: str, message: str) -> ConfigError:
