@@ -196,3 +196,11 @@ def test_nan_timeout_in_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("ttc: error: sweep.toml:6: sweep.timeout_s must be a finite "
                                    "number, got nan")
+
+
+def test_a_billion_sample_plan_is_arithmetic(folder: Path) -> None:
+    config = json.loads(json.dumps(BASE))
+    config["sweep"]["samples"] = 10**9
+    code, err, elapsed = run_dry(folder, render(config), ["sweep.budgets=[1024, 4096]"])
+    assert code == 0, err
+    assert elapsed < 0.5  # 10^10 cells: counted per (problem, budget), never enumerated
