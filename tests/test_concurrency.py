@@ -43,7 +43,7 @@ def test_one_cut_per_episode_then_cuts_again_for_new_requests() -> None:
     clock = Clock()
     limit = AdaptiveLimit(32, clock=clock)
     slots = take(limit, 32)
-    # the whole first window answers 429: one cut, not 32
+    # the whole first window answers 429: one cut (at the second refusal), not 32
     for slot in slots:
         slot.done(RateLimitError("429", status=429))
     assert limit.limit == 24 and limit.overloaded == 32
@@ -68,24 +68,39 @@ def test_other_errors_neither_cut_nor_count_as_success() -> None:
     assert limit.limit == 8 and limit.overloaded == 0
 
 
-def test_growth_needs_a_quiet_period_and_a_round_of_successes() -> None:
+def test_background_refusals_are_noise_not_a_storm() -> None:
+    """A provider refusing 1 in 20 whatever the load (a busy day's 529s) keeps the limit;
+    a single 429 does not cut either."""
+    clock = Clock()
+    limit = AdaptiveLimit(32, clock=clock)
+    for i in range(400):
+        [slot] = take(limit, 1)
+        slot.done(OverloadedError("529", status=529) if i % 20 == 7 else None)
+    assert limit.limit == 32 and limit.overloaded == 20 and limit.history == []
+
+
+def test_growth_needs_a_quiet_period_and_a_clean_round() -> None:
     clock = Clock()
     limit = AdaptiveLimit(40, clock=clock, quiet_s=30)
-    take(limit, 1)[0].done(RateLimitError("429", status=429))
+    for slot in take(limit, 2):
+        slot.done(RateLimitError("429", status=429))
     assert limit.limit == 30
-    # successes inside the quiet period change nothing
+    # a full clean round inside the quiet period changes nothing
     clock.now += 29
     for slot in take(limit, 30):
         slot.done()
     assert limit.limit == 30
-    clock.now += 2  # quiet for 31 s: a full round of successes grows by 10%
-    for slot in take(limit, 29):
-        slot.done()
-    assert limit.limit == 30
+    clock.now += 2  # quiet for 31 s now: the next answer completes a clean round
     take(limit, 1)[0].done()
     assert limit.limit == 33
-    # grows round by round, never past the ceiling
+    # a round with too many refusals (but no storm) does not grow
+    clock.now += 31
+    for i in range(33):
+        take(limit, 1)[0].done(RateLimitError("429", status=429) if i in (3, 20) else None)
+    assert limit.limit == 33
+    # clean rounds grow it step by step, never past the ceiling
     for _ in range(20):
+        clock.now += 31
         for slot in take(limit, limit.limit):
             slot.done()
     assert limit.limit == 40
@@ -116,10 +131,11 @@ def test_waiters_are_served_in_order_and_never_above_the_limit() -> None:
 
         tasks = [asyncio.create_task(waiter(i)) for i in range(10)]
         await asyncio.sleep(0)
-        held[0].done(RateLimitError("429", status=429))  # cut to 3: three still held
+        held[0].done(RateLimitError("429", status=429))  # frees a slot for waiter 0
+        held[1].done(RateLimitError("429", status=429))  # a storm: cut to 3
         await asyncio.sleep(0)
         assert limit.limit == 3 and limit.in_flight == 3
-        for slot in held[1:]:
+        for slot in held[2:]:
             slot.done()
         await asyncio.gather(*tasks)
         return order, peak

@@ -245,7 +245,7 @@ def test_a_429_storm_shrinks_concurrency_and_quiet_grows_it_back(
     assert result.failed == 0 and result.completed == 800
     assert answered_429 == 120
     assert result.min_concurrency <= 4  # cut from 16 while the storm lasted
-    assert result.concurrency > result.min_concurrency + 3  # and grown back after it
+    assert result.concurrency >= result.min_concurrency + 2  # and grown back after it
     with RunStore(tmp_path / "run", read_only=True) as store:
         state = store.run_meta().last_sweep
         assert len(store.done_keys()) == 800

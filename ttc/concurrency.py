@@ -4,15 +4,23 @@ A fixed ``sweep.concurrency`` is either too low for a generous tier or too high 
 busy one; too high turns into a 429/529 storm where every request waits out backoff
 and some exhaust their attempts. Like inspect_ai's adaptive connections, the limit
 here starts at ``sweep.concurrency`` (the ceiling, never exceeded), is cut
-multiplicatively when an attempt is answered 429, 529 or 503 (``RateLimitError``,
-``OverloadedError``), and grows back additively once the provider has been quiet.
+multiplicatively when the provider refuses with 429, 529 or 503 (``RateLimitError``,
+``OverloadedError``), and grows back additively once it has been quiet.
 
-One storm must not cut the limit once per failed request: 32 requests in flight when
-the first 429 arrives will mostly fail too, and they say nothing about the new,
-lower limit. Each slot remembers the limit's *generation* when it was taken; an
-overload from a slot taken before the last cut is counted but cuts nothing (TCP's
-one cut per window, without a timer to tune). Growth needs ``quiet_s`` without any
-overload, then ``limit`` clean completions per step of +10% (at least 1).
+Three choices keep it from over-reacting:
+
+* One storm cuts once per window, not once per refused request: each slot remembers
+  the limit's *generation* when it was taken, and only answers to requests sent under
+  the current limit count (32 requests in flight when the first 429 arrives say
+  nothing about the new, lower limit). This is TCP's one cut per window, with no
+  timer to tune.
+* A cut needs a storm, not noise: at least two refusals and at least
+  ``OVERLOAD_SHARE`` of the window's answers. A provider that refuses a steady few
+  percent whatever the load (Anthropic's 529 on a busy day) would otherwise pin a
+  long sweep at one request in flight for hours.
+* Growth needs a quiet period: ``quiet_s`` since the last change, and a full round of
+  ``limit`` answers with at most ``CLEAN_SHARE`` refused; each step adds 10% (at least
+  one slot).
 
 Token-rate limits (``ttc.ratelimit``) apply on top: this bounds requests in flight,
 they bound requests and tokens per minute.
@@ -71,7 +79,11 @@ class AdaptiveLimit:
 
     #: multiplicative cut on an overload episode
     DECREASE = 0.75
-    #: seconds without any overload before the limit may grow again
+    #: share of a window's answers refused (429/529/503) that makes a storm
+    OVERLOAD_SHARE = 0.2
+    #: at most this share refused in a round for the limit to grow
+    CLEAN_SHARE = 0.05
+    #: seconds since the last change before the limit may grow again
     QUIET_S = 30.0
     #: growth per step, as a share of the current limit (at least one slot)
     GROWTH = 0.10
@@ -96,12 +108,13 @@ class AdaptiveLimit:
         self.limit = ceiling
         self.min_limit = ceiling
         self.in_flight = 0
-        #: overload answers seen (every one, cut or not)
+        #: overload answers seen (every one, whether it cut or not)
         self.overloaded = 0
         self.history: list[LimitChange] = []
         self._generation = 0
-        self._successes = 0
-        self._last_overload = -math.inf
+        self._answers = 0  # answers to slots of the current generation (errors aside)
+        self._refused = 0  # of which 429/529/503
+        self._changed_at = -math.inf
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> Slot:
@@ -124,10 +137,12 @@ class AdaptiveLimit:
 
     def _release(self, slot: Slot, exc: BaseException | None) -> None:
         self.in_flight -= 1
-        if is_overload(exc):
-            self._on_overload(slot.generation)
-        elif exc is None:
-            self._on_success()
+        refused = is_overload(exc)
+        self.overloaded += refused
+        if self.enabled and slot.generation == self._generation and (refused or exc is None):
+            self._answers += 1
+            self._refused += refused
+            self._adjust(refused)
         self._wake()
 
     def _wake(self) -> None:
@@ -137,31 +152,36 @@ class AdaptiveLimit:
                 self.in_flight += 1
                 future.set_result(None)
 
-    def _on_overload(self, generation: int) -> None:
-        self.overloaded += 1
-        self._successes = 0
-        self._last_overload = self._clock()
-        if not self.enabled or generation < self._generation:
-            return  # taken before the last cut: this episode is already answered
-        new = max(self.floor, min(self.limit - 1, math.floor(self.limit * self.DECREASE)))
-        if new < self.limit:
-            self._set(new, "overload")
-            self._generation += 1
-
-    def _on_success(self) -> None:
-        if not self.enabled or self.limit >= self.ceiling:
+    def _adjust(self, refused: bool) -> None:
+        if refused:
+            if self._refused >= 2 and self._refused >= self.OVERLOAD_SHARE * self._answers:
+                new = max(self.floor, min(self.limit - 1, math.floor(self.limit * self.DECREASE)))
+                if new < self.limit:
+                    self._set(new, "overload")
+                else:  # a storm at the floor: nothing to cut, but the quiet clock restarts
+                    self._new_window(changed=True)
             return
-        if self._clock() - self._last_overload < self.quiet_s:
-            return
-        self._successes += 1
-        if self._successes >= self.limit:
-            self._successes = 0
+        quiet = self._clock() - self._changed_at >= self.quiet_s
+        clean = self._refused <= self.CLEAN_SHARE * self._answers
+        if self.limit < self.ceiling and quiet and clean and self._answers >= self.limit:
             step = max(1, math.floor(self.limit * self.GROWTH))
             self._set(min(self.ceiling, self.limit + step), "recover")
+        elif self._answers >= 2 * max(self.limit, 8):
+            self._new_window(changed=False)  # judge the recent past, not the whole sweep
+
+    def _new_window(self, *, changed: bool) -> None:
+        """Count afresh, for requests sent from now on."""
+        self._generation += 1
+        self._answers = self._refused = 0
+        if changed:
+            self._changed_at = self._clock()
 
     def _set(self, new: int, reason: str) -> None:
-        self.history.append(LimitChange(self._clock(), self.limit, new, reason))
+        """Change the limit and open a new window: only requests sent under it count."""
+        now = self._clock()
+        self.history.append(LimitChange(now, self.limit, new, reason))
         if len(self.history) > self.HISTORY:
             del self.history[0]
         self.limit = new
         self.min_limit = min(self.min_limit, new)
+        self._new_window(changed=True)
