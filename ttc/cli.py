@@ -140,7 +140,8 @@ def _sweep(args: argparse.Namespace) -> int:
         _say(f"ttc: warning: {warning}")
     result, signum = _run_sweep(sweep)
     if result is None:
-        again = " ".join(["ttc sweep", str(path), "--out", str(out), *_sets(args.set)])
+        again = " ".join(["ttc sweep", str(path), "--out", str(out), *_sets(args.set),
+                          *(["--yes"] if args.yes else [])])
         name = signal.Signals(signum).name if signum else "interrupt"
         _say(f"\nttc: stopped by {name}; completed samples are saved in {out}.\n"
              f"Resume with: {again}")
@@ -153,9 +154,9 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{result.tokens:,} output tokens{wasted}, ${result.cost:.2f}, "
         f"{result.elapsed_s:.1f}s -> {out}"
     )
-    if result.min_concurrency and result.min_concurrency < config.sweep.concurrency:
+    if result.min_concurrency < result.concurrency_ceiling:
         print(f"  rate limits cut concurrency to {result.min_concurrency} "
-              f"(of {config.sweep.concurrency}); it ended at {result.concurrency}")
+              f"(of {result.concurrency_ceiling}); it ended at {result.concurrency}")
     for error, count in sorted(result.errors.items(), key=lambda kv: -kv[1]):
         print(f"  {count} x {error}")
     if result.failed:
@@ -247,10 +248,11 @@ def _status(args: argparse.Namespace) -> int:
     running = holder is not None and holder.alive()
     state = meta.last_sweep
     if args.json:
+        writer = holder.pid if running and holder is not None else None
         print(json.dumps({
             "counts": counts, "totals": totals, "errors": errors, "origin": meta.origin,
-            "schema_version": meta.schema_version, "writer_pid": holder.pid if running and
-            holder else None, "last_sweep": state.to_dict() if state else None,
+            "schema_version": meta.schema_version, "writer_pid": writer,
+            "last_sweep": state.to_dict() if state else None,
             "grading_rules": {str(k): v for k, v in rules.items()},
         }, indent=2))
         return 0

@@ -60,9 +60,10 @@ class SweepResult:
     errors: dict[str, int] = field(default_factory=dict)
     #: stored samples regraded under this sweep's grading rule before it ran
     regraded: int = 0
-    #: the adaptive concurrency limit at the end and its lowest point
+    #: the adaptive concurrency limit at the end, its lowest point and its ceiling
     concurrency: int = 0
     min_concurrency: int = 0
+    concurrency_ceiling: int = 0
 
 
 class Sweep:
@@ -261,6 +262,7 @@ class Sweep:
                 result.elapsed_s = time.monotonic() - started
                 result.concurrency = self._limit.limit
                 result.min_concurrency = self._limit.min_limit
+                result.concurrency_ceiling = self._limit.ceiling
                 store.close()
                 await provider.aclose()
         return result
