@@ -365,7 +365,7 @@ def test_a_stalled_sweep_still_prints_its_progress_line(
 
     async def for_a_while() -> None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(sweep.run(), 2.6)
+            await asyncio.wait_for(sweep.run(), 3.5)
 
     asyncio.run(for_a_while())
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sweep 0/160")]

@@ -94,7 +94,7 @@ def wait_for(predicate: Any, timeout: float = 60) -> None:
 
 def test_two_sweeps_on_one_directory_pay_for_each_answer_once(tmp_path: Path) -> None:
     write_data(tmp_path)
-    with start_subprocess(latency_s=0.1) as server:
+    with start_subprocess(latency_s=0.25) as server:  # the first sweep lasts ~8 s
         write_openai_config(tmp_path, server.base_url, samples=6, concurrency=8)
         first = start_sweep(tmp_path)
         wait_for(lambda: stored(tmp_path / "run") >= 20)
