@@ -225,7 +225,7 @@ def test_report_status_and_export_work_on_the_imported_run(
     assert main(["import", "inspect", str(logs["json"]), "--out", str(out)]) == 0
     assert main(["status", str(out)]) == 0
     status = capsys.readouterr().out
-    assert "mockllm/model, 12/12 samples done" in status
+    assert "mockllm/model (imported from inspect), 12/12 samples done" in status
     # 4 problems x epochs 1..3: output 4 * (21 + 22 + 23), reasoning 4 * (5 + 10 + 15)
     assert "default: 12/12 done" in status
     assert "264 output tokens, 120 thinking tokens" in status

@@ -225,3 +225,148 @@ def test_budget_forcing_through_an_openai_compatible_server(
     assert max(by_budget["64"]) <= 64
     assert sum(by_budget["512"]) > 2 * sum(by_budget["64"])
     assert all(r.answer is not None for r in records)
+
+
+def test_a_429_storm_shrinks_concurrency_and_quiet_grows_it_back(
+    addition_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ttc.cli import main
+    from ttc.concurrency import AdaptiveLimit
+
+    monkeypatch.setattr(AdaptiveLimit, "QUIET_S", 0.2)
+    storm = {n: "rate_limit" for n in range(1, 121)}  # the first 120 requests get 429
+    plan = FaultPlan(at=storm, retry_after_s=0.01, latency_s=0.003)
+    with run_in_thread(plan=plan) as server:
+        cfg = openai_config(addition_dataset, server.base_url, samples=40, concurrency=16,
+                            max_attempts=60)
+        result = run(cfg, tmp_path / "run")
+        answered_429 = server.faults["rate_limit"]
+    assert result.failed == 0 and result.completed == 800
+    assert answered_429 == 120
+    assert result.min_concurrency <= 4  # cut from 16 while the storm lasted
+    assert result.concurrency >= result.min_concurrency + 2  # and grown back after it
+    with RunStore(tmp_path / "run", read_only=True) as store:
+        state = store.run_meta().last_sweep
+        assert len(store.done_keys()) == 800
+    assert state is not None and state.finished and state.concurrency == 16
+    assert state.overloaded == 120 and state.min_concurrency == result.min_concurrency
+    assert main(["status", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert (f"concurrency in the last sweep: {result.concurrency} of 16, lowest "
+            f"{result.min_concurrency}, 120 rate-limit answers") in out
+
+
+class Wasteful(SimulatedProvider):
+    """A stream cut after 500 output tokens on each sample's first attempt (billed all the
+    same); samples of problem add-00 are cut every time."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config.model)
+        self.seen: set[tuple[str, int]] = set()
+
+    async def complete(self, request: SampleRequest) -> Completion:
+        from ttc.errors import ConnectionFailedError
+
+        key = (request.problem.id, request.sample_index)
+        if key not in self.seen or request.problem.id == "add-00":
+            self.seen.add(key)
+            raise ConnectionFailedError("stream cut", output_tokens=500)
+        return await super().complete(request)
+
+
+def test_tokens_of_failed_attempts_are_recorded_and_priced(
+    addition_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from ttc.cli import main
+
+    cfg = config_from_dict({
+        "model": {"provider": "simulated", "price_output_per_mtok": 10.0},
+        "dataset": {"path": str(addition_dataset)},
+        "sweep": {"budgets": [1024], "samples": 2, "max_attempts": 3,
+                  "backoff_base_s": 0.001, "backoff_max_s": 0.002},
+    })
+    result = run(cfg, tmp_path / "run", Wasteful(cfg))
+    assert result.failed == 2 and result.completed == 38
+    assert result.wasted_tokens == 38 * 500 + 2 * 3 * 500
+    with RunStore(tmp_path / "run", read_only=True) as store:
+        records = {r.key: r for r in store.iter_samples()}
+        totals = store.totals()
+    good = records[("add-01", "1024", 0)]
+    assert good.wasted_output_tokens == 500
+    assert good.cost == pytest.approx((good.output_tokens + 500) * 10 / 1e6)
+    cut = records[("add-00", "1024", 0)]
+    assert cut.status == "failed" and cut.wasted_output_tokens == 1500
+    assert cut.cost == pytest.approx(1500 * 10 / 1e6)
+    assert totals["wasted_output_tokens"] == result.wasted_tokens
+    assert main(["status", str(tmp_path / "run")]) == 0
+    assert f"({result.wasted_tokens:,} output tokens of failed attempts included)" in \
+        capsys.readouterr().out
+    assert main(["status", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["wasted_output_tokens"] == 22000
+
+
+def test_every_sample_carries_its_grading_rule_and_rules_never_mix(
+    addition_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ttc.cli import main
+    from ttc.store import grading_rule
+
+    out = tmp_path / "run"
+    run(sim_config(addition_dataset), out)
+    with RunStore(out, read_only=True) as store:
+        assert store.grading_rules() == {grading_rule(True): 160}
+    # the same run swept again under another rule: stored samples are regraded first
+    strict = config_from_dict({
+        "model": {"provider": "simulated", "seed": 1}, "dataset": {"path": str(addition_dataset)},
+        "sweep": {"budgets": [1024, 4096], "samples": 5, "concurrency": 8},
+        "grading": {"number_fallback": False},
+    })
+    result = run(strict, out)
+    assert result.regraded == 160 and result.completed == 40
+    with RunStore(out, read_only=True) as store:
+        assert store.grading_rules() == {grading_rule(False): 200}
+    # `ttc grade` applies a rule to every graded sample and records it
+    assert main(["grade", str(out), "--number-fallback"]) == 0
+    with RunStore(out) as store:
+        assert store.grading_rules() == {grading_rule(True): 200}
+        # a sample graded elsewhere under another rule: a report refuses to mix them
+        key = next(iter(store.done_keys()))
+        store._db.execute("UPDATE samples SET grading_rule = 'other' WHERE problem_id = ? "
+                          "AND budget = ? AND sample_index = ?", key)
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "graded under different rules" in err and f"ttc grade {out}" in err
+    assert not (tmp_path / "rep").exists()
+    assert main(["status", str(out)]) == 0
+    assert "graded under 2 different rules" in capsys.readouterr().out
+    assert main(["grade", str(out)]) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--bootstrap", "20"]) == 0
+
+
+class Stalled(SimulatedProvider):
+    async def complete(self, request: SampleRequest) -> Completion:
+        await asyncio.sleep(3600)  # a server that never answers (retry-after storms alike)
+        raise AssertionError("unreachable")
+
+
+def test_a_stalled_sweep_still_prints_its_progress_line(
+    addition_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import ttc.progress
+
+    monkeypatch.setattr(ttc.progress, "PLAIN_EVERY_S", 0.5)
+    cfg = sim_config(addition_dataset, timeout_s=3600)
+    sweep = Sweep(cfg, tmp_path / "run", provider=Stalled(cfg.model), progress=True)
+
+    async def for_a_while() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sweep.run(), 3.5)
+
+    asyncio.run(for_a_while())
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sweep 0/160")]
+    assert len(lines) >= 2, lines  # from the once-a-second tick: nothing else arrives

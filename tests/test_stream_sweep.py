@@ -102,8 +102,8 @@ def _cli(tmp_path: Path, sweep: str) -> subprocess.CompletedProcess[str]:
     [
         ("budgets = [64000]\nstream = false", "sweep.stream = false, but anthropic serves"),
         ('stream = "sometimes"', "sweep.stream must be true, false or 'auto'"),
-        ("idle_timeout_s = nan", "sweep.idle_timeout_s must be a positive number"),
-        ("idle_timeout_s = 0", "sweep.idle_timeout_s must be a positive number"),
+        ("idle_timeout_s = nan", "sweep.idle_timeout_s must be a finite number"),
+        ("idle_timeout_s = 0", "sweep.idle_timeout_s must be > 0"),
         ("max_text_bytes = 10", "sweep.max_text_bytes must be at least 1024"),
     ],
 )

@@ -1,17 +1,24 @@
 """The ``ttc`` command line: thin wrappers over library calls, one ``asyncio.run`` each.
 
-User mistakes (configs, datasets, keys, conflicting runs) print one line and exit 2;
-API failures that end a sweep exit 1; Ctrl-C keeps what completed and exits 130.
+User mistakes (configs, datasets, keys, conflicting or busy runs, damaged stores) print
+one line and exit 2; API failures that end a sweep, and a disk that refuses answers,
+exit 1. Ctrl-C, SIGTERM and SIGHUP all keep what completed, print how to resume and
+exit 130, 143 and 129; a second signal while completed answers are being saved waits
+for them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ttc import __version__
 from ttc.errors import APIError, TTCError, UserInputError
@@ -35,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true",
                        help="print the plan (requests, tokens, cost) and send nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--yes", action="store_true",
+                       help="run a plan above sweep.confirm_above samples")
+    sweep.add_argument("--wait", action="store_true",
+                       help="wait for another process writing to the run, instead of refusing")
 
     status = sub.add_parser("status", help="progress, failures and spend of a run")
     status.add_argument("run", type=Path)
@@ -53,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--number-fallback", action=argparse.BooleanOptionalAction, default=None,
                        help="math: take the last number when no answer is stated "
                        "(default: the run's [grading] setting)")
+    grade.add_argument("--wait", action="store_true", help="wait for another writer")
 
     score = sub.add_parser("score", help="score stored samples with a scorer from the config")
     score.add_argument("run", type=Path)
     score.add_argument("--scorer", required=True, help="the [[scorers]] name")
     score.add_argument("--config", type=Path, help="a config with the scorer (default: the run's)")
     score.add_argument("--quiet", action="store_true")
+    score.add_argument("--wait", action="store_true", help="wait for another writer")
 
     report = sub.add_parser("report", help="summary.json, figures, report.md and report.html")
     report.add_argument("run", type=Path)
@@ -80,17 +93,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except UserInputError as exc:
-        print(f"ttc: error: {exc}", file=sys.stderr)
+        _say(f"ttc: error: {_one_line(exc)}")
         return 2
     except APIError as exc:
-        print(f"ttc: {exc}", file=sys.stderr)
+        _say(f"ttc: {_one_line(exc)}")
         return 1
     except TTCError as exc:
-        print(f"ttc: {exc}", file=sys.stderr)
+        _say(f"ttc: {_one_line(exc)}")
         return 1
-    except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
-        print(f"ttc: error: {exc}", file=sys.stderr)
+    except sqlite3.Error as exc:  # a store damaged past what opening it could see
+        from ttc.store._schema import wrap_error
+
+        where = Path(getattr(args, "run", None) or getattr(args, "out", None) or ".")
+        _say(f"ttc: error: {_one_line(wrap_error(exc, where / 'samples.sqlite'))}")
         return 2
+    except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
+        _say(f"ttc: error: {_one_line(exc)}")
+        return 2
+    except KeyboardInterrupt:
+        _say("\nttc: interrupted")
+        return 130
+
+
+def _one_line(exc: object) -> str:
+    """An error as one line: control characters a config or server put in it are escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(exc))
+
+
+def _say(line: str) -> None:
+    """One line to stderr; a closed terminal (SIGHUP) must not turn it into a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _waiting(holder: Any) -> None:
+    who = holder.describe() if holder is not None else "another process"
+    _say(f"ttc: waiting for {who} to finish writing to the run")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -107,20 +145,33 @@ def _sweep(args: argparse.Namespace) -> int:
 
         return sweep_command(config, out, path=Path(path), sets=args.set,
                              dry_run=args.dry_run, quiet=args.quiet)
-    sweep = Sweep(config, out, progress=not args.quiet)
+    sweep = Sweep(config, out, progress=not args.quiet, confirmed=args.yes, wait=args.wait)
+    sweep.on_wait = _waiting
     if args.dry_run:
         return _print_plan(sweep, config, out)
-    try:
-        result = asyncio.run(sweep.run())
-    except KeyboardInterrupt:
-        again = " ".join(["ttc sweep", str(path), "--out", str(out), *_sets(args.set)])
-        print(f"\nttc: interrupted; completed samples are saved in {out}.\n"
-              f"Resume with: {again}", file=sys.stderr)
-        return 130
+    from ttc.config import config_warnings
+
+    for warning in config_warnings(config):
+        _say(f"ttc: warning: {warning}")
+    result, signum = _run_sweep(sweep)
+    if result is None:
+        again = " ".join(["ttc sweep", str(path), "--out", str(out), *_sets(args.set),
+                          *(["--yes"] if args.yes else [])])
+        name = signal.Signals(signum).name if signum else "interrupt"
+        _say(f"\nttc: stopped by {name}; completed samples are saved in {out}.\n"
+             f"Resume with: {again}")
+        return 128 + (signum or signal.SIGINT)
+    if result.regraded:
+        print(f"regraded {result.regraded:,} stored samples under this sweep's grading rule")
+    wasted = f", {result.wasted_tokens:,} wasted" if result.wasted_tokens else ""
     print(
         f"{result.completed} samples drawn ({result.censored} censored), {result.failed} failed, "
-        f"{result.tokens:,} output tokens, ${result.cost:.2f}, {result.elapsed_s:.1f}s -> {out}"
+        f"{result.tokens:,} output tokens{wasted}, ${result.cost:.2f}, "
+        f"{result.elapsed_s:.1f}s -> {out}"
     )
+    if result.min_concurrency < result.concurrency_ceiling:
+        print(f"  rate limits cut concurrency to {result.min_concurrency} "
+              f"(of {result.concurrency_ceiling}); it ended at {result.concurrency}")
     for error, count in sorted(result.errors.items(), key=lambda kv: -kv[1]):
         print(f"  {count} x {error}")
     if result.failed:
@@ -130,6 +181,45 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _sets(items: list[str]) -> list[str]:
     return [f"--set {item}" for item in items]
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _run_sweep(sweep: Any) -> tuple[Any, int | None]:
+    """Run a sweep; SIGINT, SIGTERM and SIGHUP cancel it, which stores what completed.
+
+    Returns ``(result, None)``, or ``(None, signal number)`` when stopped. A second
+    signal is acknowledged but does not interrupt the saving of completed answers.
+    """
+
+    async def supervise() -> tuple[Any, int | None]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(sweep.run())
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            if received:
+                _say("ttc: still saving completed samples; exiting when done")
+                return
+            received.append(signum)
+            task.cancel()
+
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, int(sig))
+        try:
+            return await task, None
+        except asyncio.CancelledError:
+            if received:
+                return None, received[0]
+            raise
+        finally:
+            for sig in _STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+                if received:  # stopping: more signals must not cut the exit short
+                    signal.signal(sig, signal.SIG_IGN)
+
+    return asyncio.run(supervise())
 
 
 def _print_plan(sweep: object, config: object, out: Path) -> int:
@@ -143,6 +233,12 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
     print(f"budgets       : {', '.join(map(str, sweep.config.sweep.budgets))}")
     print(f"samples       : {sweep.config.sweep.samples} per (problem, budget)")
     print(f"requests      : {len(plan.jobs):,} to send ({plan.done:,} of {plan.total:,} stored)")
+    if plan.total > sweep.config.sweep.confirm_above:
+        print(f"  above sweep.confirm_above ({sweep.config.sweep.confirm_above:,}): "
+              f"the real sweep needs --yes")
+    if plan.regrade:
+        print(f"  {plan.regrade:,} stored samples were graded under another rule; "
+              f"the sweep regrades them first")
     for budget, n in plan.per_budget.items():
         print(f"  budget {budget:>8}: {n:,} requests")
     print(f"input tokens  : ~{plan.projected_input_tokens:,}")
@@ -152,32 +248,55 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ttc.lock import read_holder
     from ttc.store import RunStore
 
-    with RunStore(args.run) as store:
+    with RunStore(args.run, read_only=True) as store:
         counts = store.status_counts()
         totals = store.totals()
-        meta = store.meta()
+        meta = store.run_meta()
         errors = store.error_counts()
-    config = meta.get("config", {})
-    budgets = [str(b) for b in config.get("sweep", {}).get("budgets", counts.keys())]
-    samples = config.get("sweep", {}).get("samples", 0)
-    n_problems = meta.get("n_problems", 0)
+        rules = store.grading_rules()
+    budgets = [str(b) for b in meta.budgets] or list(counts)
+    expected = meta.n_problems * meta.samples
+    holder = read_holder(args.run)
+    running = holder is not None and holder.alive()
+    state = meta.last_sweep
     if args.json:
-        print(json.dumps({"counts": counts, "totals": totals, "errors": errors}, indent=2))
+        writer = holder.pid if running and holder is not None else None
+        print(json.dumps({
+            "counts": counts, "totals": totals, "errors": errors, "origin": meta.origin,
+            "schema_version": meta.schema_version, "writer_pid": writer,
+            "last_sweep": state.to_dict() if state else None,
+            "grading_rules": {str(k): v for k, v in rules.items()},
+        }, indent=2))
         return 0
-    model = meta.get("fingerprint", {}).get("model", {})
     done_all = sum(n for c in counts.values() for st, n in c.items() if st != "failed")
-    print(f"run {args.run}: {model.get('name') or model.get('provider')}, "
-          f"{done_all:,}/{n_problems * samples * len(budgets):,} samples done")
+    origin = ""
+    if meta.origin == "import":
+        source = (meta.import_info or {}).get("harness")
+        origin = f" (imported{' from ' + str(source) if source else ''})"
+    planned = f"/{expected * len(budgets):,}" if expected else ""
+    print(f"run {args.run}: {meta.model_name}{origin}, {done_all:,}{planned} samples done")
+    if running and holder is not None:
+        print(f"  being written now by {holder.describe()}")
     for budget in budgets:
         c = counts.get(budget, {})
         done = c.get("ok", 0) + c.get("censored", 0)
-        expected = n_problems * samples
-        print(f"  budget {budget:>8}: {done:,}/{expected:,} done, "
+        print(f"  budget {budget:>8}: {done:,}{f'/{expected:,}' if expected else ''} done, "
               f"{c.get('censored', 0):,} censored, {c.get('failed', 0):,} failed")
-    print(f"  spend ${totals['cost']:.2f}, {int(totals['output_tokens']):,} output tokens, "
-          f"{int(totals['thinking_tokens']):,} thinking tokens")
+    wasted = int(totals["wasted_output_tokens"])
+    waste = f" ({wasted:,} output tokens of failed attempts included)" if wasted else ""
+    print(f"  spend ${totals['cost']:.2f}{waste}, {int(totals['output_tokens']):,} output "
+          f"tokens, {int(totals['thinking_tokens']):,} thinking tokens")
+    if state is not None and state.concurrency:
+        when = "now" if running else "in the last sweep"
+        low = (f", lowest {state.min_concurrency}, {state.overloaded:,} rate-limit answers"
+               if state.overloaded else "")
+        print(f"  concurrency {when}: {state.effective_concurrency} of {state.concurrency}{low}")
+    if len(rules) > 1:
+        print(f"  graded under {len(rules)} different rules: run `ttc grade {args.run}` "
+              f"before reporting")
     for error, n in errors[:5]:
         print(f"  {n} x {error}")
     return 0
@@ -202,7 +321,7 @@ def _grade(args: argparse.Namespace) -> int:
     from ttc.regrade import regrade_run
     from ttc.store import RunStore
 
-    with RunStore(args.run) as store:
+    with RunStore(args.run, wait=args.wait, on_wait=_waiting) as store:
         result = regrade_run(store, number_fallback=args.number_fallback)
     print(f"regraded {result.samples:,} samples: {result.changed_verdicts:,} verdicts and "
           f"{result.changed_answers:,} extracted answers changed")
@@ -213,7 +332,7 @@ def _score(args: argparse.Namespace) -> int:
     from ttc.run import open_run
     from ttc.scorers import score_by_name
 
-    with open_run(args.run) as run:
+    with open_run(args.run, read_only=False, wait=args.wait) as run:
         n = asyncio.run(
             score_by_name(run, args.scorer, config_path=args.config, progress=not args.quiet)
         )
@@ -226,6 +345,7 @@ def _report(args: argparse.Namespace) -> int:
     from ttc.run import open_run
 
     with open_run(args.run) as run:
+        _refuse_mixed_grading(run.store)
         out = write_report(run, args.out, n_boot=args.bootstrap)
         if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
             from ttc.agent.report import write_agent_report
@@ -247,6 +367,16 @@ def _import(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     return 0
+def _refuse_mixed_grading(store: Any) -> None:
+    """A report must not vote or average verdicts reached under different grading rules."""
+    rules = store.grading_rules()
+    if len(rules) > 1:
+        shown = "; ".join(f"{n:,} under {rule or 'an unrecorded rule (older ttc)'}"
+                          for rule, n in rules.items())
+        raise UserInputError(
+            f"{store.run_dir}: samples were graded under different rules ({shown}); "
+            f"regrade them under one with: ttc grade {store.run_dir}"
+        )
 
 
 _COMMANDS = {

@@ -36,6 +36,7 @@ __all__ = [
     "SweepConfig",
     "budget_sort_key",
     "config_error",
+    "config_warnings",
     "load_config",
     "parse_budget",
 ]
@@ -87,7 +88,11 @@ class ModelConfig:
     seed: int = 0
 
     def api_key(self) -> str | None:
-        """The key from the environment; None when the provider needs none."""
+        """The key from the environment; None when the provider needs none.
+
+        A key with whitespace or control characters (a pasted newline, a quoted value)
+        is refused before it can reach a header, and the message never shows it.
+        """
         if not self.api_key_env:
             return None
         value = os.environ.get(self.api_key_env, "")
@@ -95,6 +100,12 @@ class ModelConfig:
             raise MissingAPIKeyError(
                 f"environment variable {self.api_key_env} (model.api_key_env) is not set; "
                 f"export it before running the sweep"
+            )
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise MissingAPIKeyError(
+                f"environment variable {self.api_key_env} (model.api_key_env) holds "
+                f"whitespace or control characters (a pasted newline or quote?); "
+                f"set it to the bare key (its value is not shown)"
             )
         return value
 
@@ -111,6 +122,8 @@ class DatasetConfig:
     subjects: list[str] = field(default_factory=list)
     sample: int = 0
     shuffle_choices: Literal["problem", "sample", "none"] = "problem"
+    #: subject -> group for reports, e.g. MMLU's "college_physics" -> "physics"
+    subject_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +162,10 @@ class SweepConfig:
     idle_timeout_s: float = 120.0
     #: stored text and thinking are each cut to this many UTF-8 bytes (marked in extra)
     max_text_bytes: int = 4 * 1024 * 1024
+    #: shrink concurrency on 429/529 answers and grow it back once they stop
+    adaptive_concurrency: bool = True
+    #: a sweep planning more samples than this needs --yes (a guard against typos)
+    confirm_above: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,8 @@ class Config:
     path: Path | None = None
     grading: GradingConfig = field(default_factory=GradingConfig)
     agent: AgentConfig | None = None
+    #: dotted keys given with ``--set`` (errors about them blame ``--set``, not a line)
+    set_keys: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -196,11 +215,16 @@ def budget_sort_key(budget: object) -> tuple[int, float, str]:
 
 
 class _Locator:
-    """Finds the line of ``section.key`` in the TOML text, for error messages."""
+    """Finds the line of ``section.key`` in the TOML text, for error messages.
 
-    def __init__(self, path: Path | str, text: str) -> None:
+    A key given with ``--set`` is blamed on ``--set``: its line in the file (if any)
+    holds a value that was overridden, so pointing there would mislead.
+    """
+
+    def __init__(self, path: Path | str, text: str, set_keys: typing.Iterable[str] = ()) -> None:
         self.path = path
         self.lines = text.splitlines()
+        self.set_keys = tuple(set_keys)
 
     def line(self, dotted: str) -> int | None:
         parts = dotted.split(".")
@@ -224,18 +248,27 @@ class _Locator:
         return section_line
 
     def error(self, dotted: str, message: str) -> ConfigError:
-        return ConfigError(message, path=self.path, line=self.line(dotted))
+        for key in self.set_keys:
+            if dotted == key or dotted.startswith(key + "."):
+                return ConfigError(message, path=f"--set {key}")
+        line = self.line(dotted)
+        if line is None:  # not in the file at all: a table only --set created
+            for key in self.set_keys:
+                if key.startswith(dotted + "."):
+                    return ConfigError(message, path=f"--set {key}")
+        return ConfigError(message, path=self.path, line=line)
 
 
 def config_error(config: Config, dotted: str, message: str) -> ConfigError:
-    """A ``ConfigError`` pointing at ``dotted``'s line in the config file, when there is one."""
+    """A ``ConfigError`` pointing at ``dotted``'s line in the config file (or ``--set``)."""
     if config.path is None:
-        return ConfigError(message)
+        return _Locator("<config>", "", config.set_keys).error(dotted, message) \
+            if config.set_keys else ConfigError(message)
     try:
         text = config.path.read_text(encoding="utf-8")
     except OSError:
         text = ""
-    return _Locator(config.path, text).error(dotted, message)
+    return _Locator(config.path, text, config.set_keys).error(dotted, message)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -257,9 +290,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             line = int(match.group(1)) if match else None
             message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(f"invalid TOML: {message}", path=path, line=line) from None
-    for item in overrides:
-        _apply_override(data, item)
-    return config_from_dict(data, path=path, locator=_Locator(path, text))
+    set_keys = [_apply_override(data, item) for item in overrides]
+    loc = _Locator(path, text, set_keys)
+    return config_from_dict(data, path=path, locator=loc)
 
 
 def config_from_dict(
@@ -290,7 +323,7 @@ def config_from_dict(
         options = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         scorers.append(_build(ScorerConfig, {**known, "options": options}, "scorers", loc))
     agent = _build(AgentConfig, data["agent"], "agent", loc) if "agent" in data else None
-    config = Config(model, dataset, sweep, prompt, scorers, path, grading, agent)
+    config = Config(model, dataset, sweep, prompt, scorers, path, grading, agent, loc.set_keys)
     _check(config, loc)
     return config
 
@@ -353,6 +386,12 @@ def _coerce(value: Any, hint: Any, dotted: str, loc: _Locator) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise loc.error(dotted, f"{dotted} must be a table")
+        if len(args) == 2 and args[1] is str:
+            for k, v in value.items():
+                if not isinstance(v, str):
+                    raise loc.error(dotted, f"{dotted}.{k} must be a string, got {v!r}")
+                if any(not ch.isprintable() for ch in k + v):
+                    raise loc.error(dotted, f"{dotted}.{k} holds control characters")
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
@@ -365,7 +404,13 @@ def _coerce(value: Any, hint: Any, dotted: str, loc: _Locator) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise loc.error(dotted, f"{dotted} must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise loc.error(dotted, f"{dotted} must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise loc.error(dotted, f"{dotted} must be a string, got {value!r}")
@@ -430,12 +475,6 @@ def _check(config: Config, loc: _Locator) -> None:
         raise loc.error("sweep.backoff_base_s", "need 0 <= sweep.backoff_base_s <= backoff_max_s")
     if s.timeout_s <= 0:
         raise loc.error("sweep.timeout_s", "sweep.timeout_s must be positive")
-    if not (math.isfinite(s.idle_timeout_s) and s.idle_timeout_s > 0):
-        raise loc.error("sweep.idle_timeout_s",
-                        f"sweep.idle_timeout_s must be a positive number, got {s.idle_timeout_s}")
-    if s.max_text_bytes < 1024:
-        raise loc.error("sweep.max_text_bytes",
-                        f"sweep.max_text_bytes must be at least 1024, got {s.max_text_bytes}")
     check_agent(config.agent, s.step_budgets, has_dataset=bool(d.path or d.builtin),
                 error=loc.error)
     if d.path and d.builtin:
@@ -450,10 +489,28 @@ def _check(config: Config, loc: _Locator) -> None:
     names = [sc.name for sc in config.scorers]
     if len(set(names)) != len(names):
         raise loc.error("scorers", "scorer names must be unique")
+    from ttc.config_rules import check_values
+
+    check_values(config, loc.error)
 
 
-def _apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply ``--set section.key=value``; the value is parsed as TOML, else kept as text."""
+def config_warnings(config: Config) -> list[str]:
+    """Things that are allowed but probably not meant (printed by ``ttc sweep``)."""
+    from ttc.config_rules import warnings_for
+
+    return warnings_for(config)
+
+
+#: keys holding file paths: given with --set they are relative to the current directory
+_PATH_KEYS = ("dataset.path", "model.path")
+
+
+def _apply_override(data: dict[str, Any], item: str) -> str:
+    """Apply ``--set section.key=value``; the value is parsed as TOML, else kept as text.
+
+    Returns the dotted key. A relative path given here resolves against the current
+    directory (where the user typed it), not the config file's folder.
+    """
     if "=" not in item:
         raise ConfigError(f"--set expects section.key=value, got {item!r}")
     dotted, _, raw = item.partition("=")
@@ -464,10 +521,15 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    key = ".".join(parts)
+    if key in _PATH_KEYS and isinstance(value, str) and value:
+        expanded = Path(value).expanduser()
+        value = str(expanded if expanded.is_absolute() else Path.cwd() / expanded)
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: {part} is not a table")
+            raise ConfigError(f"--set {key}: {part} is not a table")
         node = child
     node[parts[-1]] = value
+    return key

@@ -7,7 +7,12 @@
     │   ├── ConfigError         a TOML config or --set override (file and line named)
     │   ├── DatasetError        a dataset file or row (file and line named)
     │   ├── MissingAPIKeyError  the variable named by model.api_key_env is unset
-    │   └── RunConflictError    a run directory holds another model, dataset or prompt
+    │   ├── RunConflictError    a run directory holds another model, dataset or prompt
+    │   ├── RunLockedError      another process is writing to the run directory
+    │   └── StoreError          the run's samples.sqlite cannot be used as it is
+    │       ├── StoreCorruptError   not a database, truncated, or not a file
+    │       └── StoreVersionError   written by a newer ttc
+    ├── StoreWriteError         the disk refused a write (full, I/O error); answers unsaved
     ├── LocalModelError         the local llama.cpp server could not be started
     └── APIError                a model call failed; translated at the provider boundary
         ├── RetryableError      worth another attempt (408, 409, 429, 5xx, 529, network, bad body)
@@ -43,8 +48,13 @@ __all__ = [
     "RequestTimeoutError",
     "RetryableError",
     "RunConflictError",
+    "RunLockedError",
     "ServerError",
     "StreamCutError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreVersionError",
+    "StoreWriteError",
     "TTCError",
     "UserInputError",
     "located",
@@ -91,6 +101,34 @@ class RunConflictError(UserInputError):
     """A run directory already belongs to a different model, dataset or prompt."""
 
 
+class RunLockedError(UserInputError):
+    """Another live process holds the run directory's writer lock (see ``ttc.lock``)."""
+
+
+class StoreError(UserInputError):
+    """A run's store that cannot be opened as it is; the message names the file."""
+
+
+class StoreCorruptError(StoreError):
+    """Not a SQLite database, truncated, or a directory where the file should be."""
+
+
+class StoreVersionError(StoreError):
+    """The run was written by a newer ttc (its schema version is above this one's)."""
+
+
+class StoreWriteError(TTCError):
+    """The disk refused to store answers (full, read-only, I/O error) and kept refusing.
+
+    ``unsaved`` is how many paid answers were still held in memory when ttc gave up.
+    """
+
+    def __init__(self, message: str, *, unsaved: int = 0, reason: str = "") -> None:
+        self.unsaved = unsaved
+        self.reason = reason or message
+        super().__init__(message)
+
+
 class LocalModelError(TTCError):
     """The local llama.cpp server could not be installed, started or reached."""
 
@@ -98,11 +136,14 @@ class LocalModelError(TTCError):
 class APIError(TTCError):
     """A model call failed. ``status`` is the HTTP status, or None for network errors.
 
-    ``output_tokens`` counts the tokens the failed attempt had already produced (a
-    stream cut or an error event after thinking for a while): paid for, yet no sample.
+    ``output_tokens`` is what the failed attempt consumed before it failed (a stream
+    cut after 20k thinking tokens was still billed): the sampler adds it to the
+    sample's ``wasted_output_tokens`` and its cost, so spend reflects waste.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, output_tokens: int = 0) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, output_tokens: int = 0
+    ) -> None:
         self.status = status
         self.output_tokens = output_tokens
         super().__init__(message)

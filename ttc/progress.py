@@ -39,6 +39,7 @@ class SweepProgress:
         self._last = 0.0
         self._plain = False
         self._live: set[AttemptTokens] = set()
+        self.concurrency = ""
         if enabled:
             from rich.console import Console
 
@@ -86,6 +87,12 @@ class SweepProgress:
         self.cost += record.cost
         self._refresh()
 
+    def set_concurrency(self, effective: int, ceiling: int) -> None:
+        """Show the adaptive concurrency limit; called every second, so the plain line
+        still appears every ``PLAIN_EVERY_S`` while everything waits (a stalled sweep)."""
+        self.concurrency = f"  conc {effective}/{ceiling}" if effective < ceiling else ""
+        self._refresh()
+
     def _print_plain(self, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last < PLAIN_EVERY_S:
@@ -102,7 +109,7 @@ class SweepProgress:
         elapsed = max(time.monotonic() - self._start, 1e-9)
         line = (
             f"{self.new / elapsed:7.1f} req/s  {self.tokens:,} tok  "
-            f"${self.cost:,.2f}  {self.failed} failed"
+            f"${self.cost:,.2f}  {self.failed} failed{self.concurrency}"
         )
         live = [a for a in self._live if a.output_tokens]
         if live:

@@ -1,10 +1,15 @@
-"""Regrade a stored run with the current extractor and equivalence, calling no model."""
+"""Regrade a stored run with the current extractor and equivalence, calling no model.
+
+Verdicts change, samples never do: answers and ``correct`` are rewritten, and every
+graded sample is stamped with the rule it was graded under (``ttc.store.grading_rule``),
+so a run never holds verdicts reached under two rules without saying so.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ttc.store import RunStore, SampleKey
+from ttc.store import RunStore, SampleKey, grading_rule
 
 __all__ = ["RegradeResult", "regrade_run"]
 
@@ -14,6 +19,8 @@ class RegradeResult:
     samples: int
     changed_answers: int
     changed_verdicts: int
+    #: the rule every graded sample now carries
+    rule: str = ""
 
 
 def regrade_run(store: RunStore, *, number_fallback: bool | None = None) -> RegradeResult:
@@ -24,8 +31,8 @@ def regrade_run(store: RunStore, *, number_fallback: bool | None = None) -> Regr
     from ttc.grading import default_grader, extract_answer, grade
 
     if number_fallback is None:
-        stored = store.meta().get("config", {}).get("grading", {})
-        number_fallback = bool(stored.get("number_fallback", True))
+        number_fallback = store.run_meta().number_fallback
+    rule = grading_rule(number_fallback)
     grader = default_grader()
 
     problems = {p.id: p for p, _order in store.problems()}
@@ -45,6 +52,5 @@ def regrade_run(store: RunStore, *, number_fallback: bool | None = None) -> Regr
             answers += answer != record.answer
             verdicts += correct != record.correct
             updates.append((answer, correct, record.key))
-    if updates:
-        store.update_grades(updates)
-    return RegradeResult(total, answers, verdicts)
+    store.update_grades(updates, rule=rule)
+    return RegradeResult(total, answers, verdicts, rule)

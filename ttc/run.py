@@ -18,17 +18,19 @@ if TYPE_CHECKING:
 __all__ = ["Run", "open_run"]
 
 
-def open_run(path: str | Path) -> Run:
-    """Open an existing run directory (as written by ``ttc sweep``)."""
-    return Run(path)
+def open_run(path: str | Path, *, read_only: bool = True, wait: bool = False) -> Run:
+    """Open an existing run directory (as written by ``ttc sweep``); read-only by default."""
+    return Run(path, read_only=read_only, wait=wait)
 
 
 class Run:
     """A stored sweep. Frames are computed on demand and cached until ``refresh()``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = True, wait: bool = False) -> None:
         self.path = Path(path)
-        self.store = RunStore(self.path)
+        # a reader takes no lock and never writes (a read-only mount works); scoring
+        # opens its own writer, or pass read_only=False to hold the writer lock here
+        self.store = RunStore(self.path, read_only=read_only, wait=wait)
 
     # ------------------------------------------------------------ identity
     @cached_property

@@ -1,11 +1,13 @@
 """The sweep engine: every (problem, budget, sample) drawn once, resumably, within rate limits.
 
-``Sweep.run`` plans what the store lacks, then a fixed pool of ``concurrency``
-workers pulls jobs from one lazy iterator (no task per sample, so 250k-sample
-sweeps cost no memory up front). Each job retries retryable errors with
-exponential backoff and full jitter, honouring the server's retry hints; results
-are graded and written in batches. Cancellation (Ctrl-C) flushes what completed,
-so the work lost is at most what was in flight.
+``Sweep.run`` plans what the store lacks (``ttc.plan``: counted, not enumerated), then
+a fixed pool of workers pulls jobs from one lazy iterator (no task per sample, so
+250k-sample sweeps cost no memory up front). Each attempt takes a slot of the
+adaptive concurrency limit (``ttc.concurrency``: 429s and 529s shrink it), and
+retryable errors are retried with exponential backoff and full jitter, honouring the
+server's retry hints. Each finished sample is committed before its worker takes the
+next job (``ttc.commit``), so ``kill -9`` loses only what is in flight and a full disk
+stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttc.config import Budget, Config, config_error
+from ttc.commit import Committer
+from ttc.concurrency import AdaptiveLimit
+from ttc.config import Config, config_error
 from ttc.errors import (
     APIError,
     ConfigError,
@@ -28,42 +32,21 @@ from ttc.errors import (
     RedirectRefusedError,
     RequestTimeoutError,
     RetryableError,
+    StoreWriteError,
 )
+from ttc.lock import Holder
+from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
 from ttc.progress import AttemptTokens, SweepProgress
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.store import RunStore, SampleKey, SampleRecord, budget_label
+from ttc.store import RunStore, SampleKey, SampleRecord, budget_label, grading_rule
+from ttc.sweep_record import StateWriter, dataset_info, public_config, refuse_import
 
-__all__ = ["FLUSH_EVERY", "Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
-
-FLUSH_EVERY = 64
-FLUSH_SECONDS = 0.02
-
+__all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
 
 class SweepAborted(APIError):
     """A fatal error that every further request would hit too (bad key, unknown model)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    problem: Problem
-    budget: Budget
-    sample_index: int
-    order: tuple[int, ...] | None
-
-
-@dataclass(slots=True)
-class SweepPlan:
-    """What a sweep will request: the missing samples and their projected size."""
-
-    total: int
-    done: int
-    jobs: list[Job]
-    projected_input_tokens: int = 0
-    projected_output_tokens: int = 0
-    projected_cost: float = 0.0
-    per_budget: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -74,8 +57,15 @@ class SweepResult:
     censored: int = 0
     cost: float = 0.0
     tokens: int = 0
+    wasted_tokens: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    #: stored samples regraded under this sweep's grading rule before it ran
+    regraded: int = 0
+    #: the adaptive concurrency limit at the end, its lowest point and its ceiling
+    concurrency: int = 0
+    min_concurrency: int = 0
+    concurrency_ceiling: int = 0
 
 
 class Sweep:
@@ -88,47 +78,89 @@ class Sweep:
         *,
         provider: Provider | None = None,
         progress: bool = False,
+        confirmed: bool = False,
+        wait: bool = False,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self._provider = provider
         self._show_progress = progress
-        self._buffer: list[SampleRecord] = []
-        self._last_flush = time.monotonic()
+        #: a plan above ``sweep.confirm_above`` samples runs only when confirmed (--yes)
+        self.confirmed = confirmed
+        #: queue behind another writer of the run directory instead of refusing (--wait)
+        self.wait = wait
+        #: told who holds the run directory when ``wait`` has to wait
+        self.on_wait: Callable[[Holder | None], None] | None = None
+        self._rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
         self._bar: SweepProgress | None = None
+        self._committer: Committer | None = None
+        self._limit = AdaptiveLimit(max(1, config.sweep.concurrency),
+                                    enabled=config.sweep.adaptive_concurrency)
 
     # ------------------------------------------------------------ planning
     def prepare(self) -> tuple[RunStore, list[Problem], Provider, SweepPlan]:
         """Validate everything, claim the run directory and plan the missing samples.
 
-        Raises before any request: bad dataset, unset key, conflicting run.
+        Raises before any request: bad dataset, unset key, conflicting or imported run,
+        another writer in the directory, an unconfirmed huge plan. Stored samples graded
+        under another rule are regraded first, so one run never mixes two rules.
         """
         problems, provider, fingerprint, orders = self._load(check_key=True)
-        store = RunStore(self.run_dir, create=True)
+        self._check_size(problems)
+        store = RunStore(self.run_dir, create=True, wait=self.wait, on_wait=self.on_wait)
         try:
+            refuse_import(store)
             store.claim(fingerprint)
             store.put_problems(problems, orders)
             store.set_meta(
-                config=_public_config(self.config),
+                config=public_config(self.config),
                 n_problems=len(problems),
-                dataset_info=_dataset_info(self.config, fingerprint["dataset"], problems),
+                dataset_info=dataset_info(self.config, fingerprint["dataset"], problems),
             )
-            plan = self._plan(problems, orders, store.done_keys(), provider)
+            regraded = self._unify_grading(store)
+            plan = make_plan(self.config, problems, orders, store.done_keys(), provider)
+            plan.regrade = regraded
         except BaseException:
             store.close()
             raise
         return store, problems, provider, plan
 
     def prepare_dry(self) -> tuple[None, list[Problem], Provider, SweepPlan]:
-        """Like ``prepare`` but writes nothing and needs no key: for ``--dry-run``."""
+        """Like ``prepare`` but writes nothing and needs no key or lock: for ``--dry-run``."""
         problems, provider, fingerprint, orders = self._load(check_key=False)
         done: set[SampleKey] = set()
+        regrade = 0
         if (self.run_dir / "samples.sqlite").exists():
-            with RunStore(self.run_dir) as store:
+            with RunStore(self.run_dir, read_only=True) as store:
+                refuse_import(store)
                 store.check(fingerprint)
                 done = store.done_keys()
-        return None, problems, provider, self._plan(problems, orders, done, provider)
+                regrade = sum(n for rule, n in store.grading_rules().items()
+                              if rule != self._rule)
+        plan = make_plan(self.config, problems, orders, done, provider)
+        plan.regrade = regrade
+        return None, problems, provider, plan
+
+    def _check_size(self, problems: Sequence[Problem]) -> None:
+        s = self.config.sweep
+        total = len(problems) * len(s.budgets) * s.samples
+        if total > s.confirm_above and not self.confirmed:
+            raise config_error(
+                self.config, "sweep.samples",
+                f"this sweep plans {total:,} samples ({len(problems):,} problems x "
+                f"{len(s.budgets)} budgets x {s.samples:,} samples), above sweep.confirm_above "
+                f"= {s.confirm_above:,}; check the cost with --dry-run, then add --yes",
+            )
+
+    def _unify_grading(self, store: RunStore) -> int:
+        """Regrade stored samples graded under another rule than this sweep's."""
+        rules = store.grading_rules()
+        if not any(rule != self._rule for rule in rules):
+            return 0
+        from ttc.regrade import regrade_run
+
+        return regrade_run(store, number_fallback=self.config.grading.number_fallback).samples
 
     def _load(self, *, check_key: bool) -> tuple[
         list[Problem], Provider, dict[str, Any], dict[str, tuple[int, ...] | None]
@@ -179,44 +211,11 @@ class Sweep:
             "seed": self.config.sweep.seed,
         }
 
-    def _plan(
-        self,
-        problems: Sequence[Problem],
-        orders: dict[str, tuple[int, ...] | None],
-        done: set[SampleKey],
-        provider: Provider,
-    ) -> SweepPlan:
-        from ttc.prompts import choice_order
-
-        cfg = self.config
-        jobs: list[Job] = []
-        per_budget: dict[str, int] = {}
-        in_tokens = out_tokens = 0
-        mode = cfg.dataset.shuffle_choices
-        for budget in cfg.sweep.budgets:
-            label = budget_label(budget)
-            for problem in problems:
-                for i in range(cfg.sweep.samples):
-                    if (problem.id, label, i) in done:
-                        continue
-                    order = orders[problem.id]
-                    if mode == "sample" and problem.kind == "mcq":
-                        order = choice_order(problem, mode=mode, seed=cfg.sweep.seed,
-                                             sample_index=i)
-                    jobs.append(Job(problem, budget, i, order))
-                    per_budget[label] = per_budget.get(label, 0) + 1
-                    in_tokens += len(problem.question) // 4 + 60
-                    out_tokens += provider.max_output_tokens(budget)
-        total = len(problems) * len(cfg.sweep.budgets) * cfg.sweep.samples
-        m = cfg.model
-        cost = (in_tokens * m.price_input_per_mtok + out_tokens * m.price_output_per_mtok) / 1e6
-        return SweepPlan(total, total - len(jobs), jobs, in_tokens, out_tokens, cost, per_budget)
-
     # ------------------------------------------------------------ running
     async def run(self) -> SweepResult:
         """Draw every missing sample; safe to cancel at any point."""
         store, problems, provider, plan = self.prepare()
-        result = SweepResult(planned=len(plan.jobs))
+        result = SweepResult(planned=len(plan.jobs), regraded=plan.regrade)
         from ttc.grading import decided_in_process, default_grader
 
         # gold answers that only the symbolic checker can settle: start its worker now
@@ -227,6 +226,8 @@ class Sweep:
         started = time.monotonic()
         bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._show_progress)
         self._bar = bar
+        committer = self._committer = Committer(store)
+        state = StateWriter(store, self._limit)
         try:
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
@@ -237,24 +238,43 @@ class Sweep:
             workers = min(self.config.sweep.concurrency, max(1, len(plan.jobs)))
             if provider.max_concurrency is not None:
                 workers = min(workers, max(1, provider.max_concurrency))
-            flusher = asyncio.create_task(self._flush_periodically(store))
+            self._limit = AdaptiveLimit(workers, enabled=self.config.sweep.adaptive_concurrency)
+            state.limit = self._limit
+            committer.start()
+            ticker = asyncio.create_task(self._tick(bar, state))
             try:
                 with bar:
                     async with asyncio.TaskGroup() as group:
                         for _ in range(workers):
                             group.create_task(
-                                self._worker(jobs, provider, requests, tokens, store, result, bar)
+                                self._worker(jobs, provider, requests, tokens, result, bar)
                             )
             finally:
-                flusher.cancel()
-        except* SweepAborted as aborted:
-            raise aborted.exceptions[0] from None
+                ticker.cancel()
+        except* (StoreWriteError, SweepAborted) as stopped:
+            # a full disk outranks an abort: it says how many paid answers are unsaved
+            first = sorted(stopped.exceptions, key=lambda e: not isinstance(e, StoreWriteError))
+            raise first[0] from None
         finally:
-            self._flush(store)
-            result.elapsed_s = time.monotonic() - started
-            store.close()
-            await provider.aclose()
+            try:
+                await committer.aclose()  # what completed is stored, even on Ctrl-C
+                if plan.jobs:
+                    state.write(finished=True)
+            finally:
+                result.elapsed_s = time.monotonic() - started
+                result.concurrency = self._limit.limit
+                result.min_concurrency = self._limit.min_limit
+                result.concurrency_ceiling = self._limit.ceiling
+                store.close()
+                await provider.aclose()
         return result
+
+    async def _tick(self, bar: Any, state: StateWriter) -> None:
+        """Once a second: the progress line (printed even when stalled) and the run's state."""
+        while True:
+            await asyncio.sleep(1.0)
+            bar.set_concurrency(self._limit.limit, self._limit.ceiling)
+            state.maybe_write()
 
     async def _worker(
         self,
@@ -262,13 +282,13 @@ class Sweep:
         provider: Provider,
         requests: RequestLimiter,
         tokens: TokenBucket,
-        store: RunStore,
         result: SweepResult,
         bar: Any,
     ) -> None:
+        assert self._committer is not None
         for job in jobs:
             record = await self._sample(job, provider, requests, tokens)
-            self._buffer.append(record)
+            await self._committer.commit(record)  # on disk before the next job is taken
             if record.status == "failed":
                 result.failed += 1
                 key = (record.error or "error").split(":")[0][:60]
@@ -278,23 +298,8 @@ class Sweep:
                 result.censored += record.status == "censored"
             result.cost += record.cost
             result.tokens += record.output_tokens
+            result.wasted_tokens += record.wasted_output_tokens
             bar.advance(record)
-            if len(self._buffer) >= FLUSH_EVERY or (
-                time.monotonic() - self._last_flush > FLUSH_SECONDS
-            ):
-                self._flush(store)
-
-    async def _flush_periodically(self, store: RunStore) -> None:
-        """Bound what a ``kill -9`` can lose to what is in flight plus ~20 ms of results."""
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self._flush(store)
-
-    def _flush(self, store: RunStore) -> None:
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            store.write_samples(batch)
-        self._last_flush = time.monotonic()
 
     def _prompt(self, job: Job) -> str:
         from ttc.prompts import render_prompt
@@ -323,12 +328,15 @@ class Sweep:
         )
         label = budget_label(job.budget)
         error: str | None = None
-        attempt = 0
+        attempt = wasted = 0
         while attempt < sweep.max_attempts:
             attempt += 1
+            if self._committer is not None:
+                await self._committer.wait_writable()  # no request while answers can't be saved
             await requests.acquire()
             reserved = provider.max_output_tokens(job.budget) // 2
             await tokens.reserve(reserved)
+            slot = await self._limit.acquire()
             started = time.perf_counter()
             live = AttemptTokens(self._bar)  # streamed tokens, live in the progress line
             try:
@@ -341,12 +349,16 @@ class Sweep:
                 if isinstance(exc, TimeoutError):
                     exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s",
                                               output_tokens=live.output_tokens)
+                slot.done(exc)
+                wasted += exc.output_tokens
                 tokens.settle(reserved, exc.output_tokens)
                 error = str(exc)
                 if attempt < sweep.max_attempts:
                     await asyncio.sleep(self._backoff(attempt, exc.retry_after))
                 continue
             except FatalAPIError as exc:
+                slot.done(exc)
+                wasted += exc.output_tokens
                 tokens.settle(reserved, exc.output_tokens)
                 # bad key, unknown model, a redirect, or a backend that died (no HTTP
                 # status): every further request would fail the same way
@@ -356,12 +368,14 @@ class Sweep:
                 break
             finally:
                 live.close()
+            slot.done()
             latency = time.perf_counter() - started
             tokens.settle(reserved, completion.input_tokens + completion.output_tokens)
-            return await self._record(job, label, completion, attempt, latency, provider)
+            return await self._record(job, label, completion, attempt, latency, provider, wasted)
         return SampleRecord(
             problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
             status="failed", attempts=attempt, error=error, choice_order=job.order,
+            wasted_output_tokens=wasted, cost=_waste_cost(provider, wasted),
         )
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
@@ -380,6 +394,7 @@ class Sweep:
         attempts: int,
         latency: float,
         provider: Provider,
+        wasted: int = 0,
     ) -> SampleRecord:
         answer, correct = await _grade(
             completion.text, job.problem, job.order, self.config.grading.number_fallback
@@ -401,11 +416,18 @@ class Sweep:
             response_id=completion.response_id,
             latency_s=round(latency, 6),
             attempts=attempts,
-            cost=provider.cost(completion),
+            cost=provider.cost(completion) + _waste_cost(provider, wasted),
             choice_order=job.order,
             extra=completion.extra,
             created_at=time.time(),
+            wasted_output_tokens=wasted,
+            grading_rule=self._rule,
         )
+
+
+def _waste_cost(provider: Provider, wasted: int) -> float:
+    """What output tokens of failed attempts cost (a cut stream is billed all the same)."""
+    return provider.cost(Completion(text="", output_tokens=wasted)) if wasted else 0.0
 
 
 async def _grade(
@@ -430,40 +452,3 @@ def _sample_seed(seed: int, job: Job) -> int:
     import zlib
 
     return zlib.crc32(f"{seed}|{job.problem.id}|{job.budget}|{job.sample_index}".encode())
-
-
-def _dataset_info(cfg: Config, sha256: str, problems: Sequence[Problem]) -> dict[str, Any]:
-    """What ran, for reports: the source, its format and hash, the selection, the subjects."""
-    d = cfg.dataset
-    source = d.path or f"builtin:{d.builtin}"
-    subjects = sorted({p.subject for p in problems if p.subject})
-    selection = {"limit": d.limit, "subjects": d.subjects, "sample": d.sample, "seed": d.seed}
-    info: dict[str, Any] = {"source": source, "format": d.format, "sha256": sha256,
-                            "n_problems": len(problems), "subjects": subjects,
-                            "selection": selection}
-    if d.builtin:
-        info["params"] = {"size": d.size, "difficulty": d.difficulty, "seed": d.seed}
-    return info
-
-
-def _public_config(cfg: Config) -> dict[str, Any]:
-    """The config as stored with the run: no secrets (only the key's variable name).
-
-    Header tables and secret-named keys are dropped at any depth, so a scorer's or a
-    verifier model's credentials never reach the run directory either.
-    """
-    data = _without_secrets(dataclasses.asdict(cfg))
-    data["path"] = str(cfg.path) if cfg.path else None
-    return data
-
-
-_SECRET_KEYS = {"headers", "api_key", "token", "password", "secret", "authorization"}
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()
-                if str(k).lower() not in _SECRET_KEYS}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value

@@ -163,7 +163,7 @@ class AgentSweep:
 
     def prepare(self) -> tuple[RunStore, StepStore, Provider, AgentPlan]:
         """Validate, claim the run directory, plan. Raises before any request."""
-        from ttc.sampler import _public_config
+        from ttc.sweep_record import public_config
 
         env_cls, problems, provider, fingerprint = self._load(check_key=True)
         self._env_cls = env_cls
@@ -171,7 +171,7 @@ class AgentSweep:
         try:
             store.claim(fingerprint)
             store.put_problems(problems, {})
-            store.set_meta(config=_public_config(self.config), n_problems=len(problems),
+            store.set_meta(config=public_config(self.config), n_problems=len(problems),
                            agent=self.describe())
             steps = StepStore(self.run_dir / DB_NAME)
             plan = self.plan(problems, steps.states())

@@ -278,6 +278,8 @@ def _open_store(run_or_store: Run | RunStore | str | Path) -> tuple[RunStore, bo
         return run_or_store, False
     if isinstance(run_or_store, (str, Path)):
         return RunStore(run_or_store), True
+    if run_or_store.store.read_only:  # a Run reads; scores go through a locked writer
+        return RunStore(run_or_store.path), True
     return run_or_store.store, False
 
 

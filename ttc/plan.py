@@ -1,0 +1,120 @@
+"""What a sweep still has to request: counted arithmetically, generated lazily.
+
+A sweep is ``problems x budgets x samples`` cells, some already stored. ``make_plan``
+counts the missing ones and projects their tokens and cost from per-(problem, budget)
+counts alone, so ``--dry-run`` of a billion-sample config answers in milliseconds;
+``PlannedJobs`` then yields the missing cells one at a time as workers ask for them,
+so a real sweep holds no list of jobs either.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ttc.config import Budget, Config
+from ttc.problems import Problem
+from ttc.providers.base import Provider
+from ttc.store import SampleKey, budget_label
+
+__all__ = ["Job", "PlannedJobs", "SweepPlan", "make_plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    problem: Problem
+    budget: Budget
+    sample_index: int
+    order: tuple[int, ...] | None
+
+
+class PlannedJobs:
+    """The missing cells in budget, problem, sample order; ``len`` without generating."""
+
+    def __init__(
+        self,
+        config: Config,
+        problems: Sequence[Problem],
+        orders: dict[str, tuple[int, ...] | None],
+        done: set[SampleKey],
+        missing: int,
+    ) -> None:
+        self._config = config
+        self._problems = problems
+        self._orders = orders
+        self._done = done
+        self._missing = missing
+
+    def __len__(self) -> int:
+        return self._missing
+
+    def __bool__(self) -> bool:
+        return self._missing > 0
+
+    def __iter__(self) -> Iterator[Job]:
+        from ttc.prompts import choice_order
+
+        cfg = self._config
+        mode, seed, samples = cfg.dataset.shuffle_choices, cfg.sweep.seed, cfg.sweep.samples
+        done = self._done
+        for budget in cfg.sweep.budgets:
+            label = budget_label(budget)
+            for problem in self._problems:
+                base = self._orders[problem.id]
+                per_sample = mode == "sample" and problem.kind == "mcq"
+                for i in range(samples):
+                    if done and (problem.id, label, i) in done:
+                        continue
+                    order = (choice_order(problem, mode=mode, seed=seed, sample_index=i)
+                             if per_sample else base)
+                    yield Job(problem, budget, i, order)
+
+
+@dataclass(slots=True)
+class SweepPlan:
+    """What a sweep will request: the missing samples and their projected size."""
+
+    total: int
+    done: int
+    jobs: PlannedJobs
+    projected_input_tokens: int = 0
+    projected_output_tokens: int = 0
+    projected_cost: float = 0.0
+    per_budget: dict[str, int] = field(default_factory=dict)
+    #: stored samples graded under another rule than this sweep's (regraded before it runs)
+    regrade: int = 0
+
+
+def make_plan(
+    config: Config,
+    problems: Sequence[Problem],
+    orders: dict[str, tuple[int, ...] | None],
+    done: set[SampleKey],
+    provider: Provider,
+) -> SweepPlan:
+    """Count and project the missing cells in O(problems x budgets), never per sample."""
+    samples = config.sweep.samples
+    ids = {p.id for p in problems}
+    labels = {budget_label(b) for b in config.sweep.budgets}
+    stored: Counter[tuple[str, str]] = Counter(
+        (pid, label) for pid, label, i in done if i < samples and pid in ids and label in labels
+    )
+    per_budget: dict[str, int] = {}
+    in_tokens = out_tokens = missing = 0
+    for budget in config.sweep.budgets:
+        label = budget_label(budget)
+        count = 0
+        for problem in problems:
+            n = samples - stored[(problem.id, label)]
+            count += n
+            in_tokens += n * (len(problem.question) // 4 + 60)
+        if count:
+            per_budget[label] = count
+        out_tokens += count * provider.max_output_tokens(budget)
+        missing += count
+    total = len(problems) * len(config.sweep.budgets) * samples
+    m = config.model
+    cost = (in_tokens * m.price_input_per_mtok + out_tokens * m.price_output_per_mtok) / 1e6
+    jobs = PlannedJobs(config, problems, orders, done if stored else set(), missing)
+    return SweepPlan(total, total - missing, jobs, in_tokens, out_tokens, cost, per_budget)

@@ -1,0 +1,26 @@
+"""The run store: one SQLite file per run directory, every paid answer stored once.
+
+``RunStore`` (``_core``) reads and writes it; ``SampleRecord`` (``_records``) is one
+sample; ``RunMeta`` (``_meta``) is the run's typed record; ``_schema`` owns the layout,
+its version and migrations, and the checks that turn a damaged file into one line.
+"""
+
+from __future__ import annotations
+
+from ttc.store._core import DB_NAME, RunStore
+from ttc.store._meta import ORIGINS, RunMeta, SweepState
+from ttc.store._records import SampleKey, SampleRecord, budget_label, grading_rule
+from ttc.store._schema import SCHEMA_VERSION
+
+__all__ = [
+    "DB_NAME",
+    "ORIGINS",
+    "SCHEMA_VERSION",
+    "RunMeta",
+    "RunStore",
+    "SampleKey",
+    "SampleRecord",
+    "SweepState",
+    "budget_label",
+    "grading_rule",
+]
