@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run", type=Path)
     report.add_argument("--out", type=Path, help="output folder (default: RUN/report)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    report.add_argument("--subjects", default="all", metavar="all|S1,S2,...",
+                        help="subjects to report, after the run's [dataset] subject_map "
+                        "(default: all)")
     return parser
 
 
@@ -206,7 +209,9 @@ def _report(args: argparse.Namespace) -> int:
     from ttc.run import open_run
 
     with open_run(args.run) as run:
-        out = write_report(run, args.out, n_boot=args.bootstrap)
+        subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
+        out = write_report(run, args.out, n_boot=args.bootstrap,
+                           subjects=None if subjects in ([], ["all"]) else subjects)
     print(f"report written to {out}")
     for name in ("summary.json", "report.md", "report.html"):
         if (out / name).exists():
