@@ -81,6 +81,7 @@ class Layout:
     negative_scorers: frozenset[str]
     plan: Plan
     n_problems: int
+    n_samples: int = 0
 
 
 def _missing(value: object) -> bool:
@@ -112,22 +113,24 @@ def _db(store: RunStore) -> sqlite3.Connection:
     return store._db  # noqa: SLF001
 
 
-def _sql_cells(db: sqlite3.Connection) -> tuple[dict[str, list[int]], int]:
-    """Graded samples per (problem, budget), one scan in primary-key order."""
+def _sql_cells(db: sqlite3.Connection) -> tuple[dict[str, list[int]], int, int]:
+    """Graded samples per (problem, budget), problems and samples: one primary-key scan."""
     per_budget: dict[str, list[int]] = {}
     problems: set[str] = set()
-    rows = db.execute("SELECT problem_id, budget, SUM(status != 'failed') FROM samples "
-                      "GROUP BY problem_id, budget")
-    for pid, label, graded in rows:
+    total = 0
+    rows = db.execute("SELECT problem_id, budget, SUM(status != 'failed'), COUNT(*) "
+                      "FROM samples GROUP BY problem_id, budget")
+    for pid, label, graded, count in rows:
         problems.add(pid)
         per_budget.setdefault(label, []).append(int(graded))
-    return per_budget, len(problems)
+        total += int(count)
+    return per_budget, len(problems), total
 
 
 def store_layout(store: RunStore, active: Mapping[str, str]) -> tuple[Layout, list[str]]:
     """The layout of a stored run, and each budget's label as stored."""
     db = _db(store)
-    per_budget, n_problems = _sql_cells(db)
+    per_budget, n_problems, n_samples = _sql_cells(db)
     labels = sorted(per_budget, key=lambda lab: budget_sort_key(parse_budget(lab)))
     budgets = [parse_budget(lab) for lab in labels]
     n_min = [min((c for c in per_budget[lab] if c > 0), default=0) for lab in labels]
@@ -141,8 +144,14 @@ def store_layout(store: RunStore, active: Mapping[str, str]) -> tuple[Layout, li
         if low is not None and low < 0:
             negative.add(scorer)
     plan = _plan_from(store.meta(), n_problems, budgets, n_max)
-    layout = Layout(budgets, n_min, n_max, sorted(scored), frozenset(negative), plan, n_problems)
+    layout = Layout(budgets, n_min, n_max, sorted(scored), frozenset(negative), plan, n_problems,
+                    n_samples)
     return layout, labels
+
+
+def store_subjects(store: RunStore) -> list[str | None]:
+    """The stored problems' subjects (to check a subject choice before a long pass)."""
+    return [s for (s,) in _db(store).execute("SELECT DISTINCT subject FROM problems")]
 
 
 def store_positions(store: RunStore) -> dict[str, int]:
@@ -250,7 +259,7 @@ def frame_layout(
     n_problems = int(frame["problem_id"].nunique())
     plan = Plan(n_problems, tuple(budgets), max(n_max, default=0), inferred=True)
     frame["_b"] = frame["_budget"].map({lab: i for i, lab in enumerate(labels)})
-    layout = Layout(budgets, n_min, n_max, names, negative, plan, n_problems)
+    layout = Layout(budgets, n_min, n_max, names, negative, plan, n_problems, len(frame))
     return layout, frame
 
 

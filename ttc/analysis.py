@@ -32,6 +32,7 @@ from ttc._sources import (
     store_layout,
     store_positions,
     store_problems,
+    store_subjects,
 )
 from ttc.bootstrap import SIGN_CONVENTION, PairedDifference, ProblemBootstrap, paired_bootstrap
 from ttc.config import Budget, budget_sort_key
@@ -173,14 +174,15 @@ def analyze(
     name. ``scores`` only with a frame (a Run uses its active scorer versions).
     """
     say = progress or (lambda _message: None)
-    result = pass_over(source, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed, say=say)
-    identity: dict[str, Any] = {}
-    config: dict[str, Any] = {}
-    if not isinstance(source, pd.DataFrame):
-        identity = {"model": source.model, "dataset": source.dataset, "prompt": source.prompt}
-        config = source.config
+    config: dict[str, Any] = {} if isinstance(source, pd.DataFrame) else source.config
     if subject_map is None:
         subject_map = (config.get("dataset") or {}).get("subject_map") or {}
+    if not isinstance(source, pd.DataFrame):  # a typo should not cost a long pass
+        _group_subjects(store_subjects(source.store), subject_map, subjects)
+    result = pass_over(source, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed, say=say)
+    identity: dict[str, Any] = {}
+    if not isinstance(source, pd.DataFrame):
+        identity = {"model": source.model, "dataset": source.dataset, "prompt": source.prompt}
     say("intervals, fits, frontier")
     return _build(result, identity, dict(subject_map), subjects, by_subject,
                   ProblemBootstrap(len(result.problem_ids), n_boot=n_boot, seed=seed,
@@ -204,10 +206,11 @@ def pass_over(
     layout, labels = store_layout(store, active)
     positions = store_positions(store)
     step = max(1, layout.n_problems // 10)
-    say(f"{layout.n_problems:,} problems x {len(layout.budgets)} budgets: estimators per problem")
+    say(f"{layout.n_samples:,} samples, {layout.n_problems:,} problems x "
+        f"{len(layout.budgets)} budgets: estimators per problem")
 
-    def tick(done: int) -> None:
-        if done % step == 0 and done < layout.n_problems:
+    def tick(done: int) -> None:  # a pass of a few seconds needs no ticks
+        if layout.n_samples >= 200_000 and done % step == 0 and done < layout.n_problems:
             say(f"  {done:,} of {layout.n_problems:,} problems")
 
     return run_pass(layout, store_problems(store, layout, labels, active), metrics=metrics,
@@ -350,7 +353,7 @@ def _build(
     budgets = _budget_frame(result, curves)
     fit, comparison, fit_notes = _fit(result, boot, budgets)
     plan = result.plan
-    done = plan.cells if plan.inferred else result.plan_done
+    done = result.plan_done
     completeness = Completeness(plan.cells, min(done, plan.cells), result.plan_failed,
                                 plan.inferred)
     if not completeness.complete:

@@ -236,11 +236,11 @@ def write_report(
 
     step = _Steps(progress)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
+    out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before a long pass
     step("analysis pass")
     analysis = run.analyze(n_boot=n_boot, seed=seed, subjects=subjects, progress=step)
     if not analysis.table.problem_ids:
         raise UserInputError(f"{run.path}: the run holds no samples yet; run `ttc sweep` first")
-    out.mkdir(parents=True, exist_ok=True)
     summary, details = summary_dict(analysis), details_dict(analysis)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / "analysis.json", json.dumps(details, indent=1, allow_nan=False)

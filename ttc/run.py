@@ -101,6 +101,14 @@ class Run:
         """Each scorer's version that analyses use (the one last run)."""
         return self.store.active_scorers()
 
+    def _latest_scores(self) -> pd.DataFrame | None:
+        """One score per sample and scorer: each scorer's active version (for frames)."""
+        scores = self._scores
+        if scores.empty:
+            return None
+        keep = scores["version"] == scores["scorer"].map(self.active_scorers())
+        return scores[keep].drop(columns=["version"])
+
     # ------------------------------------------------------------ analysis
     def analyze(self, **kwargs: Any) -> Analysis:
         """The run's one analysis pass (``ttc.analysis.analyze``), cached per arguments
