@@ -127,7 +127,7 @@ def read_export(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     if fmt == "parquet":
         return _typed(pd.read_parquet(path))
     if fmt == "jsonl":
-        return _typed(pd.read_json(path, lines=True, dtype=False, convert_dates=False))
+        return _typed(pd.read_json(path, lines=True, dtype=False))
     if fmt == "csv":
         header = pd.read_csv(path, nrows=0).columns
         text = {c: "str" for c in [*_TEXT, "budget"] if c in header}

@@ -148,9 +148,10 @@ def plot_accuracy_vs_tokens(
         color = _PALETTE[0]
         ax.errorbar(x, y, yerr=np.vstack([low, high]), fmt="o", color=color, capsize=3,
                     zorder=3, label=label or "accuracy at realized tokens")
-        for xi, yi, budget in zip(x, y, rows["budget"], strict=True):
-            ax.annotate(str(budget), (xi, yi), textcoords="offset points", xytext=(5, -12),
-                        fontsize=8, color="0.3")
+        for i, (xi, yi, budget) in enumerate(zip(x, y, rows["budget"], strict=True)):
+            below = i % 2 == 0 or i == 0  # neighbours that crowd alternate above and below
+            ax.annotate(str(budget), (xi, yi), textcoords="offset points",
+                        xytext=(5, -12 if below else 6), fontsize=8, color="0.3")
         caps = [(float(b), xi) for b, xi in zip(rows["budget"], x, strict=True)
                 if isinstance(b, int | np.integer)]
         if fit is not None:
@@ -276,7 +277,7 @@ def plot_frontier(data: Any, *, metric: str | None = None, ax: Axes | None = Non
                     label=f"{strategy}: {what}", zorder=4)
         _log2_axis(ax)
         ax.set_xlabel("expected total tokens per problem")
-        ax.set_ylabel(f"{metric_name(chosen)} accuracy")
+        ax.set_ylabel(metric_name(chosen))
         n = int(part["n_problems"].max()) if "n_problems" in part and len(part) else 0
         _title(ax, "Compute-matched frontier", analysis, f"n = {n:,} problems" if n else "")
         ax.legend(fontsize=8, loc="lower right")
@@ -294,7 +295,7 @@ def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
     analysis = _analysis_of(data, n_boot=0)
     rows = analysis.budgets.to_dict("records")
     with style():
-        ax = _new_ax(ax)
+        ax = _new_ax(ax, (max(6.4, 0.95 * len(rows) + 1.0), 4.4))
         for i, row in enumerate(rows):
             tokens = np.maximum(analysis.thinking[row["budget"]].astype(float), 1.0)
             if tokens.size:
@@ -318,12 +319,12 @@ def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
             ax.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                         textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xlim(-0.6, len(rows) - 0.4)
-        values = [v for r in rows for v in (analysis.thinking[r["budget"]].max(initial=1),
-                                            r["budget"] if isinstance(r["budget"], int) else 1)]
         _log2_axis(ax, "y")
-        ax.set_ylim(1.0 if not values else max(1.0, min(
-            [np.percentile(analysis.thinking[r["budget"]], 2.5) for r in rows
-             if analysis.thinking[r["budget"]].size] or [1.0]) / 2), max(values or [2]) * 2)
+        tops = [float(analysis.thinking[r["budget"]].max(initial=1)) for r in rows]
+        tops += [float(r["budget"]) for r in rows if isinstance(r["budget"], int | np.integer)]
+        bottoms = [float(np.percentile(analysis.thinking[r["budget"]], 2.5)) for r in rows
+                   if analysis.thinking[r["budget"]].size]
+        ax.set_ylim(max(1.0, min(bottoms, default=2.0) / 2), max(tops, default=2.0) * 2)
         ax.set_xticks(range(len(rows)), [str(r["budget"]) for r in rows],
                       rotation=90 if len(rows) > 8 else 0)
         ax.set_xlabel("budget (allowed thinking tokens or effort level)")
