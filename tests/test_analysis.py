@@ -84,7 +84,7 @@ def test_log_linear_exact_line_and_extrapolation_warning() -> None:
     assert set(fit.to_dict()) == {"intercept", "slope_per_doubling", "ci", "r2", "x", "x_range",
                                   "n_budgets", "n_problems"}
     low, high = fit.band([500.0, 1000.0, 1e9])  # a band is clipped to [0, 1]
-    assert np.all((0.0 <= low) & (high <= 1.0)) and high[-1] == 1.0
+    assert np.all((low >= 0.0) & (high <= 1.0)) and high[-1] == 1.0
 
 
 def test_single_budget_cannot_be_fitted() -> None:

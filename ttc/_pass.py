@@ -192,8 +192,7 @@ def run_pass(
             mean[:, j] = (credit.mean(), think.mean(), np.maximum(ps.output[g], think).mean())
             thinking[j].append(think)
             _values(ps, g, credit, answers, shapes[j], rows[j], errors[j], names,
-                    (seed, layout.budgets[j]), n_mc, lambda key, j=j: skipped.setdefault(
-                        (key[0], j), []).append(key[1]))
+                    (seed, layout.budgets[j]), n_mc, _skipper(skipped, j))
         ids.append(ps.problem_id)
         subjects.append(ps.subject)
         counts.append(count)
@@ -227,11 +226,20 @@ def run_pass(
     return result
 
 
+def _skipper(skipped: dict[tuple[str, int], list[str]], j: int
+             ) -> Callable[[tuple[str, str]], None]:
+    """Record, per (metric, budget), why a problem has no value."""
+    def skip(key: tuple[str, str]) -> None:
+        skipped.setdefault((key[0], j), []).append(key[1])
+
+    return skip
+
+
 def _concat(parts: list[IntArray]) -> IntArray:
     if not parts:
         return np.zeros(0, dtype=np.int64)
     out = np.concatenate(parts)
-    return out.astype(np.int32) if out.size and 0 <= out.min() and out.max() < 2**31 else out
+    return out.astype(np.int32) if out.size and out.min() >= 0 and out.max() < 2**31 else out
 
 
 def _credit(ps: ProblemSamples, g: IntArray, budget: Budget) -> tuple[FloatArray,

@@ -54,6 +54,13 @@ def ci_text(low: Any, high: Any, n_problems: int, digits: int = 3, scale: float 
     return f"[{float(low) * scale:.{digits}f}, {float(high) * scale:.{digits}f}]"
 
 
+def pair_text(pair: list[float] | None, n_problems: int, digits: int = 3,
+              scale: float = 1.0) -> str:
+    """``ci_text`` of a JSON ``[low, high]`` (or null)."""
+    low, high = pair if pair else (None, None)
+    return ci_text(low, high, n_problems, digits, scale)
+
+
 def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, Any]
               ) -> list[str]:
     lines = []
@@ -62,7 +69,7 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
         lines.append("No scaling fit: the run has a single budget (or identical realized "
                      "token means), and a line through one point is not a law.")
     else:
-        band = ci_text(*(fit["ci"] or [None, None]), fit["n_problems"], 2, 100.0)
+        band = pair_text(fit["ci"], fit["n_problems"], 2, 100.0)
         lines.append(f"Log-linear fit ({fit['x']}, {fit['n_budgets']} budgets, "
                      f"{fit['n_problems']} problems): {fit['slope_per_doubling'] * 100:+.2f} "
                      f"accuracy points per doubling, 95% CI {band}, R^2 = {fmt(fit['r2'])}; "
@@ -75,10 +82,10 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
     gain = details.get("budget_gain")
     if gain:
         p = gain["pvalue"]
-        ptext = "n/a" if p is None else ("< 0.001" if p < 0.001 else f"= {p:.3f}")
+        ptext = "n/a" if p is None else ("<= 0.001" if p <= 0.001 else f"= {p:.3f}")
         lines.append(f"Accuracy gain from budget {gain['first']} to {gain['second']} "
                      f"({gain['sign']}): {gain['difference'] * 100:+.1f} points, 95% CI "
-                     f"{ci_text(*(gain['ci'] or [None, None]), gain['n_problems'], 1, 100.0)}, "
+                     f"{pair_text(gain['ci'], gain['n_problems'], 1, 100.0)}, "
                      f"p {ptext}, paired over {gain['n_problems']} problems.")
     control = details["budget_control"]
     lines.append(f"s1 budget control: control {fmt(control['control'])}, scaling "
@@ -90,7 +97,7 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
             continue
         params = cov["params"]
         points = "; ".join(
-            f"pass@{f['k']} = {f['pass']:.3f} {ci_text(*(f['ci'] or [None, None]), 2)}"
+            f"pass@{f['k']} = {f['pass']:.3f} {pair_text(f['ci'], 2)}"
             + (f" (extrapolated: beyond 4x the largest measured k = {params['k_range'][1]})"
                if f["extrapolated"] else "") for f in cov["forecast"])
         lines.append(f"Coverage law at budget {cov['budget']}: log pass@k = {params['a']:.3f} * "
@@ -102,7 +109,7 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
 
 def _budget_table(summary: dict[str, Any]) -> Block:
     rows = [[str(b["budget"]), fmt(b["accuracy"]),
-             ci_text(*(b["ci"] or [None, None]), b["n_problems"]),
+             pair_text(b["ci"], b["n_problems"]),
              fmt(b["mean_thinking_tokens"], 0), fmt(b["censored_fraction"]),
              fmt(b["binds_fraction"]), str(b["n_problems"]), str(b["n_samples"]),
              str(b["n_failed"])] for b in summary["budgets"]]

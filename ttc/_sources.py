@@ -281,7 +281,7 @@ def frame_problems(frame: pd.DataFrame, layout: Layout) -> Iterator[ProblemSampl
         subject = g["subject"].iloc[0] if "subject" in g.columns else None
         correct = [math.nan if _missing(c) else float(c) for c in g["correct"]]
         yield ProblemSamples(
-            problem_id=pid, subject=None if _missing(subject) else str(subject),
+            problem_id=str(pid), subject=None if _missing(subject) else str(subject),
             budget=g["_b"].to_numpy(dtype=np.int64),
             sample_index=g["sample_index"].to_numpy(dtype=np.int64),
             status=g["_status"].to_numpy(dtype=np.int64), answers=answers,

@@ -87,7 +87,9 @@ class PairedDifference(BootstrapResult):
     """Mean over shared problems of ``second - first`` (``sign``), with a paired interval.
 
     ``pvalue`` is two-sided, from the same replicates: twice the smaller share of
-    replicate differences on either side of zero (capped at 1).
+    replicate differences on either side of zero (capped at 1), and never below
+    ``1 / n_boot``, the resolution of the bootstrap (read 0.001 at 1,000 resamples as
+    "p <= 0.001", not as zero).
     """
 
     first: float = float("nan")
@@ -103,7 +105,8 @@ def _seed_key(seed: int | Sequence[int], key: str | None) -> list[int]:
 
 def _check_finite(values: FloatArray) -> None:
     if np.isinf(values).any():
-        raise ValueError("bootstrap input holds an infinite value (NaN marks missing, inf is a bug)")
+        raise ValueError("bootstrap input holds an infinite value "
+                         "(NaN marks a missing value; inf is a bug)")
 
 
 class ProblemBootstrap:
@@ -251,7 +254,8 @@ def paired_bootstrap(
     pvalue = float("nan")
     if dist is not None and dist.size and not res.degenerate:
         finite = dist[~np.isnan(dist)]
-        pvalue = float(min(1.0, 2.0 * min((finite <= 0).mean(), (finite >= 0).mean())))
+        tail = min((finite <= 0).mean(), (finite >= 0).mean())
+        pvalue = float(min(1.0, max(2.0 * tail, 1.0 / finite.size)))
     return PairedDifference(
         estimate=res.estimate, confidence_interval=res.confidence_interval,
         standard_error=res.standard_error, n_problems=res.n_problems, level=res.level,

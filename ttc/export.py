@@ -66,6 +66,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
     out = frame.copy()
     out["budget"] = export_budgets(out["budget"]).set_axis(out.index)
+    dtype: Any
     for column, dtype in EXPORT_DTYPES.items():
         if column not in out.columns:
             continue

@@ -105,7 +105,7 @@ def _analysis_of(data: Any, n_boot: int = 1000, seed: int = 0) -> Analysis:
         return data
     if isinstance(data, pd.DataFrame):
         return analyze(data, n_boot=n_boot, seed=seed)
-    return data.analyze(n_boot=n_boot, seed=seed)  # type: ignore[no-any-return]
+    return data.analyze(n_boot=n_boot, seed=seed)
 
 
 def _about(analysis: Analysis | None) -> str:
