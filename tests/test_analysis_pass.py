@@ -117,3 +117,15 @@ def test_an_estimator_that_refuses_is_said_not_hidden(monkeypatch: pytest.Monkey
     assert any("majority at budget 1024: no value for 3 problem(s)" in w
                for w in analysis.warnings)
     assert "majority" not in set(analysis.curves["metric"])
+
+
+def test_store_statuses_the_pass_does_not_know_are_refused(tmp_path: Path) -> None:
+    from ttc.problems import Problem
+    from ttc.store import RunStore, SampleRecord
+
+    with RunStore(tmp_path / "run", create=True) as store:
+        store.put_problems([Problem(id="p", question="q", answer="1")], {"p": None})
+        store.write_samples([SampleRecord("p", "1024", 0, "ok", answer="1", correct=True),
+                             SampleRecord("p", "1024", 1, "stopped", answer=None)])
+    with open_run(tmp_path / "run") as run, pytest.raises(UserInputError, match="'stopped'"):
+        run.analyze(n_boot=10)

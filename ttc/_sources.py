@@ -14,8 +14,6 @@ import math
 import sqlite3
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,24 +111,27 @@ def _db(store: RunStore) -> sqlite3.Connection:
     return store._db  # noqa: SLF001
 
 
-def _sql_cells(db: sqlite3.Connection) -> tuple[dict[str, list[int]], int, int]:
-    """Graded samples per (problem, budget), problems and samples: one primary-key scan."""
+def _sql_cells(db: sqlite3.Connection) -> tuple[dict[str, list[int]], dict[str, list[str]], int]:
+    """Graded samples per (problem, budget), each problem's budget labels, and the sample
+    count: one scan in primary-key order."""
     per_budget: dict[str, list[int]] = {}
-    problems: set[str] = set()
+    cells: dict[str, list[str]] = {}
     total = 0
     rows = db.execute("SELECT problem_id, budget, SUM(status != 'failed'), COUNT(*) "
                       "FROM samples GROUP BY problem_id, budget")
     for pid, label, graded, count in rows:
-        problems.add(pid)
+        cells.setdefault(pid, []).append(label)
         per_budget.setdefault(label, []).append(int(graded))
         total += int(count)
-    return per_budget, len(problems), total
+    return per_budget, cells, total
 
 
-def store_layout(store: RunStore, active: Mapping[str, str]) -> tuple[Layout, list[str]]:
-    """The layout of a stored run, and each budget's label as stored."""
+def store_layout(store: RunStore, active: Mapping[str, str]
+                 ) -> tuple[Layout, dict[str, list[str]]]:
+    """The layout of a stored run, and each problem's budget labels as stored."""
     db = _db(store)
-    per_budget, n_problems, n_samples = _sql_cells(db)
+    per_budget, cells, n_samples = _sql_cells(db)
+    n_problems = len(cells)
     labels = sorted(per_budget, key=lambda lab: budget_sort_key(parse_budget(lab)))
     budgets = [parse_budget(lab) for lab in labels]
     n_min = [min((c for c in per_budget[lab] if c > 0), default=0) for lab in labels]
@@ -146,7 +147,7 @@ def store_layout(store: RunStore, active: Mapping[str, str]) -> tuple[Layout, li
     plan = _plan_from(store.meta(), n_problems, budgets, n_max)
     layout = Layout(budgets, n_min, n_max, sorted(scored), frozenset(negative), plan, n_problems,
                     n_samples)
-    return layout, labels
+    return layout, cells
 
 
 def store_subjects(store: RunStore) -> list[str | None]:
@@ -161,15 +162,16 @@ def store_positions(store: RunStore) -> dict[str, int]:
 
 
 def store_problems(
-    store: RunStore, layout: Layout, labels: list[str], active: Mapping[str, str],
+    store: RunStore, layout: Layout, cells: Mapping[str, list[str]], active: Mapping[str, str],
 ) -> Iterator[ProblemSamples]:
-    """Every problem's samples straight from SQL, in primary-key order (no sort)."""
+    """Every problem's samples straight from SQL: one primary-key range read per (problem,
+    budget), statuses decoded in SQL, so a row costs a few small Python objects."""
     from ttc.grading import cluster_answers
 
     db = _db(store)
     info = {pid: (subject, kind) for pid, subject, kind in
             db.execute("SELECT problem_id, subject, kind FROM problems")}
-    code = {label: i for i, label in enumerate(labels)}
+    code = {str(b): i for i, b in enumerate(layout.budgets)}
     scorers = list(layout.scorers)
     joins, params = [], []
     for i, name in enumerate(scorers):
@@ -177,32 +179,39 @@ def store_problems(
                      f"sc{i}.budget = s.budget AND sc{i}.sample_index = s.sample_index AND "
                      f"sc{i}.scorer = ? AND sc{i}.version = ?")
         params += [name, active[name]]
+    status = "CASE s.status " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in STATUSES.items())
     score_cols = "".join(f", sc{i}.score" for i in range(len(scorers)))
-    cursor = db.execute(
-        "SELECT s.problem_id, s.budget, s.sample_index, s.status, s.answer, s.correct, "
-        f"s.thinking_tokens, s.output_tokens{score_cols} FROM samples s {' '.join(joins)} "
-        "ORDER BY s.problem_id, s.budget, s.sample_index", params)
-    cursor.arraysize = 4096
-    for pid, group in groupby(cursor, key=itemgetter(0)):
-        cols = list(zip(*group, strict=True))
+    query = (f"SELECT s.sample_index, {status} ELSE -1 END, s.answer, s.correct, "
+             f"s.thinking_tokens, s.output_tokens{score_cols} FROM samples s {' '.join(joins)} "
+             "WHERE s.problem_id = ? AND s.budget = ? ORDER BY s.sample_index")
+    for pid, labels in cells.items():
+        parts = sorted((code[str(parse_budget(label))],
+                        list(zip(*db.execute(query, (*params, pid, label)).fetchall(),
+                                 strict=True))) for label in labels)
         subject, kind = info.get(pid, (None, "math"))
-        budget = np.fromiter((code[b] for b in cols[1]), dtype=np.int64, count=len(cols[1]))
-        order = np.argsort(budget, kind="stable")  # stored labels sort as text
-        raw = [a if isinstance(a, str) else None for a in cols[4]]
-        distinct = list(dict.fromkeys(a for a in raw if a is not None))
-        ids = dict(zip(distinct, cluster_answers(distinct, "mcq" if kind == "mcq" else "math"),
-                       strict=True))
-        answers: list[Hashable | None] = [None if a is None else ids[a] for a in raw]
+        raw = [a for _, cols in parts for a in cols[2]]
+        distinct = [a for a in dict.fromkeys(raw) if isinstance(a, str)]
+        ids: dict[Any, Hashable | None] = dict(zip(
+            distinct, cluster_answers(distinct, "mcq" if kind == "mcq" else "math"), strict=True))
+
+        def column(i: int, dtype: Any, parts: list[Any] = parts) -> Any:
+            return np.concatenate([np.asarray(cols[i], dtype=dtype) for _, cols in parts])
+
+        statuses = column(1, np.int64)
+        if (statuses < 0).any():
+            bad = db.execute("SELECT status FROM samples WHERE problem_id = ? AND status NOT IN "
+                             f"({', '.join('?' * len(STATUSES))}) LIMIT 1",
+                             (pid, *STATUSES)).fetchone()[0]
+            raise AnalysisInputError(f"unknown sample status {bad!r}")
         yield ProblemSamples(
-            problem_id=pid, subject=subject if isinstance(subject, str) else None,
-            budget=budget[order], sample_index=np.asarray(cols[2], dtype=np.int64)[order],
-            status=_status_codes(cols[3])[order],
-            answers=[answers[t] for t in order],
-            correct=np.asarray(cols[5], dtype=np.float64)[order],
-            thinking=np.asarray(cols[6], dtype=np.int64)[order],
-            output=np.asarray(cols[7], dtype=np.int64)[order],
-            scores={name: np.asarray(cols[8 + i], dtype=np.float64)[order]
-                    for i, name in enumerate(scorers)},
+            problem_id=str(pid), subject=subject if isinstance(subject, str) else None,
+            budget=np.concatenate([np.full(len(cols[0]), j, dtype=np.int64)
+                                   for j, cols in parts]),
+            sample_index=column(0, np.int64), status=statuses,
+            answers=[ids.get(a) for a in raw],
+            correct=column(3, np.float64), thinking=column(4, np.int64),
+            output=column(5, np.int64),
+            scores={name: column(6 + i, np.float64) for i, name in enumerate(scorers)},
         )
 
 

@@ -203,7 +203,7 @@ def pass_over(
                         n_mc=n_mc, seed=seed)
     store = source.store
     active = source.active_scorers()
-    layout, labels = store_layout(store, active)
+    layout, cells = store_layout(store, active)
     positions = store_positions(store)
     step = max(1, layout.n_problems // 10)
     say(f"{layout.n_samples:,} samples, {layout.n_problems:,} problems x "
@@ -213,7 +213,7 @@ def pass_over(
         if layout.n_samples >= 200_000 and done % step == 0 and done < layout.n_problems:
             say(f"  {done:,} of {layout.n_problems:,} problems")
 
-    return run_pass(layout, store_problems(store, layout, labels, active), metrics=metrics,
+    return run_pass(layout, store_problems(store, layout, cells, active), metrics=metrics,
                     ks=ks, n_mc=n_mc, seed=seed, progress=tick,
                     order=lambda ids: [positions.get(i, len(positions)) for i in ids])
 
