@@ -228,8 +228,8 @@ def test_frontier_compute_matching() -> None:
 def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
     import asyncio
 
-    from ttc.analysis import compare_runs
     from ttc.config import config_from_dict
+    from ttc.curves import compare_runs
     from ttc.run import open_run
     from ttc.sampler import Sweep
 

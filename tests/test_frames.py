@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc.analysis import compare_runs
 from ttc.config import config_from_dict
+from ttc.curves import compare_runs
 from ttc.export import EXPORT_COLUMNS, EXPORT_DTYPES, export_frame, export_run, read_export
 from ttc.problems import Problem
 from ttc.run import open_run

@@ -26,13 +26,14 @@ TOP_LEVEL = [
 #: the analysis modules' own surfaces (other public modules pin theirs beside their code)
 MODULES = {
     "ttc.analysis": ["SIGN_CONVENTION", "Analysis", "BudgetTable", "Completeness", "analyze",
-                     "budget_table", "compare_runs"],
+                     "budget_table"],
     "ttc.bootstrap": ["NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
                       "PairedDifference", "ProblemBootstrap", "paired_bootstrap"],
     "ttc.coverage": ["CoverageData", "CoverageFit", "CoverageForecast", "CoverageForecaster",
                      "ForecastPoint", "coverage_law", "fit_coverage_law"],
     "ttc.curves": ["CURVE_COLUMNS", "DEFAULT_METRICS", "PAIRED_COLUMNS", "SAMPLE_COLUMNS",
-                   "SCORE_COLUMNS", "compute_curves", "paired_difference", "per_problem_values"],
+                   "SCORE_COLUMNS", "compare_runs", "compute_curves", "paired_difference",
+                   "per_problem_values"],
     "ttc.export": ["EXPORT_COLUMNS", "EXPORT_DTYPES", "FORMATS", "export_frame", "export_run",
                    "read_export"],
     "ttc.fits": ["EXTRAPOLATION_FACTOR", "X_LABEL", "ExtrapolationWarning", "FitComparison",

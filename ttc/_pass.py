@@ -15,6 +15,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,9 +28,19 @@ from ttc._sources import (
     Layout,
     Plan,
     ProblemSamples,
+    frame_layout,
+    frame_problems,
+    store_layout,
+    store_positions,
+    store_problems,
 )
 from ttc.config import Budget
 from ttc.estimators import best_of_k, majority_at_k, pass_at_k, weighted_majority_at_k
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ttc.run import Run
 
 __all__: list[str] = []
 
@@ -298,3 +309,32 @@ def _values(
                 row[where], err[where] = est.value, est.stderr
         except ValueError as exc:  # an estimator that refuses this n says why
             skip((name, str(exc)))
+
+
+def pass_over(
+    source: Run | pd.DataFrame, scores: pd.DataFrame | None = None, *,
+    metrics: Sequence[str] = DEFAULT_METRICS, ks: Sequence[int] | str | None = None,
+    n_mc: int = 200, seed: int = 0, say: Callable[[str], None] = lambda _message: None,
+) -> PassResult:
+    """The per-problem pass over a run's store (problem by problem) or a samples frame."""
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        layout, frame = frame_layout(source, scores)
+        return run_pass(layout, frame_problems(frame, layout), metrics=metrics, ks=ks,
+                        n_mc=n_mc, seed=seed)
+    store = source.store
+    active = source.active_scorers()
+    layout, cells = store_layout(store, active)
+    positions = store_positions(store)
+    step = max(1, layout.n_problems // 10)
+    say(f"{layout.n_samples:,} samples, {layout.n_problems:,} problems x "
+        f"{len(layout.budgets)} budgets: estimators per problem")
+
+    def tick(done: int) -> None:  # a pass of a few seconds needs no ticks
+        if layout.n_samples >= 200_000 and done % step == 0 and done < layout.n_problems:
+            say(f"  {done:,} of {layout.n_problems:,} problems")
+
+    return run_pass(layout, store_problems(store, layout, cells, active), metrics=metrics,
+                    ks=ks, n_mc=n_mc, seed=seed, progress=tick,
+                    order=lambda ids: [positions.get(i, len(positions)) for i in ids])

@@ -25,17 +25,10 @@ import numpy as np
 import pandas as pd
 
 from ttc._frames import with_budget_dtype
-from ttc._pass import DEFAULT_METRICS, PassResult, run_pass
-from ttc._sources import (
-    frame_layout,
-    frame_problems,
-    store_layout,
-    store_positions,
-    store_problems,
-    store_subjects,
-)
+from ttc._pass import DEFAULT_METRICS, PassResult, pass_over
+from ttc._sources import store_subjects
 from ttc.bootstrap import SIGN_CONVENTION, PairedDifference, ProblemBootstrap, paired_bootstrap
-from ttc.config import Budget, budget_sort_key
+from ttc.config import Budget
 from ttc.coverage import CoverageData, CoverageForecast, CoverageForecaster, coverage_law
 from ttc.curves import curve_frame, long_frame, subject_sets
 from ttc.errors import UserInputError
@@ -52,7 +45,6 @@ __all__ = [
     "Completeness",
     "analyze",
     "budget_table",
-    "compare_runs",
 ]
 
 #: fit warnings fire below these
@@ -189,33 +181,6 @@ def analyze(
                                    level=level),
                   forecasters, {"n_boot": n_boot, "seed": seed, "level": level,
                                 "metrics": list(metrics)})
-
-
-def pass_over(
-    source: Run | pd.DataFrame, scores: pd.DataFrame | None = None, *,
-    metrics: Sequence[str] = DEFAULT_METRICS, ks: Sequence[int] | str | None = None,
-    n_mc: int = 200, seed: int = 0, say: Callable[[str], None] = lambda _message: None,
-) -> PassResult:
-    """The per-problem pass over a run's store (problem by problem) or a samples frame."""
-    if isinstance(source, pd.DataFrame):
-        layout, frame = frame_layout(source, scores)
-        return run_pass(layout, frame_problems(frame, layout), metrics=metrics, ks=ks,
-                        n_mc=n_mc, seed=seed)
-    store = source.store
-    active = source.active_scorers()
-    layout, cells = store_layout(store, active)
-    positions = store_positions(store)
-    step = max(1, layout.n_problems // 10)
-    say(f"{layout.n_samples:,} samples, {layout.n_problems:,} problems x "
-        f"{len(layout.budgets)} budgets: estimators per problem")
-
-    def tick(done: int) -> None:  # a pass of a few seconds needs no ticks
-        if layout.n_samples >= 200_000 and done % step == 0 and done < layout.n_problems:
-            say(f"  {done:,} of {layout.n_problems:,} problems")
-
-    return run_pass(layout, store_problems(store, layout, cells, active), metrics=metrics,
-                    ks=ks, n_mc=n_mc, seed=seed, progress=tick,
-                    order=lambda ids: [positions.get(i, len(positions)) for i in ids])
 
 
 # ---------------------------------------------------------------- building
@@ -398,30 +363,3 @@ def _build(
 def budget_table(samples: pd.DataFrame) -> BudgetTable:
     """The per-problem arrays of a samples frame (``analyze(samples).table`` without intervals)."""
     return analyze(samples, metrics=(), ks=[], n_boot=0).table
-
-
-def compare_runs(
-    first: Any, second: Any, *, metric: str = "majority", k: int = 1, n_boot: int = 1000,
-    seed: int = 0, level: float = 0.95,
-) -> pd.DataFrame:
-    """Paired difference (second minus first) of metric@k on shared problems, per budget.
-
-    Pairing on problems removes problem difficulty from the comparison, so intervals
-    are much tighter than two independent ones. Accepts ``Run`` objects (anything with
-    ``per_problem(metrics=..., ks=...)``). Columns: budget, metric, k, then
-    ``ttc.curves.PAIRED_COLUMNS``; ``attrs["sign"]`` states the convention.
-    """
-    from ttc.curves import paired_difference
-
-    def values(run: Any) -> pd.DataFrame:
-        frame = run.per_problem(metrics=(metric,), ks=[k])
-        frame = frame[(frame["metric"] == metric) & (frame["k"] == k)]
-        return frame.assign(budget=frame["budget"].astype(object))[["problem_id", "budget",
-                                                                    "metric", "k", "value"]]
-
-    out = paired_difference(values(first), values(second), n_boot=n_boot, seed=seed,
-                            level=level, on=["budget", "metric", "k"])
-    out = out.sort_values("budget", key=lambda s: s.map(budget_sort_key), ignore_index=True)
-    out = with_budget_dtype(out)
-    out.attrs["sign"] = SIGN_CONVENTION
-    return out

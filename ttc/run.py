@@ -128,8 +128,7 @@ class Run:
 
         Columns as ``ttc.curves.per_problem_values`` (default ks: 1..n, every k).
         """
-        from ttc._pass import DEFAULT_METRICS
-        from ttc.analysis import pass_over
+        from ttc._pass import DEFAULT_METRICS, pass_over
         from ttc.curves import long_frame
 
         result = pass_over(self, metrics=metrics or DEFAULT_METRICS, ks=ks, n_mc=n_mc,
