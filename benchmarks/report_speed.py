@@ -4,8 +4,10 @@ Runs of 100k to 10M samples are generated in a temp folder (never committed) thr
 the store's own API (``RunStore.write_samples``): each problem draws a difficulty, each
 sample a realized thinking length capped by its budget (censored, with no answer, now
 and then at the cap), and a right or a wrong answer (one of three distractors) with
-the simulated backend's probability of being right. Each report runs in a fresh
-subprocess, so its time and peak RSS are its own:
+the simulated backend's probability of being right. Rows carry what a real sweep
+stores besides: a short final text and thinking, a response id, a stop reason and the
+simulated scorer signal in ``extra``. Each report runs in a fresh subprocess, so its
+time and peak RSS are its own:
 
 * ``new``: this checkout's ``write_report`` (the streaming analysis pass);
 * ``old``: the same call on another commit's code (``--old-ref``, default the commit
@@ -86,14 +88,20 @@ def build_run(path: Path, problems: int, samples: int, budgets: list[int], seed:
                 right = rng.random(samples) < 1.0 / (1.0 + np.exp(-x))
                 wrong = letters[1:][rng.choice(3, size=samples, p=weights)]
                 answers = np.where(right, "A", wrong)
+                signal = rng.normal(right.astype(float), 1.0)
+                ids = rng.integers(0, 2**62, size=samples)
                 for i in range(samples):
                     cut = bool(censored[i])
+                    answer = None if cut else str(answers[i])
                     batch.append(SampleRecord(
-                        p.id, str(budget), i, "censored" if cut else "ok",
-                        answer=None if cut else str(answers[i]),
+                        p.id, str(budget), i, "censored" if cut else "ok", answer=answer,
                         correct=False if cut else bool(right[i]),
+                        text=None if cut else f"The options compare as follows. Answer: {answer}",
+                        thinking="Let me think about each option in turn.",
                         thinking_tokens=int(used[i]), output_tokens=int(used[i]) + 40,
-                        input_tokens=120, attempts=1, latency_s=1.0, created_at=1.0))
+                        input_tokens=120, stop_reason="max_tokens" if cut else "end_turn",
+                        response_id=f"sim-{ids[i]:016x}", attempts=1, latency_s=1.0,
+                        extra={"signal": round(float(signal[i]), 6)}, created_at=1.0))
                 if len(batch) >= 100_000:
                     store.write_samples(batch)
                     batch = []
