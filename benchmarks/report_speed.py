@@ -127,8 +127,9 @@ def measure(code_root: Path, run_dir: Path, out: Path, n_boot: int) -> dict[str,
     """Time and peak RSS of ``write_report`` in a fresh process importing ``code_root``."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1"}
+    # cwd = code_root too: ``python -c`` puts the working directory first on sys.path
     done = subprocess.run([sys.executable, "-c", _CHILD, str(run_dir), str(out), str(n_boot)],
-                          env=env, capture_output=True, text=True, check=False)
+                          env=env, cwd=code_root, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"report failed ({code_root}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -159,7 +160,7 @@ def main() -> None:
         problems, samples, budgets = SIZES[name]
         n = problems * samples * len(budgets)
         run_dir = args.work / name
-        if not (run_dir / "samples.sqlite").exists():
+        if not (run_dir / "samples.sqlite").exists():  # reused across invocations
             started = time.perf_counter()
             build_run(run_dir, problems, samples, budgets)
             print(f"{name}: built {n:,} samples in {time.perf_counter() - started:.0f} s "
