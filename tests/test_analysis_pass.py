@@ -95,6 +95,9 @@ def test_empty_frame_and_ungraded_answers() -> None:
         analyze(hand_frame(rows))
     rows = [("p", 1024, 0, "ok", None, 10, 10, None, None)]  # no answer, no verdict: wrong
     assert analyze(hand_frame(rows), n_boot=10).budgets["accuracy"].tolist() == [0.0]
+    for credit in (1.5, -0.1, float("inf")):  # graded credit is a proportion
+        with pytest.raises(UserInputError, match="credit must lie in"):
+            analyze(hand_frame([("p", 1024, 0, "ok", credit, 10, 10, None, "1")]))
     with pytest.raises(UserInputError, match="unknown sample status 'stopped'"):
         analyze(hand_frame([("p", 1024, 0, "stopped", None, 10, 10, None, None)]))
 

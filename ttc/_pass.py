@@ -259,6 +259,11 @@ def _credit(ps: ProblemSamples, g: IntArray, budget: Budget) -> tuple[FloatArray
     credit = ps.correct[g]
     answers = None if ps.answers is None else [ps.answers[t] for t in g]
     unknown = np.isnan(credit)
+    outside = ~unknown & ((credit < 0.0) | (credit > 1.0))
+    if outside.any():
+        raise AnalysisInputError(
+            f"credit must lie in [0, 1]: {float(credit[np.argmax(outside)])!r} for problem "
+            f"{ps.problem_id!r} at budget {budget!r}")
     if unknown.any() and answers is not None:
         answered = unknown & np.fromiter((a is not None for a in answers), bool, len(answers))
         if answered.any():

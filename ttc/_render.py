@@ -66,8 +66,9 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
     lines = []
     fit = summary["fit"]
     if fit is None:
-        lines.append("No scaling fit: the run has a single budget (or identical realized "
-                     "token means), and a line through one point is not a law.")
+        if len(summary["budgets"]) > 1:  # one budget: the warnings say so already
+            lines.append("No scaling fit: the budgets' realized token means coincide, and a "
+                         "line through one point is not a law.")
     else:
         band = pair_text(fit["ci"], fit["n_problems"], 2, 100.0)
         lines.append(f"Log-linear fit ({fit['x']}, {fit['n_budgets']} budgets, "

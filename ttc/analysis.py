@@ -136,9 +136,6 @@ class Analysis:
             return str(data.get("source") or data.get("sha256", "dataset")[:12])
         return str(data or "dataset")
 
-    def budget_row(self, budget: Budget) -> dict[str, Any]:
-        return dict(self.budgets[self.budgets["budget"] == budget].iloc[0])
-
 
 def analyze(
     source: Run | pd.DataFrame,

@@ -297,15 +297,15 @@ def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
     with style():
         ax = _new_ax(ax, (max(6.4, 0.95 * len(rows) + 1.0), 4.4))
         for i, row in enumerate(rows):
-            tokens = np.maximum(analysis.thinking[row["budget"]].astype(float), 1.0)
-            if tokens.size:
-                for (lo, hi), width, shade in (((2.5, 97.5), 0.3, 0.35), ((10, 90), 0.5, 0.6),
-                                               ((25, 75), 0.7, 0.9)):
-                    q_lo, q_hi = np.percentile(tokens, [lo, hi])
+            tokens = analysis.thinking[row["budget"]]
+            if tokens.size:  # one partial sort for every percentile (10M samples: one copy)
+                q = np.maximum(np.percentile(tokens, [2.5, 10, 25, 50, 75, 90, 97.5]), 1.0)
+                for (lo, hi), width, shade in (((0, 6), 0.3, 0.35), ((1, 5), 0.5, 0.6),
+                                               ((2, 4), 0.7, 0.9)):
                     ax.add_patch(matplotlib.patches.Rectangle(
-                        (i - width / 2, q_lo), width, max(q_hi - q_lo, 1e-9),
+                        (i - width / 2, q[lo]), width, max(q[hi] - q[lo], 1e-9),
                         color=_PALETTE[0], alpha=shade, lw=0, zorder=2))
-                ax.hlines(np.median(tokens), i - 0.35, i + 0.35, color="0.1", lw=1.2, zorder=3)
+                ax.hlines(q[3], i - 0.35, i + 0.35, color="0.1", lw=1.2, zorder=3)
             budget = row["budget"]
             censored = row["censored_fraction"]
             if isinstance(budget, int | np.integer):
@@ -320,7 +320,7 @@ def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
                         textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xlim(-0.6, len(rows) - 0.4)
         _log2_axis(ax, "y")
-        tops = [float(analysis.thinking[r["budget"]].max(initial=1)) for r in rows]
+        tops = [float(analysis.thinking[r["budget"]].max(initial=1)) for r in rows]  # 2x room
         tops += [float(r["budget"]) for r in rows if isinstance(r["budget"], int | np.integer)]
         bottoms = [float(np.percentile(analysis.thinking[r["budget"]], 2.5)) for r in rows
                    if analysis.thinking[r["budget"]].size]
