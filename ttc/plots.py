@@ -149,9 +149,11 @@ def plot_accuracy_vs_tokens(
         ax.errorbar(x, y, yerr=np.vstack([low, high]), fmt="o", color=color, capsize=3,
                     zorder=3, label=label or "accuracy at realized tokens")
         for i, (xi, yi, budget) in enumerate(zip(x, y, rows["budget"], strict=True)):
-            below = i % 2 == 0 or i == 0  # neighbours that crowd alternate above and below
-            ax.annotate(str(budget), (xi, yi), textcoords="offset points",
-                        xytext=(5, -12 if below else 6), fontsize=8, color="0.3")
+            below = i % 2 == 0  # neighbours that crowd alternate below and above their bars
+            end = yi - low[i] if below else yi + high[i]
+            ax.annotate(str(budget), (xi, end), textcoords="offset points",
+                        xytext=(0, -4 if below else 4), ha="center",
+                        va="top" if below else "bottom", fontsize=8, color="0.3")
         caps = [(float(b), xi) for b, xi in zip(rows["budget"], x, strict=True)
                 if isinstance(b, int | np.integer)]
         if fit is not None:
@@ -173,8 +175,8 @@ def plot_accuracy_vs_tokens(
                         arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
         if caps:
             ax.plot([], [], color="0.6", ls=":", lw=0.9, label="budget cap")
-        ax.set_ylim(max(0.0, float(np.nanmin(y - low, initial=1.0)) - 0.05),
-                    min(1.0, float(np.nanmax(y + high, initial=0.0)) + 0.05))
+        ax.set_ylim(max(0.0, float(np.nanmin(y - low, initial=1.0)) - 0.08),
+                    min(1.0, float(np.nanmax(y + high, initial=0.0)) + 0.08))
         ax.set_xlabel("mean realized thinking tokens per sample")
         ax.set_ylabel("accuracy (single sample)")
         _title(ax, "Accuracy vs thinking tokens", analysis,
