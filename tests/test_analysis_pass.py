@@ -50,6 +50,12 @@ def test_store_pass_equals_frame_pass(scored_run: Path) -> None:
 def test_one_interval_per_accuracy(scored_run: Path) -> None:
     with open_run(scored_run) as run:
         analysis = run.analyze(n_boot=300)
+        single = run.analyze(n_boot=300, subject_map={s: "everything" for s in
+                                                      ("arithmetic", "units", "logic")})
+    whole = single.curves.pivot_table(index=["budget", "metric", "k"], columns="subject",
+                                      values=["ci_low", "ci_high"], observed=True)
+    for bound in ("ci_low", "ci_high"):  # one subject holding every problem is "all"
+        assert (whole[(bound, "everything")] == whole[(bound, "all")]).all()
     curves = analysis.curves[analysis.curves["subject"] == "all"]
     for row in analysis.budgets.to_dict("records"):
         at_budget = curves[(curves["budget"] == row["budget"]) & (curves["k"] == 1)]

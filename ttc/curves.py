@@ -171,7 +171,9 @@ def subject_sets(
     labels = list(chosen) if chosen is not None else sorted({s for s in subjects if s})
     for label in labels:
         mask = np.array([s == label for s in subjects], dtype=bool)
-        if mask.any():
+        if mask.all():  # the same problems as "all": the same draw, the same intervals
+            sets.append((label, mask, boot))
+        elif mask.any():
             sets.append((label, mask, boot.subset(mask, key=f"subject:{label}")))
     return sets
 

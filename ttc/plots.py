@@ -213,8 +213,8 @@ def plot_parallel_curves(
     cols = ncols or min(len(panels), 2 if len(panels) <= 4 else 4)
     rows = -(-len(panels) // cols)
     with style():
-        fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.5 * rows), squeeze=False,
-                                 sharex=True, sharey=True)
+        fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 6.0), 3.5 * rows + 0.4),
+                                 squeeze=False, sharex=True, sharey=True)
         for panel, subject in zip(axes.flat, panels, strict=False):
             part = frame[frame["subject"] == subject]
             for metric, group in part.groupby("metric", sort=True):
@@ -241,7 +241,8 @@ def plot_parallel_curves(
         if handles:
             axes.flat[0].legend(handles, labels, fontsize=8, loc="lower right")
         about = _about(analysis)
-        fig.suptitle(f"Parallel scaling at budget {chosen}" + (f": {about}" if about else ""))
+        fig.suptitle(f"Parallel scaling at budget {chosen}" + (f"\n{about}" if about else ""),
+                     fontsize=11)
         fig.tight_layout()
     return fig
 
