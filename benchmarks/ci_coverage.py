@@ -24,7 +24,7 @@ import time
 import numpy as np
 from scipy import special
 
-from ttc.curves import bootstrap_mean_ci
+from ttc.bootstrap import ProblemBootstrap
 from ttc.estimators import majority_at_k
 
 __all__ = ["main", "make_population", "simulated_population", "true_majority"]
@@ -105,18 +105,16 @@ def main() -> None:
     widths = np.zeros(ks.size)
     widths_naive = np.zeros(ks.size)
     bias = np.zeros(ks.size)
-    for _ in range(args.replicates):
+    for replicate in range(args.replicates):
         chosen = rng.integers(0, args.population, args.problems)
         values = np.empty((args.problems, ks.size))
         for row, p in enumerate(chosen):
             draws = rng.choice(CATEGORIES, size=args.samples, p=population[p])
             answers = [None if d == CATEGORIES - 1 else int(d) for d in draws]
             values[row] = majority_at_k(answers, (draws == 0).astype(float), ks)
-        bounds = [
-            bootstrap_mean_ci(values[:, i], n_boot=args.n_boot, rng=rng, level=0.95)
-            for i in range(ks.size)
-        ]
-        low, high = np.array(bounds).T
+        # ttc's one engine, as every report uses it: one draw for all ks of a replicate
+        boot = ProblemBootstrap(args.problems, n_boot=args.n_boot, seed=[args.seed, replicate])
+        low, high = boot.mean(values, bounds=(0.0, 1.0)).confidence_interval
         covered += (low <= truth) & (truth <= high)
         widths += high - low
         bias += values.mean(axis=0) - truth

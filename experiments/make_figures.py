@@ -3,7 +3,7 @@
 Two runs of the simulated backend, whose true curve is known, stand in for the headline
 experiments: a budget sweep (6 budgets, 1k..32k, x 16 samples) for the serial figures,
 and a 128-sample run at one budget with a scorer for the parallel figure. Everything is
-drawn with the same library calls ``ttc report`` uses. Usage::
+drawn from ``Run.analyze()``, the one analysis ``ttc report`` writes. Usage::
 
     python experiments/make_figures.py [--runs DIR] [--out figures]
 """
@@ -19,7 +19,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from ttc.analysis import budget_table, compute_frontier, fit_log_linear
 from ttc.config import config_from_dict
 from ttc.plots import (
     plot_accuracy_vs_tokens,
@@ -28,7 +27,6 @@ from ttc.plots import (
     plot_parallel_curves,
     style,
 )
-from ttc.report import curve_ks
 from ttc.run import open_run
 from ttc.sampler import Sweep
 from ttc.scorers import make_scorer, score_run
@@ -71,18 +69,18 @@ def main() -> None:
     parallel = open_run(simulated_run(args.runs / "parallel", PARALLEL))
     print(f"runs ready in {time.perf_counter() - started:.1f}s")
 
-    samples = serial.samples()
-    table = budget_table(samples)
-    fit = fit_log_linear(table.tokens, table.acc, n_boot=args.n_boot, seed=0)
+    analysis = serial.analyze(n_boot=args.n_boot, seed=0)
+    fit = analysis.fit
+    assert fit is not None
     print(f"slope {fit.slope_per_doubling:+.4f}/doubling, 95% CI "
-          f"[{fit.ci[0]:+.4f}, {fit.ci[1]:+.4f}], R^2 {fit.r2:.3f}")
-    save(plot_accuracy_vs_tokens(samples, fit=fit).figure, args.out / "accuracy_vs_tokens.png")
-    save(plot_budget_use(samples).figure, args.out / "budget_use.png")
-    per_problem = serial.per_problem(ks=curve_ks(samples))
-    frontier = compute_frontier(samples, per_problem, n_boot=args.n_boot, seed=0)
-    save(plot_frontier(frontier).figure, args.out / "frontier.png")
-    curves = parallel.curves(ks=curve_ks(parallel.samples()), n_boot=args.n_boot, seed=0)
-    save(plot_parallel_curves(curves), args.out / "parallel_curves.png")
+          f"[{fit.ci[0]:+.4f}, {fit.ci[1]:+.4f}], R^2 {fit.r2:.3f}; {len(fit.points)} budgets")
+    for warning in analysis.fit_warnings + analysis.warnings:
+        print(f"  warning: {warning}")
+    save(plot_accuracy_vs_tokens(analysis).figure, args.out / "accuracy_vs_tokens.png")
+    save(plot_budget_use(analysis).figure, args.out / "budget_use.png")
+    save(plot_frontier(analysis).figure, args.out / "frontier.png")
+    save(plot_parallel_curves(parallel.analyze(n_boot=args.n_boot, seed=0)),
+         args.out / "parallel_curves.png")
     print(f"done in {time.perf_counter() - started:.1f}s")
 
 

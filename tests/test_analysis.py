@@ -10,20 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttc.analysis import (
-    ExtrapolationWarning,
-    budget_control_metrics,
-    budget_sort_key,
-    budget_summary,
-    budget_table,
-    compare_fits,
-    compute_frontier,
-    fit_coverage_law,
-    fit_log_linear,
-    fit_samples,
-    pareto_mask,
-)
-from ttc.config import Budget
+from ttc.analysis import analyze, budget_table
+from ttc.bootstrap import ProblemBootstrap
+from ttc.config import Budget, budget_sort_key
+from ttc.coverage import fit_coverage_law
+from ttc.fits import ExtrapolationWarning, compare_fits, fit_log_linear
+from ttc.frontier import frontier_frame, pareto_mask
 from ttc.problems import Problem
 from ttc.providers.simulated import SimulatedModel
 
@@ -89,7 +81,10 @@ def test_log_linear_exact_line_and_extrapolation_warning() -> None:
         assert fit.predict(3000.0)[0] == pytest.approx(0.1 + 0.05 * math.log2(3000))
     with pytest.warns(ExtrapolationWarning):
         fit.predict([16000.0])
-    assert set(fit.to_dict()) == {"intercept", "slope_per_doubling", "ci", "r2", "x"}
+    assert set(fit.to_dict()) == {"intercept", "slope_per_doubling", "ci", "r2", "x", "x_range",
+                                  "n_budgets", "n_problems"}
+    low, high = fit.band([500.0, 1000.0, 1e9])  # a band is clipped to [0, 1]
+    assert np.all((low >= 0.0) & (high <= 1.0)) and high[-1] == 1.0
 
 
 def test_single_budget_cannot_be_fitted() -> None:
@@ -99,9 +94,9 @@ def test_single_budget_cannot_be_fitted() -> None:
 
 def test_bootstrap_is_seeded() -> None:
     frame = simulated_frame(SimulatedModel(seed=1), PROBLEMS[:40], [1024, 4096], samples=2)
-    a = budget_summary(frame, n_boot=300, seed=7)
-    b = budget_summary(frame, n_boot=300, seed=7)
-    c = budget_summary(frame, n_boot=300, seed=8)
+    a = analyze(frame, n_boot=300, seed=7).budgets
+    b = analyze(frame, n_boot=300, seed=7).budgets
+    c = analyze(frame, n_boot=300, seed=8).budgets
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["ci_low"], c["ci_low"])
     assert (a["ci_low"] <= a["accuracy"]).all() and (a["accuracy"] <= a["ci_high"]).all()
@@ -115,7 +110,7 @@ def test_failed_samples_are_counted_not_scored() -> None:
         ("b", 1024, 1, "ok", True, 300, 310, None),
     ], columns=COLUMNS)
     frame["budget"] = frame["budget"].astype(object)
-    row = budget_summary(frame, n_boot=50).iloc[0]
+    row = analyze(frame, n_boot=50).budgets.iloc[0]
     assert row["accuracy"] == pytest.approx((1.0 + 0.5) / 2)
     assert row["n_failed"] == 1 and row["n_samples"] == 3 and row["n_problems"] == 2
     assert row["censored_fraction"] == pytest.approx(1 / 3)
@@ -135,8 +130,11 @@ def test_named_budgets_sort_and_fit_on_realized_tokens() -> None:
     assert table.budgets == ["low", "medium", "high"]
     fit = fit_log_linear(table.tokens, table.acc, n_boot=100)
     assert fit.slope_per_doubling == pytest.approx(0.1)
-    assert fit_samples(frame, n_boot=100).ci == fit.ci
-    control = budget_control_metrics(frame)
+    analysis = analyze(frame, n_boot=100)
+    assert analysis.fit is not None and analysis.fit.ci == fit.ci  # one seed, one draw
+    assert str(analysis.budgets["budget"].dtype) == "category"
+    assert analysis.budgets["budget"].cat.ordered
+    control = analysis.control
     assert control.control is None  # effort levels have no cap to stay within
     assert control.scaling == pytest.approx(0.1)
     assert control.performance == pytest.approx(0.6)
@@ -150,7 +148,7 @@ def test_budget_control_by_hand() -> None:
         ("a", 4000, 1, "ok", True, 2000, 2010, None),
     ], columns=COLUMNS)
     frame["budget"] = frame["budget"].astype(object)
-    control = budget_control_metrics(frame)
+    control = analyze(frame, n_boot=0).control
     assert control.control == pytest.approx(3 / 4)
     assert control.control_by_budget == {"1000": 0.5, "4000": 1.0}
     # accuracy 0 -> 1 while mean realized tokens go 850 -> 2000
@@ -172,6 +170,8 @@ def test_aic_prefers_the_true_shape() -> None:
     assert sat.sigmoid.hi == pytest.approx(0.8, abs=0.01)
     lin = compare_fits(tokens, np.tile(linear, (3, 1)), n_by_budget=n, n_boot=0)
     assert lin.preferred == "log_linear"
+    with pytest.raises(ValueError, match="three budgets"):  # AIC of one model compares nothing
+        compare_fits(tokens[:2], np.tile(linear[:2], (3, 1)), n_boot=0)
 
 
 def test_coverage_law_recovers_its_parameters_and_forecasts() -> None:
@@ -184,7 +184,8 @@ def test_coverage_law_recovers_its_parameters_and_forecasts() -> None:
     assert law.ci_b[0] <= -0.6 <= law.ci_b[1] and law.ci_b[1] - law.ci_b[0] < 0.2
     assert law.forecast(256)[0] == pytest.approx(math.exp(-1.5 * 256**-0.6))
     low, high = law.forecast_interval([256])
-    assert low[0] < law.forecast(256)[0] < high[0]
+    assert low[0] < law.forecast(256)[0] < high[0] <= 1.0
+    assert law.extrapolated(256) and not law.extrapolated(128)  # 4 x 32 = 128
     with pytest.raises(ValueError):
         fit_coverage_law([1, 2], [1.0, 1.0])
 
@@ -196,24 +197,20 @@ def test_pareto_mask() -> None:
 
 
 def test_frontier_compute_matching() -> None:
-    samples = pd.DataFrame([
-        (p, b, i, "ok", True, b // 2, b // 2 + 100, None)
-        for p in ("a", "b") for b in (1000, 4000) for i in range(4)
-    ], columns=COLUMNS)
-    samples["budget"] = samples["budget"].astype(object)
+    budgets: list[Budget] = [1000, 4000]
     values = {(1000, 1): 0.5, (1000, 2): 0.6, (1000, 4): 0.7, (4000, 1): 0.65,
               (4000, 2): 0.7, (4000, 4): 0.72}
-    per_problem = pd.DataFrame([
-        {"problem_id": p, "subject": None, "budget": b, "metric": m, "k": k,
-         "value": v + (0.1 if p == "a" else -0.1) + (0.05 if m == "best_of:v" else 0.0)}
-        for p in ("a", "b") for (b, k), v in values.items() for m in ("majority", "best_of:v")
-    ])
-    per_problem["budget"] = per_problem["budget"].astype(object)
-    out = compute_frontier(samples, per_problem, scorer_tokens={"v": 50.0}, n_boot=100)
+    columns = [[(m, k) for m in ("majority", "best_of:v") for k in (1, 2, 4)] for _ in budgets]
+    matrices = [np.array([[values[(b, k)] + (0.1 if p == "a" else -0.1)
+                           + (0.05 if m == "best_of:v" else 0.0) for m, k in cols]
+                          for p in ("a", "b")]) for b, cols in zip(budgets, columns, strict=True)]
+    generated = np.array([[600.0, 2100.0], [600.0, 2100.0]])  # mean output tokens per sample
+    out = frontier_frame(budgets, generated, columns, matrices, ProblemBootstrap(2, n_boot=100),
+                         scorer_tokens={"v": 50.0})
     both = out[(out["strategy"] == "both") & (out["metric"] == "majority")]
     row = both[(both["budget"] == 4000) & (both["k"] == 2)].iloc[0]
     assert row["tokens"] == pytest.approx(2 * 2100)
-    assert row["accuracy"] == pytest.approx(0.7)
+    assert row["accuracy"] == pytest.approx(0.7) and row["n_problems"] == 2
     scored = out[(out["strategy"] == "both") & (out["metric"] == "best_of:v")]
     assert scored[(scored["budget"] == 1000) & (scored["k"] == 4)]["tokens"].iloc[0] == \
         pytest.approx(4 * (600 + 50))
@@ -225,13 +222,14 @@ def test_frontier_compute_matching() -> None:
     # dominated by nothing cheaper, so it stays on the frontier
     frontier = both.set_index(["budget", "k"])["pareto"]
     assert frontier[(1000, 4)] and not frontier[(4000, 2)] and frontier[(4000, 1)]
+    assert ((out["ci_low"] >= 0) & (out["ci_high"] <= 1)).all()
 
 
 def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
     import asyncio
 
-    from ttc.analysis import compare_runs
     from ttc.config import config_from_dict
+    from ttc.curves import compare_runs
     from ttc.run import open_run
     from ttc.sampler import Sweep
 
@@ -250,6 +248,8 @@ def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
         assert identical["n_problems"].tolist() == [30, 30]  # only the shared prefix
         assert np.allclose(identical[["difference", "ci_low", "ci_high"]].to_numpy(), 0.0)
         diff = compare_runs(ra, rb, metric="majority", k=1, n_boot=1000)
+        assert diff.attrs["sign"] == "second minus first"
+        assert diff["budget"].tolist() == [1024, 4096] and diff["budget"].dtype == np.int64
         problems = [p for p, _ in ra.problems()]
     model_a, model_b = SimulatedModel(seed=0), SimulatedModel(seed=5)
     for row in diff.to_dict("records"):
@@ -257,7 +257,8 @@ def test_compare_runs_paired_on_shared_problems(tmp_path: Path) -> None:
         truth = np.mean([model_b.true_accuracy(p, budget) - model_a.true_accuracy(p, budget)
                          for p in problems])
         assert float(row["ci_low"]) <= truth <= float(row["ci_high"])
-        assert row["difference"] == pytest.approx(float(row["b"]) - float(row["a"]))
+        # second (run b) minus first (run a)
+        assert row["difference"] == pytest.approx(float(row["second"]) - float(row["first"]))
 
 
 def test_graded_credit_is_averaged_not_rounded() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ttc.bootstrap import ProblemBootstrap
 from ttc.curves import (
-    bootstrap_mean_ci,
     compute_curves,
     paired_difference,
     per_problem_values,
@@ -105,10 +105,13 @@ def test_missing_correctness_on_an_answered_sample_is_an_error() -> None:
         per_problem_values(samples)
 
 
-def test_unscored_samples_and_unknown_metrics_fail_loudly() -> None:
+def test_unscored_samples_are_said_and_unknown_metrics_fail_loudly() -> None:
     samples, scores = make_samples(n_problems=2, n=3, budgets=(1,))
-    with pytest.raises(ValueError, match="did not score every sample"):
-        per_problem_values(samples, scores.iloc[1:])
+    with pytest.warns(UserWarning, match="did not score every sample"):
+        per = per_problem_values(samples, scores.iloc[1:])  # p0 sample 0 lost its rm score
+    rm = per[per.metric == "best_of:rm"]
+    assert set(rm.problem_id) == {"p1"}  # p0 has no value (NaN policy), p1 keeps its own
+    assert set(per[per.metric == "best_of:verifier"].problem_id) == {"p0", "p1"}
     with pytest.raises(ValueError, match="unknown metric"):
         per_problem_values(samples, metrics=("majorty",))
     with pytest.raises(ValueError, match="no scores"):
@@ -173,37 +176,30 @@ def test_curves_are_reproducible_and_depend_on_the_seed() -> None:
     assert not np.array_equal(a.ci_low.to_numpy(), c.ci_low.to_numpy())
 
 
-def test_bootstrap_interval_matches_normal_theory_for_a_mean() -> None:
-    rng = np.random.default_rng(0)
-    values = rng.normal(0.6, 0.2, size=400)
-    low, high = bootstrap_mean_ci(values, n_boot=4000, rng=np.random.default_rng(1), level=0.95)
-    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
-    assert low < values.mean() < high
-    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
-    with pytest.raises(ValueError):
-        bootstrap_mean_ci(np.zeros((2, 2)), n_boot=10, rng=np.random.default_rng(0))
-    with pytest.raises(ValueError):
-        bootstrap_mean_ci([np.nan, 1.0], n_boot=10, rng=np.random.default_rng(0))
-
-
-def test_paired_difference_is_tighter_than_unpaired() -> None:
+def test_paired_difference_is_second_minus_first_and_tighter_than_unpaired() -> None:
     rng = np.random.default_rng(2)
     difficulty = rng.random(200)
-    a = np.clip(difficulty + 0.05 + rng.normal(0, 0.02, 200), 0, 1)
-    b = difficulty
-    res = paired_difference(a, b, n_boot=2000, seed=0)
-    assert res["difference"] == pytest.approx(float((a - b).mean()))
-    assert res["ci_low"] > 0  # a real 5-point gain is detected
-    lo_a, hi_a = bootstrap_mean_ci(a, n_boot=2000, rng=np.random.default_rng(0))
-    lo_b, hi_b = bootstrap_mean_ci(b, n_boot=2000, rng=np.random.default_rng(0))
-    assert res["ci_high"] - res["ci_low"] < 0.2 * min(hi_a - lo_a, hi_b - lo_b)
+    later = np.clip(difficulty + 0.05 + rng.normal(0, 0.02, 200), 0, 1)
+    earlier = difficulty
+    res = paired_difference(earlier, later, n_boot=2000, seed=0)
+    assert res.sign == "second minus first"
+    assert res.estimate == pytest.approx(float((later - earlier).mean()))
+    assert res.first == pytest.approx(earlier.mean()) and res.second == pytest.approx(later.mean())
+    assert res.confidence_interval.low > 0 and res.pvalue < 0.01  # a real 5-point gain
+    flipped = paired_difference(later, earlier, n_boot=2000, seed=0)
+    assert flipped.estimate == pytest.approx(-res.estimate)
+    boot = ProblemBootstrap(200, n_boot=2000, seed=0)
+    unpaired = min(float(np.subtract(*boot.mean(v).confidence_interval[::-1]))
+                   for v in (later, earlier))
+    assert res.confidence_interval.high - res.confidence_interval.low < 0.2 * unpaired
 
 
 def test_paired_difference_on_frames_budget_vs_budget_and_scorer_vs_majority() -> None:
     samples, scores = make_samples(n_problems=15, n=5)
     per = per_problem_values(samples, scores, metrics=("majority", "best_of:rm"))
     lo, hi = per[per.budget == 256], per[per.budget == "high"]
-    by_budget = paired_difference(hi, lo, n_boot=300)
+    by_budget = paired_difference(lo, hi, n_boot=300)  # second (high) minus first (256)
+    assert by_budget.attrs["sign"] == "second minus first"
     assert set(by_budget.metric) == {"mean", "majority", "best_of:rm"}  # matched per metric, k
     row = by_budget[(by_budget.metric == "majority") & (by_budget.k == 3)].iloc[0]
     va = hi[(hi.metric == "majority") & (hi.k == 3)].set_index("problem_id").value
@@ -211,7 +207,7 @@ def test_paired_difference_on_frames_budget_vs_budget_and_scorer_vs_majority() -
     assert row.difference == pytest.approx(float((va - vb.reindex(va.index)).mean()))
     assert row.n_problems == 15 and row.ci_low <= row.difference <= row.ci_high
     scorer = paired_difference(
-        per[per.metric == "best_of:rm"], per[per.metric == "majority"], n_boot=300
+        per[per.metric == "majority"], per[per.metric == "best_of:rm"], n_boot=300
     )
     assert "metric" not in scorer.columns and {"budget", "k"} <= set(scorer.columns)
     with pytest.raises(ValueError, match="several values"):

@@ -43,6 +43,13 @@ SCRIPT: dict[str, tuple[str, str, list[str | None]]] = {
 }
 EPOCHS = 3
 
+def _verdict(value: object) -> bool | None:
+    """A stored verdict as a Python bool (frames hold numpy/pandas nullable booleans)."""
+    import pandas as pd
+
+    return None if value is pd.NA or value is None else bool(value)
+
+
 
 async def _no_tokenizer(*_args: Any, **_kwargs: Any) -> int:
     raise AssertionError("count_tokens would fetch a tokenizer; every output carries usage")
@@ -136,7 +143,7 @@ def test_epochs_become_samples_with_harness_answers_scores_and_usage(
         target, subject, answers = SCRIPT[row.problem_id]
         epoch = row.sample_index + 1
         assert value(row.answer) == answers[row.sample_index]  # pattern scorer's Score.answer
-        assert row.correct is (answers[row.sample_index] == target)
+        assert _verdict(row.correct) is (answers[row.sample_index] == target)
         assert row.subject == subject and row.gold == target and row.budget == "default"
         assert (row.input_tokens, row.output_tokens) == (10, 20 + epoch)
         assert row.thinking_tokens == 5 * epoch and not row.thinking_estimated
@@ -201,7 +208,7 @@ def test_dict_valued_scorer_by_key_and_by_mean(logs: dict[str, Path], tmp_path: 
         frame = run.samples()
     for row in frame.itertuples():
         target, _, answers = SCRIPT[row.problem_id]
-        assert row.correct is (answers[row.sample_index] == target)
+        assert _verdict(row.correct) is (answers[row.sample_index] == target)
         # two_part records no answers: ttc's extractor read the completion for voting
         assert value(row.answer) == answers[row.sample_index] and row.extra["answer_by"] == "ttc"
     out = tmp_path / "mean"
@@ -214,7 +221,7 @@ def test_dict_valued_scorer_by_key_and_by_mean(logs: dict[str, Path], tmp_path: 
         right = answers[row.sample_index] == target
         formatted = answers[row.sample_index] is not None
         credit = (right + formatted) / 2
-        assert row.correct is (credit == 1.0)
+        assert _verdict(row.correct) is (credit == 1.0)
         assert row.extra.get("credit", credit if credit in (0, 1) else None) == credit
 
 
@@ -304,9 +311,10 @@ def test_errors_token_limits_partial_credit_and_choices(tmp_path: Path) -> None:
     assert problems["m1"].answer == "B" and problems["m2"].subject == "cut"
     assert frame.loc[("m1", 1), "status"] == "failed"
     assert "sandbox exploded" in frame.loc[("m1", 1), "error"]
-    assert frame.loc[("m1", 0), "answer"] == "B" and frame.loc[("m1", 0), "correct"] is True
+    assert frame.loc[("m1", 0), "answer"] == "B"
+    assert _verdict(frame.loc[("m1", 0), "correct"]) is True
     assert frame.loc[("m2", 0), "status"] == "censored"
-    assert frame.loc[("m2", 0), "correct"] is False
+    assert _verdict(frame.loc[("m2", 0), "correct"]) is False
     assert main(["import", "inspect", log.location, "--out", str(tmp_path / "half"),
                  "--score", "half"]) == 0
     with open_run(tmp_path / "half") as run:

@@ -32,6 +32,13 @@ pytest.importorskip("pyarrow")
 DATE = "2026-01-02T03-04-05.678901"
 MODEL = "org/tiny-model"
 
+def _verdict(value: object) -> bool | None:
+    """A stored verdict as a Python bool (frames hold numpy/pandas nullable booleans)."""
+    import pandas as pd
+
+    return None if value is pd.NA or value is None else bool(value)
+
+
 
 class SamplingMethod(str, Enum):  # noqa: UP042 - lighteval's own definition
     GENERATIVE = "GENERATIVE"
@@ -176,7 +183,7 @@ def test_several_samples_per_document_are_graded_by_ttc(details: dict[str, Path]
     for row in frame.itertuples():
         gold, subject, texts = list(SAMPLED.values())[int(row.problem_id.rsplit("/", 1)[1])]
         assert row.answer == texts[row.sample_index][-2]
-        assert row.correct is (row.answer == gold) and row.subject == subject
+        assert _verdict(row.correct) is (row.answer == gold) and row.subject == subject
         assert row.output_tokens == 5 + row.sample_index and row.input_tokens == 3
         assert row.extra["graded_by"] == "ttc"
     first = frame[frame["sample_index"] == 0].iloc[0]
@@ -201,14 +208,14 @@ def test_log_probability_choice_and_single_sample_scores(details: dict[str, Path
     assert problems["lighteval|toy_mc|0/0"].kind == "mcq"
     assert problems["lighteval|toy_mc|0/0"].choices == ("Paris", "Rome", "Oslo")
     assert frame.loc["lighteval|toy_mc|0/0", "answer"] == "A"
-    assert frame.loc["lighteval|toy_mc|0/0", "correct"] is True
+    assert _verdict(frame.loc["lighteval|toy_mc|0/0", "correct"]) is True
     assert frame.loc["lighteval|toy_mc|0/1", "answer"] == "B"
-    assert frame.loc["lighteval|toy_mc|0/1", "correct"] is False
+    assert _verdict(frame.loc["lighteval|toy_mc|0/1", "correct"]) is False
     assert main(["import", "lighteval", str(details["one"]), "--out", str(tmp_path / "one")]) == 0
     with open_run(tmp_path / "one") as run:
         frame = run.samples().set_index("problem_id")
-    assert frame.loc["lighteval|toy_one|0/0", "correct"] is True
-    assert frame.loc["lighteval|toy_one|0/1", "correct"] is False
+    assert _verdict(frame.loc["lighteval|toy_one|0/0", "correct"]) is True
+    assert _verdict(frame.loc["lighteval|toy_one|0/1", "correct"]) is False
     assert frame.loc["lighteval|toy_one|0/1", "answer"] == "5"  # ttc's extraction
     assert frame.loc["lighteval|toy_one|0/1", "extra"]["metric"] == "extractive_match"
 

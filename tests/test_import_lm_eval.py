@@ -112,6 +112,13 @@ for name in results["configs"]:
     tracker.save_results_samples(task_name=name, samples=results["samples"][name])
 """
 
+def _verdict(value: object) -> bool | None:
+    """A stored verdict as a Python bool (frames hold numpy/pandas nullable booleans)."""
+    import pandas as pd
+
+    return None if value is pd.NA or value is None else bool(value)
+
+
 
 @pytest.fixture(scope="module")
 def lm_eval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -178,7 +185,7 @@ def test_repeats_become_samples_graded_by_ttc(lm_eval_dir: Path, tmp_path: Path)
         assert row.text == " " + responses[row.sample_index]
         assert row.subject == subject and row.gold == target
         stated = responses[row.sample_index].rpartition(" ")[2]
-        assert row.correct is (stated == target)
+        assert _verdict(row.correct) is (stated == target)
         assert row.extra["graded_by"] == "ttc"
     # ttc's grading of repeat 0 agrees with lm-eval's "score-first" exact_match
     first = harness_metric(lm_eval_dir, "toy_gen", "score-first")
@@ -229,7 +236,7 @@ def test_multiple_choice_picks_the_highest_likelihood(lm_eval_dir: Path,
         assert problems[pid].kind == "mcq" and problems[pid].choices == tuple(choices)
         assert problems[pid].answer == "ABC"[gold]
         assert frame.loc[pid, "answer"] == "ABC"[pick]
-        assert frame.loc[pid, "correct"] is (pick == gold)
+        assert _verdict(frame.loc[pid, "correct"]) is (pick == gold)
         assert frame.loc[pid, "extra"]["metric"] == "acc"
     assert main(["import", "lm-eval", str(samples_file(lm_eval_dir, "toy_mc")),
                  "--out", str(tmp_path / "norm"), "--score", "acc_norm"]) == 0

@@ -13,16 +13,19 @@ import numpy as np
 import pytest
 
 from ttc.config import config_from_dict
-from ttc.report import SUMMARY_KEYS, write_report
+from ttc.report import BUDGET_KEYS, CURVE_KEYS, SUMMARY_KEYS, write_report
 from ttc.run import open_run
 from ttc.sampler import Sweep
 from ttc.scorers import make_scorer, score_run
 from ttc.testing.fake_server import FaultPlan, run_in_thread
 
 SECRET = "sk-ttc-report-test-0123456789abcdef"
-BUDGET_KEYS = {"budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
-               "n_problems", "n_samples"}
-CURVE_KEYS = {"budget", "metric", "k", "value", "ci_low", "ci_high", "subject"}
+# the contract as it was, and what it gained (extended, never broken)
+V1_KEYS = ("model", "dataset", "prompt", "budgets", "fit", "curves")
+V1_BUDGET = {"budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
+             "n_problems", "n_samples"}
+V1_CURVE = {"budget", "metric", "k", "value", "ci_low", "ci_high", "subject"}
+V1_FIT = {"intercept", "slope_per_doubling", "ci", "r2", "x"}
 METRIC = re.compile(r"^(majority|pass|best_of:.+|weighted_majority:.+)$")
 
 
@@ -34,30 +37,46 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_contract(summary: dict[str, Any], budgets: list[int | str], n_problems: int) -> None:
-    assert tuple(summary) == SUMMARY_KEYS
+def check_contract(summary: dict[str, Any], budgets: list[int | str], n_problems: int,
+                   *, complete: bool = True) -> None:
+    assert tuple(summary) == SUMMARY_KEYS and SUMMARY_KEYS[:6] == V1_KEYS
     assert isinstance(summary["model"], dict) and isinstance(summary["prompt"], dict)
     assert isinstance(summary["dataset"], dict)
     assert {"source", "format", "sha256", "n_problems", "selection"} <= set(summary["dataset"])
     assert [b["budget"] for b in summary["budgets"]] == budgets
+    assert summary["complete"] is complete
+    cells = summary["cells"]
+    assert cells["done"] + cells["failed"] + cells["missing"] == cells["planned"]
+    assert (cells["done"] == cells["planned"]) is complete
+    assert isinstance(summary["warnings"], list)
     for entry in summary["budgets"]:
-        assert set(entry) == BUDGET_KEYS
+        assert set(entry) == set(BUDGET_KEYS) and set(entry) >= V1_BUDGET
         assert isinstance(entry["budget"], int | str)
-        assert 0.0 <= entry["ci"][0] <= entry["accuracy"] <= entry["ci"][1] <= 1.0
-        assert len(entry["ci"]) == 2
+        if n_problems >= 2:
+            assert 0.0 <= entry["ci"][0] <= entry["accuracy"] <= entry["ci"][1] <= 1.0
+            assert len(entry["ci"]) == 2
+        else:
+            assert entry["ci"] is None  # degenerate: no interval, not [x, x]
         assert is_number(entry["mean_thinking_tokens"]) and entry["mean_thinking_tokens"] > 0
         assert 0.0 <= entry["censored_fraction"] <= 1.0
+        assert entry["binds_fraction"] is None or 0.0 <= entry["binds_fraction"] <= 1.0
         assert entry["n_problems"] == n_problems
-        assert isinstance(entry["n_samples"], int)
+        assert isinstance(entry["n_samples"], int) and isinstance(entry["n_failed"], int)
+    if summary["fit"] is not None:
+        assert set(summary["fit"]) >= V1_FIT and isinstance(summary["fit"]["warnings"], list)
     curves = summary["curves"]
     assert curves, "curves must not be empty"
     for row in curves:
-        assert set(row) == CURVE_KEYS
+        assert set(row) == set(CURVE_KEYS) and set(row) >= V1_CURVE
         assert METRIC.match(row["metric"]), row["metric"]
         assert isinstance(row["k"], int) and row["k"] >= 1
         assert row["budget"] in budgets
         assert isinstance(row["subject"], str)
-        for key in ("value", "ci_low", "ci_high"):
+        assert is_number(row["value"]) and 0.0 <= row["value"] <= 1.0
+        if row["n_problems"] < 2:
+            assert row["ci_low"] is None and row["ci_high"] is None
+            continue
+        for key in ("ci_low", "ci_high"):
             assert is_number(row[key]) and 0.0 <= row[key] <= 1.0
         assert row["ci_low"] <= row["value"] + 1e-9 and row["value"] <= row["ci_high"] + 1e-9
     assert {"majority", "pass"} <= {row["metric"] for row in curves}
@@ -96,10 +115,17 @@ def test_end_to_end_http_sweep_then_report(
         report = write_report(run, n_boot=200, seed=0, progress=False)
     assert report == out / "report"
     summary = json.loads((report / "summary.json").read_text())
-    check_contract(summary, budgets, n_problems=20)
+    # failed samples are planned cells not done: the run is incomplete and says so
+    check_contract(summary, budgets, n_problems=20, complete=False)
+    cells = summary["cells"]
+    assert cells["planned"] == 20 * 3 * 4 and cells["failed"] > 0 and cells["missing"] == 0
+    status = f"incomplete: {cells['done']:,} of 240 cells (0 missing, {cells['failed']} failed)"
+    assert summary["warnings"][0] == status
+    assert f"**{status}**" in (report / "report.md").read_text()
+    assert f"<p class='incomplete'>{status}</p>" in (report / "report.html").read_text()
     assert summary["model"]["name"] == "fake-thinker"
     fit = summary["fit"]
-    assert set(fit) == {"intercept", "slope_per_doubling", "ci", "r2", "x"}
+    assert set(fit) == V1_FIT | {"x_range", "n_budgets", "n_problems", "warnings"}
     assert fit["x"] == "log2 mean realized thinking tokens"
     assert fit["ci"][0] <= fit["slope_per_doubling"] <= fit["ci"][1]
     failed = samples[samples["status"] == "failed"]
@@ -158,6 +184,7 @@ def test_single_budget_has_null_fit_and_effort_levels_work(tmp_path: Path) -> No
                               / "summary.json").read_text())
     assert summary["fit"] is None
     check_contract(summary, [2048], n_problems=24)
+    assert any("one budget" in w for w in summary["warnings"])
     assert {"all", "arithmetic", "units", "logic"} <= {c["subject"] for c in summary["curves"]}
 
     effort = tmp_path / "effort"
@@ -170,3 +197,7 @@ def test_single_budget_has_null_fit_and_effort_levels_work(tmp_path: Path) -> No
     check_contract(summary, ["low", "high"], n_problems=24)
     assert summary["fit"] is not None  # x is realized tokens, so named levels still fit
     assert "no cap" in (report / "figures" / "budget_use.svg").read_text()
+    # two budgets: the fit says what it cannot carry, and no AIC of one model is reported
+    assert any("only 2 budgets" in w for w in summary["fit"]["warnings"])
+    assert "fit_comparison" not in json.loads((report / "analysis.json").read_text())
+    assert "AIC" not in (report / "report.md").read_text()

@@ -1,70 +1,56 @@
-"""Per-problem tables, budget control, compute-matched frontiers and run comparisons.
+"""One analysis pass over a run: ``analyze(run) -> Analysis``, read by every output.
 
-The unit of analysis is the problem: per-problem arrays (problems x budgets) are
-built once from the samples frame, and every interval comes from resampling
-PROBLEMS with an explicit seeded ``np.random.Generator``, because problems, not
-samples, are what a benchmark draws from a population. Accuracy is plotted against
-the REALIZED thinking tokens (models often stop before their cap), so named effort
-levels, which have no cap, fit on the same axis. The fits themselves live in
-``ttc.fits`` and are re-exported here, so a notebook needs one import.
+``analyze`` reads the run problem by problem (``ttc._sources``: SQL in primary-key
+order, never a whole-run frame), computes every per-problem number once
+(``ttc._pass``), then everything else from those arrays with ONE problem bootstrap
+(``ttc.bootstrap``): the budget table, curves per subject, the log-linear fit (and the
+sigmoid/AIC comparison when both can be fitted), coverage forecasts, the compute
+frontier, s1 budget control, the budget-to-budget gain, completeness and warnings.
+summary.json, analysis.json, report.md/html, every figure and ``Run.curves()`` read
+the resulting ``Analysis``; nothing recomputes a table.
+
+Accuracy is plotted against the REALIZED thinking tokens (models often stop before
+their cap), so named effort levels, which have no cap, fit on the same axis.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from ttc.config import Budget, budget_sort_key
-from ttc.fits import (
-    CoverageFit,
-    ExtrapolationWarning,
-    FitComparison,
-    LogLinearFit,
-    SigmoidFit,
-    boot_means,
-    boot_weights,
-    compare_fits,
-    fit_coverage_law,
-    fit_log_linear,
-    fit_sigmoid,
-    percentile_ci,
-)
+from ttc._frames import with_budget_dtype
+from ttc._pass import DEFAULT_METRICS, PassResult, pass_over
+from ttc._sources import store_subjects
+from ttc.bootstrap import SIGN_CONVENTION, PairedDifference, ProblemBootstrap, paired_bootstrap
+from ttc.config import Budget
+from ttc.coverage import CoverageData, CoverageForecast, CoverageForecaster, coverage_law
+from ttc.curves import curve_frame, long_frame, subject_sets
+from ttc.errors import UserInputError
+from ttc.fits import FitComparison, LogLinearFit, compare_fits, fit_log_linear
+from ttc.frontier import BudgetControl, budget_control, frontier_frame
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from ttc.run import Run
 
 __all__ = [
-    "BudgetControl",
+    "SIGN_CONVENTION",
+    "Analysis",
     "BudgetTable",
-    "CoverageFit",
-    "ExtrapolationWarning",
-    "FitComparison",
-    "LogLinearFit",
-    "SigmoidFit",
-    "budget_control_metrics",
-    "budget_sort_key",
-    "budget_summary",
+    "Completeness",
+    "analyze",
     "budget_table",
-    "compare_fits",
-    "compare_runs",
-    "compute_frontier",
-    "fit_coverage_law",
-    "fit_log_linear",
-    "fit_samples",
-    "fit_sigmoid",
-    "boot_means",
-    "boot_weights",
-    "pareto_mask",
 ]
 
-
-
-# ---------------------------------------------------------------- per-problem arrays
+#: fit warnings fire below these
+MIN_BUDGETS, MIN_PROBLEMS = 3, 10
+#: a budget where more than this share of samples were censored measures its cap
+CENSORED_MAJORITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,7 +58,8 @@ class BudgetTable:
     """Per-problem means at each budget; NaN where a problem has no graded sample there.
 
     ``acc``, ``tokens`` (mean realized thinking tokens) and ``generated`` (mean output
-    tokens, which include thinking in every ttc provider) are ``problems x budgets``.
+    tokens, which include thinking in every ttc provider) are ``problems x budgets``;
+    the ``n_*`` counts of samples are per budget, except ``n_graded`` (problems x budgets).
     """
 
     budgets: list[Budget]
@@ -84,281 +71,292 @@ class BudgetTable:
     n_graded: np.ndarray
     n_censored: np.ndarray
     n_failed: np.ndarray
-
-
-def budget_table(samples: pd.DataFrame) -> BudgetTable:
-    """Aggregate a samples frame (``Run.samples()``); failed samples are counted, not used."""
-    import pandas as pd
-
-    frame = samples[["problem_id", "budget", "status", "correct", "thinking_tokens",
-                     "output_tokens"]].copy()
-    subjects = (samples.drop_duplicates("problem_id").set_index("problem_id")["subject"]
-                if "subject" in samples else pd.Series(dtype=object))
-    budgets = sorted(frame["budget"].unique().tolist(), key=budget_sort_key)
-    problem_ids = list(dict.fromkeys(frame["problem_id"].tolist()))
-    frame["b"] = frame["budget"].map({b: i for i, b in enumerate(budgets)}).astype(int)
-    frame["p"] = frame["problem_id"].map({p: i for i, p in enumerate(problem_ids)}).astype(int)
-    failed = frame["status"].eq("failed").to_numpy()
-    shape = (len(problem_ids), len(budgets))
-    n_failed = np.bincount(frame["b"].to_numpy()[failed], minlength=len(budgets))
-    ok = frame[~failed]
-    p, b = ok["p"].to_numpy(), ok["b"].to_numpy()
-    flat = p * len(budgets) + b
-    size = shape[0] * shape[1]
-
-    def total(values: np.ndarray) -> np.ndarray:
-        return np.bincount(flat, weights=values.astype(float), minlength=size).reshape(shape)
-
-    n = total(np.ones(len(ok)))
-    # bool, or float credit for partially right answers; missing counts as wrong
-    correct = pd.to_numeric(ok["correct"], errors="coerce").astype(float).fillna(0.0).to_numpy()
-    thinking = ok["thinking_tokens"].fillna(0).to_numpy(dtype=float)
-    output = np.maximum(ok["output_tokens"].fillna(0).to_numpy(dtype=float), thinking)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(n > 0, total(correct) / n, np.nan)
-        tokens = np.where(n > 0, total(thinking) / n, np.nan)
-        generated = np.where(n > 0, total(output) / n, np.nan)
-    censored = total(ok["status"].eq("censored").to_numpy()).sum(axis=0)
-    return BudgetTable(
-        budgets=budgets, problem_ids=problem_ids,
-        subjects=[_none_if_nan(subjects.get(pid)) for pid in problem_ids],
-        acc=acc, tokens=tokens, generated=generated, n_graded=n,
-        n_censored=censored.astype(int), n_failed=n_failed.astype(int),
-    )
-
-
-def _none_if_nan(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def budget_summary(
-    samples: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> pd.DataFrame:
-    """One row per budget: accuracy with a problem-bootstrap CI, realized tokens, censoring."""
-    import pandas as pd
-
-    table = budget_table(samples)
-    rng = np.random.default_rng(seed)
-    boot = boot_means(boot_weights(len(table.problem_ids), n_boot, rng), table.acc)
-    low, high = percentile_ci(boot, level)
-    rows = []
-    for j, budget in enumerate(table.budgets):
-        graded = int(table.n_graded[:, j].sum())
-        rows.append({
-            "budget": budget,
-            "accuracy": float(np.nanmean(table.acc[:, j])),
-            "ci_low": float(low[j]), "ci_high": float(high[j]),
-            "mean_thinking_tokens": float(np.nanmean(table.tokens[:, j])),
-            "mean_output_tokens": float(np.nanmean(table.generated[:, j])),
-            "censored_fraction": float(table.n_censored[j] / graded) if graded else 0.0,
-            "n_problems": int((table.n_graded[:, j] > 0).sum()),
-            "n_samples": graded,
-            "n_failed": int(table.n_failed[j]),
-        })
-    return pd.DataFrame(rows)
-
-
-def fit_samples(
-    samples: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> LogLinearFit:
-    """``fit_log_linear`` straight from a samples frame (what ``Run.fit()`` should call)."""
-    table = budget_table(samples)
-    return fit_log_linear(table.tokens, table.acc, n_boot=n_boot, seed=seed, level=level)
-
-
-# ---------------------------------------------------------------- s1 budget control
+    n_binds: np.ndarray
+    n_within: np.ndarray
 
 
 @dataclass(frozen=True)
-class BudgetControl:
-    """s1's three numbers for a budget sweep (Muennighoff et al. 2025, section 3.2).
+class Completeness:
+    """Planned cells (problems x budgets x samples of the stored config) against stored ones."""
 
-    ``control``: fraction of graded samples whose realized thinking stays within the
-    cap (token budgets only; None when every budget is an effort level). ``scaling``:
-    mean slope of accuracy per doubling of realized tokens between consecutive budgets;
-    ``scaling_s1``: s1's own definition, the mean over all budget pairs of the accuracy
-    gain per 1,000 realized tokens. ``performance``: the best accuracy reached.
+    planned: int
+    done: int
+    failed: int
+    inferred: bool  # no stored plan: the rectangle the stored samples span
+
+    @property
+    def missing(self) -> int:
+        return max(self.planned - self.done - self.failed, 0)
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.planned
+
+    def describe(self) -> str:
+        if self.complete:
+            return f"complete: {self.done:,} of {self.planned:,} cells"
+        return (f"incomplete: {self.done:,} of {self.planned:,} cells "
+                f"({self.missing:,} missing, {self.failed:,} failed)")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything a report says about a run, computed once (see the module docstring)."""
+
+    identity: dict[str, Any]  # model, dataset, prompt (empty for a bare frame)
+    settings: dict[str, Any]  # n_boot, seed, level, metrics
+    table: BudgetTable
+    ks: dict[Budget, list[int]]
+    budgets: pd.DataFrame
+    per_problem: pd.DataFrame
+    curves: pd.DataFrame
+    fit: LogLinearFit | None
+    fit_warnings: list[str]
+    comparison: FitComparison | None
+    forecasts: list[CoverageForecast]
+    frontier: pd.DataFrame
+    control: BudgetControl
+    completeness: Completeness
+    budget_gain: PairedDifference | None  # accuracy, highest minus lowest budget
+    subject_groups: dict[str, list[str]]  # reported subject -> the stored subjects in it
+    subjects: list[str]  # reported subjects, in order
+    thinking: dict[Budget, np.ndarray]  # realized thinking tokens of graded samples
+    bootstrap: ProblemBootstrap = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def model_name(self) -> str:
+        model = self.identity.get("model") or {}
+        return str(model.get("name") or model.get("provider") or "model")
+
+    @property
+    def dataset_name(self) -> str:
+        data = self.identity.get("dataset")
+        if isinstance(data, dict):
+            return str(data.get("source") or data.get("sha256", "dataset")[:12])
+        return str(data or "dataset")
+
+
+def analyze(
+    source: Run | pd.DataFrame,
+    *,
+    scores: pd.DataFrame | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    ks: Sequence[int] | str | None = None,
+    subjects: Sequence[str] | str | None = None,
+    subject_map: Mapping[str, str] | None = None,
+    by_subject: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    n_mc: int = 200,
+    forecasters: Sequence[CoverageForecaster] = (coverage_law,),
+    progress: Callable[[str], None] | None = None,
+) -> Analysis:
+    """Analyze a ``Run`` (read problem by problem from its store) or a samples frame.
+
+    ``ks``: "log2" (default: powers of two up to each budget's smallest per-problem
+    sample count, and that count), "all", or explicit ks. ``subjects``: None or "all"
+    for every subject, or a list; ``subject_map`` (default: the run's ``[dataset]
+    subject_map``) maps stored subjects to the reported ones (e.g. MMLU's 18 STEM
+    subjects to physics, chemistry, biology, math, CS); unmapped subjects keep their
+    name. ``scores`` only with a frame (a Run uses its active scorer versions).
     """
+    say = progress or (lambda _message: None)
+    config: dict[str, Any] = {} if isinstance(source, pd.DataFrame) else source.config
+    if subject_map is None:
+        subject_map = (config.get("dataset") or {}).get("subject_map") or {}
+    if not isinstance(source, pd.DataFrame):  # a typo should not cost a long pass
+        _group_subjects(store_subjects(source.store), subject_map, subjects)
+    result = pass_over(source, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed, say=say)
+    identity: dict[str, Any] = {}
+    if not isinstance(source, pd.DataFrame):
+        identity = {"model": source.model, "dataset": source.dataset, "prompt": source.prompt}
+    say("intervals, fits, frontier")
+    return _build(result, identity, dict(subject_map), subjects, by_subject,
+                  ProblemBootstrap(len(result.problem_ids), n_boot=n_boot, seed=seed,
+                                   level=level),
+                  forecasters, {"n_boot": n_boot, "seed": seed, "level": level,
+                                "metrics": list(metrics)})
 
-    control: float | None
-    scaling: float | None
-    scaling_s1: float | None
-    performance: float
-    control_by_budget: dict[str, float]
+
+# ---------------------------------------------------------------- building
 
 
-def budget_control_metrics(samples: pd.DataFrame) -> BudgetControl:
-    """Control, scaling and performance of a sweep's samples (failed samples excluded)."""
-    graded = samples[samples["status"] != "failed"]
-    by_budget: dict[str, float] = {}
-    within = total = 0
-    for budget, group in graded.groupby("budget", sort=False):
-        if not isinstance(budget, int | np.integer):
-            continue
-        inside = int((group["thinking_tokens"].to_numpy() <= int(budget)).sum())
-        by_budget[str(budget)] = inside / len(group)
-        within, total = within + inside, total + len(group)
-    table = budget_table(samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        acc = np.nanmean(table.acc, axis=0)
-        tok = np.nanmean(table.tokens, axis=0)
-    slopes, pairs = [], []
-    for i in range(len(acc) - 1):
-        if tok[i + 1] > 0 and tok[i] > 0 and tok[i + 1] != tok[i]:
-            slopes.append((acc[i + 1] - acc[i]) / (math.log2(tok[i + 1]) - math.log2(tok[i])))
-    for i in range(len(acc)):
-        for j in range(i + 1, len(acc)):
-            if tok[j] != tok[i]:
-                pairs.append((acc[j] - acc[i]) / (tok[j] - tok[i]) * 1000.0)
-    return BudgetControl(
-        control=within / total if total else None,
-        scaling=float(np.mean(slopes)) if slopes else None,
-        scaling_s1=float(np.mean(pairs)) if pairs else None,
-        performance=float(np.nanmax(acc)) if len(acc) else float("nan"),
-        control_by_budget=by_budget,
+def _group_subjects(
+    stored: list[str | None], subject_map: Mapping[str, str], chosen: Sequence[str] | str | None,
+) -> tuple[list[str | None], dict[str, list[str]], list[str], list[str]]:
+    """Reported subject of each problem, the groups, the chosen labels and notes."""
+    notes = []
+    mapped = [None if s is None else str(subject_map.get(s, s)) for s in stored]
+    groups: dict[str, list[str]] = {}
+    for raw, label in sorted({(s, m) for s, m in zip(stored, mapped, strict=True) if s}):
+        groups.setdefault(str(label), []).append(str(raw))
+    unmapped = sorted({s for s in stored if s and s not in subject_map})
+    if subject_map and unmapped:
+        notes.append(f"subject_map does not cover {len(unmapped)} subject(s), reported under "
+                     f"their own names: {', '.join(unmapped[:8])}"
+                     + (" ..." if len(unmapped) > 8 else ""))
+    available = sorted(groups)
+    if chosen is None or chosen == "all" or list(chosen) == ["all"]:
+        return mapped, groups, available, notes
+    wanted = [chosen] if isinstance(chosen, str) else list(chosen)
+    unknown = [s for s in wanted if s not in groups]
+    if unknown:
+        listed = ", ".join(available) if available else "(this run has no subjects)"
+        raise UserInputError(f"unknown subject(s) {', '.join(map(repr, unknown))}; "
+                             f"this run has: {listed}")
+    return mapped, groups, wanted, notes
+
+
+def _budget_frame(result: PassResult, curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per budget; accuracy and its interval are the curves' mean@1 ("all")."""
+    acc = curves[(curves["metric"] == "mean") & (curves["subject"] == "all")]
+    by_budget = {b: r for b, r in zip(acc["budget"].tolist(), acc.to_dict("records"),
+                                      strict=True)}
+    rows = []
+    for j, budget in enumerate(result.budgets):
+        graded = int(result.n[:, j].sum())
+        row = by_budget.get(budget, {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tokens = float(np.nanmean(result.tokens[:, j])) if graded else math.nan
+            output = float(np.nanmean(result.generated[:, j])) if graded else math.nan
+        rows.append({
+            "budget": budget, "accuracy": row.get("value", math.nan),
+            "ci_low": row.get("ci_low", math.nan), "ci_high": row.get("ci_high", math.nan),
+            "mean_thinking_tokens": tokens, "mean_output_tokens": output,
+            "censored_fraction": result.n_censored[:, j].sum() / graded if graded else math.nan,
+            "binds_fraction": (result.n_binds[:, j].sum() / graded
+                               if graded and isinstance(budget, int) else math.nan),
+            "n_problems": int((result.n[:, j] > 0).sum()), "n_samples": graded,
+            "n_failed": int(result.n_failed[:, j].sum()),
+        })
+    frame = pd.DataFrame(rows, columns=["budget", "accuracy", "ci_low", "ci_high",
+                                        "mean_thinking_tokens", "mean_output_tokens",
+                                        "censored_fraction", "binds_fraction", "n_problems",
+                                        "n_samples", "n_failed"])
+    for column in ("n_problems", "n_samples", "n_failed"):
+        frame[column] = frame[column].astype(np.int64)
+    return with_budget_dtype(frame, result.budgets)
+
+
+def _fit(result: PassResult, boot: ProblemBootstrap, budgets: pd.DataFrame
+         ) -> tuple[LogLinearFit | None, FitComparison | None, list[str]]:
+    notes: list[str] = []
+    if len(result.budgets) < 2:
+        return None, None, notes
+    try:
+        fit = fit_log_linear(result.tokens, result.acc, bootstrap=boot)
+    except ValueError as exc:
+        return None, None, [f"no scaling fit: {exc}"]
+    comparison = None
+    if len(result.budgets) >= MIN_BUDGETS:
+        try:
+            comparison = compare_fits(result.tokens, result.acc, n_by_budget=result.n.sum(axis=0),
+                                      log_linear=fit)
+        except ValueError as exc:
+            notes.append(f"no sigmoid/AIC comparison: {exc}")
+    else:
+        notes.append(f"only {len(result.budgets)} budgets: the line has no residual to test it "
+                     f"and no sigmoid can be compared (use {MIN_BUDGETS} or more)")
+    if fit.n_problems < MIN_PROBLEMS:
+        notes.append(f"only {fit.n_problems} problem(s): problem-bootstrap intervals are "
+                     f"unreliable below {MIN_PROBLEMS}" + (" and degenerate for one"
+                                                           if fit.n_problems == 1 else ""))
+    for row in budgets.to_dict("records"):
+        if row["censored_fraction"] > CENSORED_MAJORITY:
+            notes.append(f"budget {row['budget']}: {row['censored_fraction']:.0%} of samples "
+                         f"censored (cut off without an answer), so accuracy there measures "
+                         f"the cap more than the model")
+    edge = fit.leaves_unit_interval()
+    if edge is not None:
+        lo, hi = fit.x_range
+        notes.append(f"extrapolation: the line leaves [0, 1] at ~{edge:,.0f} tokens, within "
+                     f"4x of the measured {lo:,.0f}..{hi:,.0f}; it describes that range only")
+    return fit, comparison, notes
+
+
+def _forecasts(result: PassResult, boot: ProblemBootstrap,
+               forecasters: Sequence[CoverageForecaster]) -> list[CoverageForecast]:
+    for j in reversed(range(len(result.budgets))):
+        cols = [(c, k) for c, (m, k) in enumerate(result.columns[j]) if m == "pass"]
+        if len(cols) >= 2:
+            ks = np.array([k for _, k in cols])
+            data = CoverageData(
+                budget=result.budgets[j], ks=ks,
+                pass_by_problem=result.values[j][:, [c for c, _ in cols]],
+                n=result.n[:, j], correct=result.acc[:, j] * result.n[:, j],
+                horizon=[int(ks.max()) * 4, int(ks.max()) * 16], bootstrap=boot)
+            return [forecast(data) for forecast in forecasters]
+    return []
+
+
+def _gain(result: PassResult, seed: int, boot: ProblemBootstrap) -> PairedDifference | None:
+    if len(result.budgets) < 2:
+        return None
+    try:
+        return paired_bootstrap(result.acc[:, 0], result.acc[:, -1], n_boot=boot.n_boot,
+                                seed=seed, level=boot.level)
+    except ValueError:
+        return None
+
+
+def _build(
+    result: PassResult, identity: dict[str, Any], subject_map: dict[str, str],
+    chosen: Sequence[str] | str | None, by_subject: bool, boot: ProblemBootstrap,
+    forecasters: Sequence[CoverageForecaster], settings: dict[str, Any],
+) -> Analysis:
+    notes = list(result.notes)
+    mapped, groups, labels, subject_notes = _group_subjects(result.subjects, subject_map, chosen)
+    notes += subject_notes
+    sets = subject_sets(mapped, boot, by_subject=by_subject, chosen=labels)
+    curves = curve_frame(result.budgets, result.columns, result.values, sets)
+    budgets = _budget_frame(result, curves)
+    fit, comparison, fit_notes = _fit(result, boot, budgets)
+    plan = result.plan
+    done = result.plan_done
+    completeness = Completeness(plan.cells, min(done, plan.cells), result.plan_failed,
+                                plan.inferred)
+    if not completeness.complete:
+        notes.insert(0, completeness.describe())
+    if len(result.problem_ids) == 1:
+        notes.append("one problem: resampling it only ever returns it, so no interval is "
+                     "given (degenerate)")
+    if len(result.budgets) == 1:
+        notes.append("one budget: no scaling fit (a line through one point is not a law)")
+    table = BudgetTable(
+        budgets=result.budgets, problem_ids=result.problem_ids, subjects=result.subjects,
+        acc=result.acc, tokens=result.tokens, generated=result.generated, n_graded=result.n,
+        n_censored=result.n_censored.sum(axis=0), n_failed=result.n_failed.sum(axis=0),
+        n_binds=result.n_binds.sum(axis=0), n_within=result.n_within.sum(axis=0),
+    )
+    per_problem = long_frame(result)
+    per_problem["subject"] = per_problem["problem_id"].map(
+        dict(zip(result.problem_ids, mapped, strict=True))).astype(object)
+    return Analysis(
+        identity=identity, settings=settings, table=table,
+        ks={b: sorted({k for m, k in cols if m != "mean"})
+            for b, cols in zip(result.budgets, result.columns, strict=True)},
+        budgets=budgets, per_problem=per_problem, curves=curves, fit=fit,
+        fit_warnings=fit_notes, comparison=comparison,
+        forecasts=_forecasts(result, boot, forecasters),
+        frontier=with_budget_dtype(frontier_frame(result.budgets, result.generated,
+                                                  result.columns, result.values, boot),
+                                   result.budgets),
+        control=budget_control(result.budgets, result.acc, result.tokens,
+                               table.n_within, result.n.sum(axis=0)),
+        completeness=completeness, budget_gain=_gain(result, settings["seed"], boot),
+        subject_groups=groups, subjects=[s for s, _, _ in sets[1:]],
+        thinking=dict(zip(result.budgets, result.thinking, strict=True)),
+        bootstrap=boot, warnings=notes,
     )
 
 
-# ---------------------------------------------------------------- compute matching
+
+# ---------------------------------------------------------------- conveniences
 
 
-def pareto_mask(tokens: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """True where no other point has at most the tokens and strictly more accuracy (or
-    the same accuracy for strictly fewer tokens)."""
-    t, acc = np.asarray(tokens, dtype=float), np.asarray(accuracy, dtype=float)
-    order = np.lexsort((-acc, t))
-    mask = np.zeros(len(t), dtype=bool)
-    best = -np.inf
-    for i in order:
-        if acc[i] > best:
-            mask[i] = True
-            best = acc[i]
-    return mask
-
-
-def compute_frontier(
-    samples: pd.DataFrame,
-    per_problem: pd.DataFrame,
-    *,
-    metrics: Sequence[str] | None = None,
-    scorer_tokens: dict[str, float] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Accuracy against expected total tokens per problem for every (budget, k).
-
-    A k-subset costs k times the mean generated tokens per sample at that budget (output
-    tokens, which include thinking), plus ``k * scorer_tokens[name]`` for metrics that
-    score samples. Rows come in three strategies: ``serial`` (k = 1, every budget),
-    ``parallel`` (the lowest budget, every k) and ``both`` (every combination);
-    ``pareto`` marks combinations no other combination beats at equal or lower cost.
-    ``per_problem`` is ``ttc.curves.per_problem_values`` output; by default every metric
-    but ``pass`` (an oracle, not a strategy) and ``mean`` (majority@1) is used.
-    """
-    import pandas as pd
-
-    table = budget_table(samples)
-    scorer_tokens = scorer_tokens or {}
-    frame = per_problem
-    if "subject" in frame.columns and (frame["subject"] == "all").any():
-        frame = frame[frame["subject"] == "all"]
-    chosen = list(metrics) if metrics is not None else [
-        m for m in dict.fromkeys(frame["metric"]) if m not in ("pass", "mean")
-    ]
-    frame = frame[frame["metric"].isin(chosen)]
-    columns = list(dict.fromkeys(zip(frame["metric"], frame["budget"], frame["k"], strict=True)))
-    if not columns:
-        return pd.DataFrame(columns=["strategy", "metric", "budget", "k", "tokens", "accuracy",
-                                     "ci_low", "ci_high", "pareto"])
-    pos = {pid: i for i, pid in enumerate(table.problem_ids)}
-    col = {c: j for j, c in enumerate(columns)}
-    matrix = np.full((len(table.problem_ids), len(columns)), np.nan)
-    rows_i = frame["problem_id"].map(pos).to_numpy()
-    cols_j = [col[c] for c in zip(frame["metric"], frame["budget"], frame["k"], strict=True)]
-    matrix[rows_i, cols_j] = frame["value"].to_numpy(dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        point = np.nanmean(matrix, axis=0)
-        per_sample = dict(zip(table.budgets, np.nanmean(table.generated, axis=0), strict=True))
-    weights = boot_weights(matrix.shape[0], n_boot, np.random.default_rng(seed))
-    low, high = percentile_ci(boot_means(weights, matrix), level)
-    out = pd.DataFrame({
-        "metric": [c[0] for c in columns], "budget": pd.Series([c[1] for c in columns],
-                                                              dtype=object),
-        "k": [int(c[2]) for c in columns], "accuracy": point, "ci_low": low, "ci_high": high,
-    })
-    scorer_cost = [scorer_tokens.get(m.split(":", 1)[1], 0.0) if ":" in m else 0.0
-                   for m in out["metric"]]
-    out["tokens"] = out["k"] * (out["budget"].map(per_sample).astype(float) + scorer_cost)
-    out["pareto"] = False
-    for _metric, group in out.groupby("metric", sort=False):
-        out.loc[group.index, "pareto"] = pareto_mask(group["tokens"].to_numpy(),
-                                                     group["accuracy"].to_numpy())
-    lowest = table.budgets[0]
-    parts = [
-        out[out["k"] == 1].assign(strategy="serial"),
-        out[out["budget"].map(lambda b: b == lowest).astype(bool)].assign(strategy="parallel"),
-        out.assign(strategy="both"),
-    ]
-    result = pd.concat(parts, ignore_index=True)
-    order = ["strategy", "metric", "budget", "k", "tokens", "accuracy", "ci_low", "ci_high",
-             "pareto"]
-    return result[order].sort_values(["strategy", "metric", "tokens"], kind="stable",
-                                     ignore_index=True)
-
-
-# ---------------------------------------------------------------- paired comparison
-
-
-def compare_runs(
-    run_a: Any,
-    run_b: Any,
-    *,
-    metric: str = "majority",
-    k: int = 1,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> pd.DataFrame:
-    """Paired difference (b - a) of a metric@k on the problems both runs share, per budget.
-
-    Pairing on problems removes problem difficulty from the comparison, so intervals are
-    much tighter than two independent ones. Accepts ``Run`` objects (or anything with
-    ``per_problem(metrics=..., ks=...)``).
-    """
-    import pandas as pd
-
-    from ttc.curves import paired_difference
-
-    def values(run: Any) -> pd.DataFrame:
-        frame = run.per_problem(metrics=(metric,), ks=[k])
-        if "subject" in frame.columns and (frame["subject"] == "all").any():
-            frame = frame[frame["subject"] == "all"]
-        frame = frame[(frame["metric"] == metric) & (frame["k"] == k)]
-        return frame[["problem_id", "budget", "value"]]
-
-    merged = values(run_a).merge(values(run_b), on=["problem_id", "budget"], suffixes=("_a", "_b"))
-    rows = []
-    for budget in sorted(merged["budget"].unique().tolist(), key=budget_sort_key):
-        group = merged[merged["budget"] == budget]
-        a = group["value_a"].to_numpy(dtype=float)
-        b = group["value_b"].to_numpy(dtype=float)
-        diff = _as_interval(paired_difference(b, a, n_boot=n_boot, seed=seed, level=level))
-        rows.append({"budget": budget, "metric": metric, "k": k, "n_problems": len(group),
-                     "a": float(a.mean()), "b": float(b.mean()), "difference": diff[0],
-                     "ci_low": diff[1], "ci_high": diff[2]})
-    return pd.DataFrame(rows)
-
-
-def _as_interval(result: Any) -> tuple[float, float, float]:
-    """Normalise ``paired_difference``'s result to (estimate, low, high)."""
-    if isinstance(result, dict):
-        est: Any = result.get("difference", result.get("value", result.get("mean")))
-        return float(est), float(result["ci_low"]), float(result["ci_high"])
-    if hasattr(result, "ci_low"):
-        est = getattr(result, "difference", getattr(result, "value", float("nan")))
-        return float(est), float(result.ci_low), float(result.ci_high)
-    est, low, high = result
-    return float(est), float(low), float(high)
+def budget_table(samples: pd.DataFrame) -> BudgetTable:
+    """The per-problem arrays of a samples frame (``analyze(samples).table`` without intervals)."""
+    return analyze(samples, metrics=(), ks=[], n_boot=0).table

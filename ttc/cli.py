@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run", type=Path)
     report.add_argument("--out", type=Path, help="output folder (default: RUN/report)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    report.add_argument("--subjects", default="all", metavar="all|S1,S2,...",
+                        help="subjects to report, after the run's [dataset] subject_map "
+                        "(default: all)")
 
     imp = sub.add_parser("import", help="read inspect_ai / lm-eval / lighteval samples into a run")
     imp.add_argument("harness", choices=["inspect", "lm-eval", "lighteval"])
@@ -346,7 +349,9 @@ def _report(args: argparse.Namespace) -> int:
 
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
-        out = write_report(run, args.out, n_boot=args.bootstrap)
+        subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
+        out = write_report(run, args.out, n_boot=args.bootstrap,
+                           subjects=None if subjects in ([], ["all"]) else subjects)
         if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
             from ttc.agent.report import write_agent_report
 

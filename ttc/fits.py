@@ -1,9 +1,11 @@
 """Scaling-law fits with problem-bootstrap intervals.
 
 Accuracy against log2 of realized thinking tokens (a line, and a saturating sigmoid
-compared by AIC), and the pass@k coverage law of Brown et al. (2024). Inputs are
-per-problem arrays; every interval resamples PROBLEMS with an explicit seeded
-``np.random.Generator``, never samples. ``ttc.analysis`` builds the arrays from a run.
+compared by AIC); the pass@k coverage law is in ``ttc.coverage``. Inputs are
+per-problem arrays (NaN: the problem has no value there); every interval comes from
+``ttc.bootstrap``, resampling PROBLEMS, never samples, and a caller can pass the
+``ProblemBootstrap`` of its analysis so fits share the draw of every other interval.
+``ttc.analysis`` builds the arrays from a run.
 """
 
 from __future__ import annotations
@@ -11,59 +13,47 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import optimize
 
+from ttc.bootstrap import BootstrapResult, ProblemBootstrap
+
 __all__ = [
-    "CoverageFit",
+    "EXTRAPOLATION_FACTOR",
+    "X_LABEL",
     "ExtrapolationWarning",
     "FitComparison",
     "LogLinearFit",
     "SigmoidFit",
-    "X_LABEL",
-    "boot_means",
-    "boot_weights",
     "compare_fits",
-    "fit_coverage_law",
     "fit_log_linear",
     "fit_sigmoid",
-    "percentile_ci",
 ]
 
 X_LABEL = "log2 mean realized thinking tokens"
+#: a forecast beyond this multiple of the largest measured k (or tokens) is marked extrapolated
+EXTRAPOLATION_FACTOR = 4.0
 
 
 class ExtrapolationWarning(UserWarning):
     """A fit was asked about tokens outside the range it was measured on."""
 
 
-def boot_weights(n_problems: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot x n_problems`` counts of each problem in each problem-bootstrap replicate.
-
-    A replicate's mean of any per-problem column is then one matrix product, which keeps
-    a thousand replicates over hundreds of curve points to milliseconds.
-    """
-    idx = rng.integers(0, n_problems, size=(n_boot, n_problems))
-    rows = np.repeat(np.arange(n_boot), n_problems)
-    weights = np.zeros((n_boot, n_problems))
-    np.add.at(weights, (rows, idx.ravel()), 1.0)
-    return weights
+def bootstrap_for(n_problems: int, n_boot: int, seed: int, level: float,
+               given: ProblemBootstrap | None) -> ProblemBootstrap:
+    """The caller's shared bootstrap (one analysis, one draw), or a fresh seeded one."""
+    if given is None:
+        return ProblemBootstrap(n_problems, n_boot=n_boot, seed=seed, level=level)
+    if given.n_problems != n_problems:
+        raise ValueError(f"bootstrap is over {given.n_problems} problems, data has {n_problems}")
+    return given
 
 
-def boot_means(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Replicate means (``n_boot x columns``) of a ``problems x columns`` array, NaN-aware."""
-    valid = np.isfinite(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights @ np.where(valid, values, 0.0)) / (weights @ valid)
-
-
-def percentile_ci(values: np.ndarray, level: float, axis: int = 0) -> tuple[Any, Any]:
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.nanpercentile(values, [tail, 100.0 - tail], axis=axis)
-    return low, high
+def n_with_values(matrix: np.ndarray) -> int:
+    return int((~np.isnan(matrix)).any(axis=1).sum()) if matrix.size else 0
 
 
 # ---------------------------------------------------------------- log-linear fit
@@ -88,7 +78,11 @@ def _as_problem_matrix(values: np.ndarray | Sequence[float], n_budgets: int) -> 
 
 @dataclass(frozen=True)
 class LogLinearFit:
-    """``accuracy = intercept + slope_per_doubling * log2(tokens)`` with a problem-bootstrap CI."""
+    """``accuracy = intercept + slope_per_doubling * log2(tokens)`` with a problem-bootstrap CI.
+
+    ``slope`` holds the slope's bootstrap result (``degenerate`` with one problem, when
+    ``ci`` is NaN); ``params`` the replicate (intercept, slope) pairs behind ``band``.
+    """
 
     intercept: float
     slope_per_doubling: float
@@ -99,7 +93,13 @@ class LogLinearFit:
     level: float = 0.95
     n_problems: int = 0
     points: tuple[tuple[float, float], ...] = ()
-    boot: np.ndarray = field(default_factory=lambda: np.empty((0, 2)), repr=False)
+    slope: BootstrapResult | None = None
+    params: np.ndarray | None = None
+    bootstrap: ProblemBootstrap | None = None
+
+    @property
+    def n_budgets(self) -> int:
+        return len(self.points)
 
     def _check_range(self, tokens: np.ndarray) -> None:
         lo, hi = self.x_range
@@ -116,19 +116,37 @@ class LogLinearFit:
         return np.asarray(self.intercept + self.slope_per_doubling * np.log2(t))
 
     def band(self, tokens: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise bootstrap band of the fitted line at ``tokens`` (no range warning)."""
+        """Pointwise bootstrap band of the line at ``tokens``, clipped to [0, 1] (accuracy).
+
+        NaN where the fit has no interval (one problem, or ``n_boot = 0``).
+        """
         t = np.log2(np.asarray(tokens, dtype=float))
-        if len(self.boot) == 0:
-            line = self.intercept + self.slope_per_doubling * t
-            return line, line
-        lines = self.boot[:, :1] + self.boot[:, 1:] * t[None, :]
-        return percentile_ci(lines, self.level)
+        line = self.intercept + self.slope_per_doubling * t
+        if self.bootstrap is None or self.params is None or self.params.shape[0] == 0:
+            return np.full(line.shape, np.nan), np.full(line.shape, np.nan)
+        lines = self.params[:, :1] + self.params[:, 1:] * t[None, :]
+        res = self.bootstrap.interval(line, lines, n_problems=self.n_problems, bounds=(0.0, 1.0))
+        return res.confidence_interval.low, res.confidence_interval.high
+
+    def leaves_unit_interval(self, factor: float = EXTRAPOLATION_FACTOR) -> float | None:
+        """Tokens (within ``factor`` x beyond the measured range) where the line leaves
+        [0, 1], or None: past that point a log-linear law cannot hold."""
+        lo, hi = self.x_range
+        for t in (hi * factor, lo / factor):
+            value = self.intercept + self.slope_per_doubling * math.log2(t)
+            if not 0.0 <= value <= 1.0 and self.slope_per_doubling != 0:
+                edge = 1.0 if value > 1.0 else 0.0
+                return float(2.0 ** ((edge - self.intercept) / self.slope_per_doubling))
+        return None
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``fit`` entry of ``summary.json``."""
+        """The ``fit`` entry of ``summary.json`` (the report adds ``warnings``)."""
         return {
             "intercept": self.intercept, "slope_per_doubling": self.slope_per_doubling,
-            "ci": [self.ci[0], self.ci[1]], "r2": self.r2, "x": self.x_label,
+            "ci": None if self.slope is None or self.slope.degenerate else [self.ci[0],
+                                                                            self.ci[1]],
+            "r2": self.r2, "x": self.x_label, "x_range": list(self.x_range),
+            "n_budgets": self.n_budgets, "n_problems": self.n_problems,
         }
 
 
@@ -139,12 +157,14 @@ def fit_log_linear(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    bootstrap: ProblemBootstrap | None = None,
 ) -> LogLinearFit:
     """Least squares of per-budget mean accuracy on log2 of per-budget mean realized tokens.
 
-    ``acc_by_problem_budget`` is problems x budgets; ``tokens_by_budget`` is the same
-    shape (per-problem mean realized tokens, so the bootstrap recomputes x too) or one
-    value per budget. Needs at least two budgets with distinct token means.
+    ``acc_by_problem_budget`` is problems x budgets (NaN: the problem has no graded
+    sample there); ``tokens_by_budget`` is the same shape (per-problem mean realized
+    tokens, so the bootstrap recomputes x too) or one value per budget. Needs at least
+    two budgets with distinct token means. ``bootstrap`` shares an analysis' draw.
     """
     acc = np.asarray(acc_by_problem_budget, dtype=float)
     if acc.ndim != 2:
@@ -161,25 +181,22 @@ def fit_log_linear(
     resid = y[keep] - (a + b * x[keep])
     ss_tot = float(((y[keep] - y[keep].mean()) ** 2).sum())
     r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
-    boot = np.empty((0, 2))
-    ci = (float("nan"), float("nan"))
-    if n_boot > 0:
-        weights = boot_weights(acc.shape[0], n_boot, np.random.default_rng(seed))
-        yb = boot_means(weights, acc)[:, keep]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xb = (np.log2(boot_means(weights, tok)) if tok.shape[0] == acc.shape[0]
-                  else np.broadcast_to(x, (n_boot, *x.shape)))[:, keep]
-            ab, bb = _ols(xb, yb)
-        boot = np.column_stack([ab, bb])
-        boot = boot[np.all(np.isfinite(boot), axis=1)]
-        low, high = percentile_ci(boot[:, 1], level)
-        ci = (float(low), float(high))
+    boot = bootstrap_for(acc.shape[0], n_boot, seed, level, bootstrap)
+    n_problems = n_with_values(acc)
+    yb = boot.replicate_means(acc)[:, keep]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xb = (np.log2(boot.replicate_means(tok)) if tok.shape[0] == acc.shape[0]
+              else np.broadcast_to(x, (boot.n_boot, *x.shape)))[:, keep]
+        ab, bb = _ols(xb, yb) if boot.n_boot else (np.zeros(0), np.zeros(0))
+    slope = boot.interval(b, bb[:, None], n_problems=n_problems)
     tokens_mean = 2.0 ** x[keep]
     return LogLinearFit(
-        intercept=float(a), slope_per_doubling=float(b), ci=ci, r2=r2,
-        x_range=(float(tokens_mean.min()), float(tokens_mean.max())), level=level,
-        n_problems=acc.shape[0],
-        points=tuple(zip(tokens_mean.tolist(), y[keep].tolist(), strict=True)), boot=boot,
+        intercept=float(a), slope_per_doubling=float(b),
+        ci=(float(slope.confidence_interval.low[0]), float(slope.confidence_interval.high[0])),
+        r2=r2, x_range=(float(tokens_mean.min()), float(tokens_mean.max())), level=boot.level,
+        n_problems=n_problems,
+        points=tuple(zip(tokens_mean.tolist(), y[keep].tolist(), strict=True)),
+        slope=slope, params=np.column_stack([ab, bb]), bootstrap=boot,
     )
 
 
@@ -276,13 +293,13 @@ def fit_sigmoid(
 
 @dataclass(frozen=True)
 class FitComparison:
-    """AIC of the log-linear and sigmoid fits on the same binomial likelihood."""
+    """AIC of the log-linear and sigmoid fits on the same binomial likelihood (both fitted)."""
 
     aic: dict[str, float]
     preferred: str
     delta_aic: float
     log_linear: LogLinearFit
-    sigmoid: SigmoidFit | None
+    sigmoid: SigmoidFit
 
 
 def compare_fits(
@@ -292,105 +309,26 @@ def compare_fits(
     n_by_budget: Sequence[float] | np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    log_linear: LogLinearFit | None = None,
 ) -> FitComparison:
     """Log-linear (2 parameters) vs saturating sigmoid (4) by AIC; lower wins.
 
     Both are scored by the binomial likelihood of the pooled per-budget accuracy (the
     log-linear line clipped into (0, 1)), so the AIC difference measures curvature.
-    With fewer than three budgets only the log-linear fit is possible.
+    A comparison needs both models: fewer than three budgets raise ``ValueError``
+    (a two-budget run has only the line, and an AIC of one model compares nothing).
+    ``log_linear`` reuses a fit already made on the same data.
     """
-    lin = fit_log_linear(tokens_by_budget, acc_by_problem_budget, n_boot=n_boot, seed=seed)
     x, y, n = _pooled(tokens_by_budget, acc_by_problem_budget, n_by_budget)
+    if len(x) < 3:
+        raise ValueError("comparing the line with a sigmoid needs at least three budgets")
+    lin = log_linear or fit_log_linear(tokens_by_budget, acc_by_problem_budget, n_boot=n_boot,
+                                       seed=seed)
+    sig = fit_sigmoid(tokens_by_budget, acc_by_problem_budget, n_by_budget=n_by_budget)
     aic = {"log_linear": 4.0 - 2.0 * _binomial_loglik(lin.intercept + lin.slope_per_doubling * x,
-                                                       y, n)}
-    sig: SigmoidFit | None = None
-    if len(x) >= 3:
-        sig = fit_sigmoid(tokens_by_budget, acc_by_problem_budget, n_by_budget=n_by_budget)
-        aic["sigmoid"] = 8.0 - 2.0 * sig.loglik
+                                                       y, n),
+           "sigmoid": 8.0 - 2.0 * sig.loglik}
     preferred = min(aic, key=lambda k: aic[k])
-    delta = abs(aic["log_linear"] - aic["sigmoid"]) if sig is not None else 0.0
-    return FitComparison(aic=aic, preferred=preferred, delta_aic=delta, log_linear=lin,
+    return FitComparison(aic=aic, preferred=preferred,
+                         delta_aic=abs(aic["log_linear"] - aic["sigmoid"]), log_linear=lin,
                          sigmoid=sig)
-
-
-# ---------------------------------------------------------------- coverage law
-
-
-@dataclass(frozen=True)
-class CoverageFit:
-    """Brown et al. 2024: ``log pass@k = a * k**b`` (a < 0, b < 0), fitted in log-log space."""
-
-    a: float
-    b: float
-    ci_a: tuple[float, float]
-    ci_b: tuple[float, float]
-    k_range: tuple[int, int]
-    level: float = 0.95
-    boot: np.ndarray = field(default_factory=lambda: np.empty((0, 2)), repr=False)
-
-    def forecast(self, k: float | Sequence[float] | np.ndarray) -> np.ndarray:
-        """pass@k predicted by the law (meant for k beyond the measured range)."""
-        kk = np.atleast_1d(np.asarray(k, dtype=float))
-        return np.asarray(np.exp(self.a * kk**self.b))
-
-    def forecast_interval(
-        self, k: float | Sequence[float] | np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise problem-bootstrap interval of the forecast."""
-        kk = np.atleast_1d(np.asarray(k, dtype=float))
-        if len(self.boot) == 0:
-            value = self.forecast(kk)
-            return value, value
-        values = np.exp(self.boot[:, :1] * kk[None, :] ** self.boot[:, 1:])
-        return percentile_ci(values, self.level)
-
-
-def _coverage_params(log_k: np.ndarray, coverage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise fit of ``log(-log C) = log(-a) + b log k``; points with C in {0, 1} dropped."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.log(-np.log(coverage))
-    ok = np.isfinite(z)
-    xs = np.where(ok, log_k, 0.0)
-    zs = np.where(ok, z, 0.0)
-    n = ok.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mx, mz = xs.sum(-1) / n, zs.sum(-1) / n
-        dx = np.where(ok, log_k - mx[..., None], 0.0)
-        slope = (dx * (zs - mz[..., None])).sum(-1) / (dx * dx).sum(-1)
-        intercept = mz - slope * mx
-    slope = np.where(n >= 2, slope, np.nan)
-    return -np.exp(intercept), slope
-
-
-def fit_coverage_law(
-    ks: Sequence[int] | np.ndarray,
-    pass_at_k: Sequence[float] | np.ndarray,
-    *,
-    per_problem: np.ndarray | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> CoverageFit:
-    """Fit the coverage law to pass@k at ``ks``; ``per_problem`` (problems x ks) gives CIs.
-
-    Points where coverage is 0 or 1 carry no information in log-log space and are
-    dropped; at least two informative ks are needed.
-    """
-    k_arr = np.asarray(ks, dtype=float)
-    cov = np.asarray(pass_at_k, dtype=float)
-    a, b = _coverage_params(np.log(k_arr), cov)
-    if not np.isfinite(b):
-        raise ValueError("the coverage law needs pass@k strictly between 0 and 1 at two ks")
-    boot = np.empty((0, 2))
-    ci_a = ci_b = (float("nan"), float("nan"))
-    if per_problem is not None and n_boot > 0:
-        values = np.asarray(per_problem, dtype=float)
-        weights = boot_weights(values.shape[0], n_boot, np.random.default_rng(seed))
-        ab, bb = _coverage_params(np.log(k_arr)[None, :], boot_means(weights, values))
-        boot = np.column_stack([ab, bb])
-        boot = boot[np.all(np.isfinite(boot), axis=1)]
-        la, ha = percentile_ci(boot[:, 0], level)
-        lb, hb = percentile_ci(boot[:, 1], level)
-        ci_a, ci_b = (float(la), float(ha)), (float(lb), float(hb))
-    return CoverageFit(a=float(a), b=float(b), ci_a=ci_a, ci_b=ci_b,
-                       k_range=(int(k_arr.min()), int(k_arr.max())), level=level, boot=boot)

@@ -14,7 +14,7 @@ from the fitted distribution instead of a curve fitted to coverage itself.
 We fit (alpha, beta) by maximum likelihood to the per-problem counts (c_i correct of
 n_i samples) with the beta-binomial likelihood, so problems with c_i = 0 (the left tail
 that decides large-k coverage) and unequal n_i are used as they are, not through noisy
-ratios. Intervals resample problems (``ttc.fits.boot_weights``, the project's one
+ratios. Intervals resample problems (``ttc.bootstrap.ProblemBootstrap``, the project's one
 bootstrap engine) and refit each replicate. A forecast at k more than 4x the largest
 n_i is marked ``extrapolated``; a fit says in ``warnings`` when the data cannot carry
 it (too few problems, a parameter at its bound, replicates that failed).
@@ -33,8 +33,8 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
+from ttc.bootstrap import ProblemBootstrap
 from ttc.estimators._inputs import check_count_array
-from ttc.fits import boot_weights, percentile_ci
 
 __all__ = [
     "EXTRAPOLATION_FACTOR",
@@ -124,8 +124,9 @@ class BetaCoverageFit:
         point = beta_pass_at_k(self.alpha, self.beta, kk)
         if len(self.boot):
             reps = beta_pass_at_k(self.boot[:, :1], self.boot[:, 1:], kk[None, :])
-            low, high = percentile_ci(reps, self.level)
-            se = np.std(reps, axis=0, ddof=1) if len(reps) > 1 else np.full(kk.size, np.nan)
+            spread = ProblemBootstrap(self.n_problems, n_boot=len(reps), level=self.level)
+            res = spread.interval(point, reps, n_problems=self.n_problems)
+            low, high, se = res.low, res.high, res.standard_error
         else:
             low = high = se = np.full(kk.size, np.nan)
         return CoverageForecast(
@@ -276,7 +277,7 @@ def fit_beta_coverage(
     boot = np.empty((0, 2))
     ci_a = ci_b = (float("nan"), float("nan"))
     if n_boot > 0:
-        weights = boot_weights(c_arr.size, n_boot, np.random.default_rng(seed))
+        weights = ProblemBootstrap(c_arr.size, n_boot=n_boot, seed=seed).weights
         order = np.argsort(pair_of, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(pair_of[order]) != 0])
         per_pair = np.add.reduceat(weights[:, order], starts, axis=1)
@@ -291,9 +292,10 @@ def fit_beta_coverage(
             notes.append(f"{failed} of {n_boot} bootstrap refits failed or hit a bound "
                          "and were dropped: the interval is optimistic")
         if len(boot) >= 2:
-            la, ha = percentile_ci(boot[:, 0], level)
-            lb, hb = percentile_ci(boot[:, 1], level)
-            ci_a, ci_b = (float(la), float(ha)), (float(lb), float(hb))
+            spread = ProblemBootstrap(c_arr.size, n_boot=len(boot), level=level)
+            res = spread.interval(np.exp(theta), boot, n_problems=c_arr.size)
+            ci_a = (float(res.low[0]), float(res.high[0]))
+            ci_b = (float(res.low[1]), float(res.high[1]))
     return BetaCoverageFit(
         alpha=float(np.exp(theta[0])),
         beta=float(np.exp(theta[1])),

@@ -1,12 +1,18 @@
 """The four figures of a TTC study, in one seaborn style, each drawable into a caller's Axes.
 
-Every function takes an optional ``ax`` (or returns a whole ``Figure`` when it needs
+Every function draws from an ``Analysis`` (``ttc.analysis.analyze``), so a figure shows
+exactly the numbers of the report's tables; a ``Run`` or a samples frame is analyzed
+first. Each takes an optional ``ax`` (or returns a whole ``Figure`` when it needs
 several panels), so a notebook can compose them and ``ttc report`` can save them.
-Without a display (CI, servers) the non-interactive "Agg" backend is selected.
+Titles name the model and dataset and say how many problems a panel rests on; legends
+use reader names (``verifier best-of-N``, not ``best_of:verifier@N``); log2 axes keep
+at most a handful of labelled ticks so labels never collide. Without a display (CI,
+servers) the non-interactive "Agg" backend is selected.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,26 +27,23 @@ if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from cycler import cycler  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from ttc.analysis import (  # noqa: E402
-    LogLinearFit,
-    budget_sort_key,
-    budget_summary,
-    budget_table,
-    fit_log_linear,
-)
+from ttc._render import metric_name  # noqa: E402
+from ttc.analysis import Analysis, analyze  # noqa: E402
+from ttc.config import budget_sort_key  # noqa: E402
 
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
     "METRIC_COLORS",
     "STRATEGY_COLORS",
+    "metric_name",
     "plot_accuracy_vs_tokens",
     "plot_budget_use",
     "plot_frontier",
@@ -50,8 +53,10 @@ __all__ = [
 
 _PALETTE = sns.color_palette("colorblind")
 METRIC_COLORS = {"majority": _PALETTE[0], "pass": _PALETTE[2], "best_of": _PALETTE[1],
-                 "weighted_majority": _PALETTE[4], "accuracy": _PALETTE[0]}
+                 "weighted_majority": _PALETTE[4], "accuracy": _PALETTE[0],
+                 "mean": _PALETTE[7]}
 STRATEGY_COLORS = {"serial": _PALETTE[3], "parallel": _PALETTE[0], "both": "0.55"}
+_MAX_TICKS = 6
 
 
 @contextmanager
@@ -66,20 +71,25 @@ def style() -> Iterator[None]:
 
 def _tokens_formatter(value: float, _pos: int) -> str:
     if value >= 1024 and value % 1024 == 0:
-        return f"{value / 1024:g}k"
+        return f"{value / 1024:g}k" if value < 1024**2 else f"{value / 1024**2:g}M"
+    if value >= 1e6:
+        return f"{value / 1e6:.3g}M"
     if value >= 1000:
         return f"{value / 1000:.3g}k"
     return f"{value:g}"
 
 
 def _log2_axis(ax: Axes, axis: str = "x") -> None:
+    """A log2 axis with at most ``_MAX_TICKS`` labelled powers of two."""
     setter = ax.set_xscale if axis == "x" else ax.set_yscale
     setter("log", base=2)
     target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=2, numticks=_MAX_TICKS))
     target.set_major_formatter(FuncFormatter(_tokens_formatter))
+    target.set_minor_formatter(NullFormatter())
 
 
-def _new_ax(ax: Axes | None, size: tuple[float, float] = (6.0, 4.0)) -> Axes:
+def _new_ax(ax: Axes | None, size: tuple[float, float] = (6.4, 4.4)) -> Axes:
     if ax is not None:
         return ax
     _fig, new = plt.subplots(figsize=size)
@@ -90,71 +100,87 @@ def _metric_color(metric: str) -> Any:
     return METRIC_COLORS.get(metric.split(":", 1)[0], _PALETTE[5])
 
 
-def _samples_of(data: Any) -> pd.DataFrame:
-    return data.samples() if hasattr(data, "samples") else data
+def _analysis_of(data: Any, n_boot: int = 1000, seed: int = 0) -> Analysis:
+    if isinstance(data, Analysis):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return analyze(data, n_boot=n_boot, seed=seed)
+    return data.analyze(n_boot=n_boot, seed=seed)
+
+
+def _about(analysis: Analysis | None) -> str:
+    """ "model on dataset", for titles ("" for a bare frame)."""
+    if analysis is None or not analysis.identity:
+        return ""
+    return f"{analysis.model_name} on {analysis.dataset_name}"
+
+
+def _title(ax: Axes, what: str, analysis: Analysis | None, n: str) -> None:
+    about = _about(analysis)
+    ax.set_title(f"{what}{f' ({n})' if n else ''}" + (f"\n{about}" if about else ""),
+                 fontsize=10)
 
 
 # ---------------------------------------------------------------- 1. accuracy vs tokens
 
 
 def plot_accuracy_vs_tokens(
-    data: Any,
-    *,
-    fit: LogLinearFit | None = None,
-    ax: Axes | None = None,
-    label: str | None = None,
-    n_boot: int = 1000,
+    data: Any, *, ax: Axes | None = None, label: str | None = None, n_boot: int = 1000,
     seed: int = 0,
 ) -> Axes:
     """Mean accuracy at each budget against its mean REALIZED thinking tokens (log2 axis).
 
-    ``data`` is a ``Run`` or a samples frame. Points sit at realized tokens with 95%
-    problem-bootstrap bars; each token budget's cap is marked by a tick on the top edge
-    joined to its point, so the gap shows how early the model stops. The log-linear fit
-    and its bootstrap band are drawn over the measured range (none for one budget).
+    ``data`` is an ``Analysis``, a ``Run`` or a samples frame. Points sit at realized
+    tokens with 95% problem-bootstrap bars (none where an interval is degenerate); each
+    token budget's cap is a dotted line joined to its point by an arrow, so the gap shows
+    how early the model stops. The log-linear fit and its band (clipped to [0, 1]) are
+    drawn over the measured range (none for one budget).
     """
-    samples = _samples_of(data)
-    summary = budget_summary(samples, n_boot=n_boot, seed=seed)
-    if fit is None and len(summary) >= 2:
-        table = budget_table(samples)
-        try:
-            fit = fit_log_linear(table.tokens, table.acc, n_boot=n_boot, seed=seed)
-        except ValueError:
-            fit = None
+    analysis = _analysis_of(data, n_boot, seed)
+    rows = analysis.budgets[analysis.budgets["n_samples"] > 0]
+    fit = analysis.fit
     with style():
         ax = _new_ax(ax)
-        x = summary["mean_thinking_tokens"].to_numpy(dtype=float)
-        y = summary["accuracy"].to_numpy(dtype=float)
-        yerr = np.vstack([y - summary["ci_low"].to_numpy(), summary["ci_high"].to_numpy() - y])
+        x = rows["mean_thinking_tokens"].to_numpy(dtype=float)
+        y = rows["accuracy"].to_numpy(dtype=float)
+        low = np.nan_to_num(y - rows["ci_low"].to_numpy(dtype=float), nan=0.0)
+        high = np.nan_to_num(rows["ci_high"].to_numpy(dtype=float) - y, nan=0.0)
         color = _PALETTE[0]
-        ax.errorbar(x, y, yerr=yerr, fmt="o", color=color, capsize=3, zorder=3,
-                    label=label or "accuracy at realized tokens")
-        for xi, yi, budget in zip(x, y, summary["budget"], strict=True):
-            ax.annotate(str(budget), (xi, yi), textcoords="offset points", xytext=(5, -12),
-                        fontsize=8, color="0.3")
-        caps = [(float(b), xi) for b, xi in zip(summary["budget"], x, strict=True)
+        ax.errorbar(x, y, yerr=np.vstack([low, high]), fmt="o", color=color, capsize=3,
+                    zorder=3, label=label or "accuracy at realized tokens")
+        for i, (xi, yi, budget) in enumerate(zip(x, y, rows["budget"], strict=True)):
+            below = i % 2 == 0  # neighbours that crowd alternate below and above their bars
+            end = yi - low[i] if below else yi + high[i]
+            ax.annotate(str(budget), (xi, end), textcoords="offset points",
+                        xytext=(0, -4 if below else 4), ha="center",
+                        va="top" if below else "bottom", fontsize=8, color="0.3")
+        caps = [(float(b), xi) for b, xi in zip(rows["budget"], x, strict=True)
                 if isinstance(b, int | np.integer)]
         if fit is not None:
             grid = np.geomspace(fit.x_range[0], fit.x_range[1], 64)
-            low, high = fit.band(grid)
-            ax.fill_between(grid, low, high, color=color, alpha=0.18, lw=0)
-            ax.plot(grid, fit.intercept + fit.slope_per_doubling * np.log2(grid), color=color,
-                    lw=1.6, label=f"fit: {fit.slope_per_doubling * 100:+.1f} pts/doubling "
-                                  f"[{fit.ci[0] * 100:+.1f}, {fit.ci[1] * 100:+.1f}]")
+            band_low, band_high = fit.band(grid)
+            if np.isfinite(band_low).any():
+                ax.fill_between(grid, band_low, band_high, color=color, alpha=0.18, lw=0)
+            ci = ("no interval" if not np.isfinite(fit.ci[0]) else
+                  f"[{fit.ci[0] * 100:+.1f}, {fit.ci[1] * 100:+.1f}]")
+            ax.plot(grid, np.clip(fit.intercept + fit.slope_per_doubling * np.log2(grid), 0, 1),
+                    color=color, lw=1.6,
+                    label=f"fit: {fit.slope_per_doubling * 100:+.1f} pts/doubling {ci}")
         _log2_axis(ax)
-        lo_x = min([*x, *[c for c, _ in caps]]) if len(x) else 1.0
-        hi_x = max([*x, *[c for c, _ in caps]]) if len(x) else 2.0
-        ax.set_xlim(lo_x / 1.4, hi_x * 1.4)
+        span = [*x, *[c for c, _ in caps]] or [1.0, 2.0]
+        ax.set_xlim(min(span) / 1.4, max(span) * 1.4)
+        for cap, xi in caps:
+            ax.axvline(cap, color="0.6", ls=":", lw=0.9, zorder=1)
+            ax.annotate("", xy=(xi, 1.0), xytext=(cap, 1.0), xycoords=("data", "axes fraction"),
+                        arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
         if caps:
-            for cap, xi in caps:
-                ax.axvline(cap, color="0.6", ls=":", lw=0.9, zorder=1)
-                ax.annotate("", xy=(xi, 1.0), xytext=(cap, 1.0),
-                            xycoords=("data", "axes fraction"),
-                            arrowprops={"arrowstyle": "->", "color": "0.5", "lw": 0.8})
             ax.plot([], [], color="0.6", ls=":", lw=0.9, label="budget cap")
+        ax.set_ylim(max(0.0, float(np.nanmin(y - low, initial=1.0)) - 0.08),
+                    min(1.0, float(np.nanmax(y + high, initial=0.0)) + 0.08))
         ax.set_xlabel("mean realized thinking tokens per sample")
         ax.set_ylabel("accuracy (single sample)")
-        ax.set_title("Accuracy vs thinking tokens")
+        _title(ax, "Accuracy vs thinking tokens", analysis,
+               f"n = {len(analysis.table.problem_ids):,} problems")
         ax.legend(loc="lower right", fontsize=8)
     return ax
 
@@ -163,52 +189,60 @@ def plot_accuracy_vs_tokens(
 
 
 def plot_parallel_curves(
-    curves: pd.DataFrame,
-    *,
-    budget: Any = None,
-    metrics: Sequence[str] | None = None,
-    max_subjects: int = 8,
-    ncols: int = 2,
+    data: Any, *, budget: Any = None, metrics: Sequence[str] | None = None,
+    subjects: Sequence[str] | None = None, ncols: int | None = None,
 ) -> Figure:
     """majority@N, scorer@N and pass@N against N (log2), one panel for all problems and one
-    per subject, at one ``budget`` (default the largest). Bands are 95% problem-bootstrap.
+    per subject (every subject: none is dropped), at one ``budget`` (default the
+    largest). ``data`` is an ``Analysis`` or a curves frame. Bands are 95%
+    problem-bootstrap; each panel title says how many problems it rests on.
     """
-    frame = curves
-    budgets = sorted(frame["budget"].unique().tolist(), key=budget_sort_key)
+    analysis = data if isinstance(data, Analysis) else None
+    frame = analysis.curves if analysis is not None else data
+    budgets = sorted(dict.fromkeys(frame["budget"].tolist()), key=budget_sort_key)
     chosen = budget if budget is not None else budgets[-1]
-    frame = frame[frame["budget"].map(lambda b: b == chosen).astype(bool)]
+    frame = frame[frame["budget"] == chosen]
     if metrics is not None:
         frame = frame[frame["metric"].isin(list(metrics))]
     else:  # "mean" is k = 1 only: the single-sample accuracy, already majority@1
         frame = frame[frame["metric"] != "mean"]
-    named = sorted(s for s in frame["subject"].dropna().unique() if s != "all")
+    named = [s for s in dict.fromkeys(frame["subject"].dropna()) if s != "all"]
+    named = list(subjects) if subjects is not None else sorted(named)
     # one subject is the same panel as "all problems": draw it once
-    subjects = (["all"] + named if len(named) > 1 else ["all"])[: max_subjects + 1]
-    cols = min(ncols, len(subjects))
-    rows = -(-len(subjects) // cols)
+    panels = ["all", *named] if len(named) > 1 or subjects is not None else ["all"]
+    cols = ncols or min(len(panels), 2 if len(panels) <= 4 else 4)
+    rows = -(-len(panels) // cols)
     with style():
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False,
-                                 sharex=True, sharey=True)
-        for panel, subject in zip(axes.flat, subjects, strict=False):
+        fig, axes = plt.subplots(rows, cols, figsize=(max(4.4 * cols, 6.0), 3.5 * rows + 0.4),
+                                 squeeze=False, sharex=True, sharey=True)
+        for panel, subject in zip(axes.flat, panels, strict=False):
             part = frame[frame["subject"] == subject]
             for metric, group in part.groupby("metric", sort=True):
                 group = group.sort_values("k")
                 color = _metric_color(str(metric))
                 k = group["k"].to_numpy(dtype=float)
-                panel.fill_between(k, group["ci_low"], group["ci_high"], color=color, alpha=0.15,
-                                   lw=0)
+                panel.fill_between(k, group["ci_low"].to_numpy(dtype=float),
+                                   group["ci_high"].to_numpy(dtype=float), color=color,
+                                   alpha=0.15, lw=0)
                 panel.plot(k, group["value"], marker="o", ms=3, color=color,
-                           label=f"{metric}@N")
+                           label=metric_name(str(metric)))
             _log2_axis(panel)
-            panel.set_title("all problems" if subject == "all" else str(subject))
+            n = int(part["n_problems"].max()) if len(part) else 0
+            panel.set_title(f"{'all problems' if subject == 'all' else subject} (n={n})",
+                            fontsize=10)
+            panel.set_ylim(-0.02, 1.02)
+        for panel in axes[-1]:
             panel.set_xlabel("N (samples)")
+        for panel in axes[:, 0]:
             panel.set_ylabel("accuracy")
-        for panel in list(axes.flat)[len(subjects):]:
+        for panel in list(axes.flat)[len(panels):]:
             panel.set_visible(False)
         handles, labels = axes.flat[0].get_legend_handles_labels()
         if handles:
             axes.flat[0].legend(handles, labels, fontsize=8, loc="lower right")
-        fig.suptitle(f"Parallel scaling at budget {chosen}")
+        about = _about(analysis)
+        fig.suptitle(f"Parallel scaling at budget {chosen}" + (f"\n{about}" if about else ""),
+                     fontsize=11)
         fig.tight_layout()
     return fig
 
@@ -216,15 +250,15 @@ def plot_parallel_curves(
 # ---------------------------------------------------------------- 3. frontier
 
 
-def plot_frontier(
-    frontier: pd.DataFrame, *, metric: str | None = None, ax: Axes | None = None
-) -> Axes:
+def plot_frontier(data: Any, *, metric: str | None = None, ax: Axes | None = None) -> Axes:
     """Accuracy against expected total tokens per problem: serial vs parallel vs both.
 
-    ``frontier`` is ``ttc.analysis.compute_frontier`` output. Grey points are every
-    (budget, N) combination; the dashed step is their Pareto frontier, so the reader
-    sees at a glance which strategy wins at equal compute.
+    ``data`` is an ``Analysis`` or a frontier frame. Grey points are every (budget, N)
+    combination; the dashed step is their Pareto frontier, so the reader sees at a
+    glance which strategy wins at equal compute.
     """
+    analysis = data if isinstance(data, Analysis) else None
+    frontier = analysis.frontier if analysis is not None else data
     metrics = list(dict.fromkeys(frontier["metric"]))
     chosen = metric or ("majority" if "majority" in metrics else metrics[0])
     part = frontier[frontier["metric"] == chosen]
@@ -239,15 +273,16 @@ def plot_frontier(
         for strategy in ("serial", "parallel"):
             line = part[part["strategy"] == strategy].sort_values("tokens")
             color = STRATEGY_COLORS[strategy]
-            ax.fill_between(line["tokens"], line["ci_low"], line["ci_high"], color=color,
-                            alpha=0.15, lw=0)
+            ax.fill_between(line["tokens"], line["ci_low"].to_numpy(dtype=float),
+                            line["ci_high"].to_numpy(dtype=float), color=color, alpha=0.15, lw=0)
             what = "think longer (N=1)" if strategy == "serial" else "sample more (lowest budget)"
             ax.plot(line["tokens"], line["accuracy"], marker="o", ms=4, color=color,
                     label=f"{strategy}: {what}", zorder=4)
         _log2_axis(ax)
         ax.set_xlabel("expected total tokens per problem")
-        ax.set_ylabel(f"{chosen} accuracy")
-        ax.set_title("Compute-matched frontier")
+        ax.set_ylabel(metric_name(chosen))
+        n = int(part["n_problems"].max()) if "n_problems" in part and len(part) else 0
+        _title(ax, "Compute-matched frontier", analysis, f"n = {n:,} problems" if n else "")
         ax.legend(fontsize=8, loc="lower right")
     return ax
 
@@ -255,39 +290,52 @@ def plot_frontier(
 # ---------------------------------------------------------------- 4. budget use
 
 
-def plot_budget_use(samples: Any, *, ax: Axes | None = None) -> Axes:
-    """Distribution of realized thinking tokens per budget against the cap, with how often
-    the budget binds (censored, or within 2% of the cap) written above each budget."""
-    import pandas as pd
-
-    frame = _samples_of(samples)
-    frame = frame[frame["status"] != "failed"]
-    budgets = sorted(frame["budget"].unique().tolist(), key=budget_sort_key)
-    labels = [str(b) for b in budgets]
-    data = pd.DataFrame({
-        "budget": frame["budget"].map(str),
-        "tokens": np.maximum(frame["thinking_tokens"].to_numpy(dtype=float), 1.0),
-    })
+def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
+    """Realized thinking tokens per budget against the cap: nested percentile boxes (50%,
+    80%, 95% of samples) and the median, with the share of samples the budget binds
+    and the share censored written above each budget (the budgets table's numbers).
+    ``data`` is an ``Analysis``, a ``Run`` or a samples frame."""
+    analysis = _analysis_of(data, n_boot=0)
+    rows = analysis.budgets.to_dict("records")
     with style():
-        ax = _new_ax(ax)
-        sns.boxenplot(data=data, x="budget", y="tokens", order=labels, ax=ax,
-                      color=_PALETTE[0], log_scale=2, showfliers=False)
-        for i, budget in enumerate(budgets):
-            group = frame[frame["budget"].map(lambda b, ref=budget: b == ref).astype(bool)]
+        ax = _new_ax(ax, (max(6.4, 0.95 * len(rows) + 1.0), 4.4))
+        for i, row in enumerate(rows):
+            tokens = analysis.thinking[row["budget"]]
+            if tokens.size:  # one partial sort for every percentile (10M samples: one copy)
+                q = np.maximum(np.percentile(tokens, [2.5, 10, 25, 50, 75, 90, 97.5]), 1.0)
+                for (lo, hi), width, shade in (((0, 6), 0.3, 0.35), ((1, 5), 0.5, 0.6),
+                                               ((2, 4), 0.7, 0.9)):
+                    ax.add_patch(matplotlib.patches.Rectangle(
+                        (i - width / 2, q[lo]), width, max(q[hi] - q[lo], 1e-9),
+                        color=_PALETTE[0], alpha=shade, lw=0, zorder=2))
+                ax.hlines(q[3], i - 0.35, i + 0.35, color="0.1", lw=1.2, zorder=3)
+            budget = row["budget"]
+            censored = row["censored_fraction"]
             if isinstance(budget, int | np.integer):
                 ax.hlines(float(budget), i - 0.45, i + 0.45, color=_PALETTE[3], lw=2,
                           label="budget cap" if i == 0 else "_nolegend_", zorder=5)
-                binds = (group["status"].eq("censored")
-                         | (group["thinking_tokens"] >= 0.98 * float(budget))).mean()
-                text = f"binds {binds:.0%}"
+                text = f"binds {row['binds_fraction']:.0%}"
             else:
                 text = "no cap"
-            ax.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
-        ax.yaxis.set_major_formatter(FuncFormatter(_tokens_formatter))
+            if math.isfinite(censored):
+                text += f"\ncensored {censored:.0%}"
+            ax.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        _log2_axis(ax, "y")
+        tops = [float(analysis.thinking[r["budget"]].max(initial=1)) for r in rows]  # 2x room
+        tops += [float(r["budget"]) for r in rows if isinstance(r["budget"], int | np.integer)]
+        bottoms = [float(np.percentile(analysis.thinking[r["budget"]], 2.5)) for r in rows
+                   if analysis.thinking[r["budget"]].size]
+        ax.set_ylim(max(1.0, min(bottoms, default=2.0) / 2), max(tops, default=2.0) * 2)
+        ax.set_xticks(range(len(rows)), [str(r["budget"]) for r in rows],
+                      rotation=90 if len(rows) > 8 else 0)
         ax.set_xlabel("budget (allowed thinking tokens or effort level)")
         ax.set_ylabel("realized thinking tokens")
-        ax.set_title("Realized vs allowed thinking", pad=16)
-        if any(isinstance(b, int | np.integer) for b in budgets):
+        samples = int(sum(r["n_samples"] for r in rows))
+        about = _about(analysis)
+        ax.set_title(f"Realized vs allowed thinking (n = {samples:,} samples)"
+                     + (f"\n{about}" if about else ""), pad=30, fontsize=10)
+        if any(isinstance(r["budget"], int | np.integer) for r in rows):
             ax.legend(fontsize=8, loc="upper left")
     return ax

@@ -1,19 +1,25 @@
-"""The notebook face of a run directory: frames, curves, fits and plots from one object.
+"""The notebook face of a run directory: frames, and the run's one analysis.
 
-Everything the CLI prints or draws is a call on ``Run`` first, so a notebook and
-``ttc report`` always agree.
+Everything the CLI prints or draws is a call on ``Run`` first (``Run.analyze()`` is
+what ``ttc report`` writes), so a notebook and ``ttc report`` always agree. Frames use
+the dtypes a pandas user expects (see ``ttc._frames``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ttc.config import parse_budget
 from ttc.store import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ttc.analysis import Analysis
+    from ttc.fits import LogLinearFit
 
 __all__ = ["Run", "open_run"]
 
@@ -31,6 +37,7 @@ class Run:
         # a reader takes no lock and never writes (a read-only mount works); scoring
         # opens its own writer, or pass read_only=False to hold the writer lock here
         self.store = RunStore(self.path, read_only=read_only, wait=wait)
+        self._analyses: dict[str, Analysis] = {}
 
     # ------------------------------------------------------------ identity
     @cached_property
@@ -60,17 +67,22 @@ class Run:
         """Forget cached frames (after more samples or scores were stored)."""
         for name in ("meta", "_samples", "_scores"):
             self.__dict__.pop(name, None)
+        self._analyses.clear()
 
     # ------------------------------------------------------------ frames
     def samples(self, *, with_text: bool = False) -> pd.DataFrame:
-        """One row per stored sample, with ``answer_class`` for voting (None = no vote)."""
+        """One row per stored sample, with ``answer_class`` for voting (None = no vote).
+
+        Budgets are ``int64`` (token budgets) or an ordered categorical (effort levels),
+        ``correct`` is nullable ``boolean``, token counts are ``int64``.
+        """
         if with_text:
-            return _with_classes(self.store.samples_frame(with_text=True))
+            return _typed_samples(_with_classes(self.store.samples_frame(with_text=True)))
         return self._samples.copy()
 
     @cached_property
     def _samples(self) -> pd.DataFrame:
-        return _with_classes(self.store.samples_frame())
+        return _typed_samples(_with_classes(self.store.samples_frame()))
 
     def scores(self) -> pd.DataFrame:
         """Stored scorer outputs: ``problem_id, budget, sample_index, scorer, version, score``."""
@@ -78,42 +90,63 @@ class Run:
 
     @cached_property
     def _scores(self) -> pd.DataFrame:
-        return self.store.scores_frame()
+        frame = self.store.scores_frame()
+        budgets = [parse_budget(label) for label in self.store.status_counts()]
+        frame["sample_index"] = frame["sample_index"].astype("int64")
+        return _typed_budgets(frame, budgets)
 
     def problems(self) -> list[Any]:
         """Stored problems with their stored choice order."""
         return self.store.problems()
 
-    # ------------------------------------------------------------ analysis
-    def per_problem(self, **kwargs: Any) -> pd.DataFrame:
-        """Exact per-problem estimator values (see ``ttc.curves.per_problem_values``)."""
-        from ttc.curves import per_problem_values
-
-        return per_problem_values(self._samples, self._latest_scores(), **kwargs)
-
-    def curves(self, **kwargs: Any) -> pd.DataFrame:
-        """Curves with problem-bootstrap intervals (see ``ttc.curves.compute_curves``)."""
-        from ttc.curves import compute_curves
-
-        return compute_curves(self._samples, self._latest_scores(), **kwargs)
-
-    def fit(self, **kwargs: Any) -> Any:
-        """Accuracy against log2 mean realized thinking tokens, with problem-bootstrap CI.
-
-        Keyword arguments go to ``ttc.analysis.fit_samples`` (``n_boot``, ``seed``, ``level``).
-        """
-        from ttc.analysis import fit_samples
-
-        return fit_samples(self._samples, **kwargs)
+    def active_scorers(self) -> dict[str, str]:
+        """Each scorer's version that analyses use (the one last run)."""
+        return self.store.active_scorers()
 
     def _latest_scores(self) -> pd.DataFrame | None:
-        """One score per sample and scorer: each scorer's active (last run) version."""
+        """One score per sample and scorer: each scorer's active version (for frames)."""
         scores = self._scores
         if scores.empty:
             return None
-        active = self.store.active_scorers()
-        keep = scores["version"] == scores["scorer"].map(active)
+        keep = scores["version"] == scores["scorer"].map(self.active_scorers())
         return scores[keep].drop(columns=["version"])
+
+    # ------------------------------------------------------------ analysis
+    def analyze(self, **kwargs: Any) -> Analysis:
+        """The run's one analysis pass (``ttc.analysis.analyze``), cached per arguments
+        until ``refresh()``."""
+        from ttc.analysis import analyze
+
+        key = repr(sorted((k, v) for k, v in kwargs.items() if k != "progress"))
+        if key not in self._analyses:
+            self._analyses[key] = analyze(self, **kwargs)
+        return self._analyses[key]
+
+    def per_problem(
+        self, *, metrics: Sequence[str] | None = None, ks: Sequence[int] | str | None = "all",
+        n_mc: int = 200, seed: int = 0,
+    ) -> pd.DataFrame:
+        """Exact per-problem estimator values, read problem by problem from the store.
+
+        Columns as ``ttc.curves.per_problem_values`` (default ks: 1..n, every k).
+        """
+        from ttc._pass import DEFAULT_METRICS, pass_over
+        from ttc.curves import long_frame
+
+        result = pass_over(self, metrics=metrics or DEFAULT_METRICS, ks=ks, n_mc=n_mc,
+                           seed=seed)
+        out = long_frame(result)
+        out.attrs["n_failed_dropped"] = int(result.n_failed.sum())
+        return out
+
+    def curves(self, **kwargs: Any) -> pd.DataFrame:
+        """Curves with problem-bootstrap intervals: ``self.analyze(**kwargs).curves``."""
+        return self.analyze(**kwargs).curves
+
+    def fit(self, **kwargs: Any) -> LogLinearFit | None:
+        """Accuracy against log2 mean realized thinking tokens, with problem-bootstrap CI
+        (``self.analyze(**kwargs).fit``; None with one budget)."""
+        return self.analyze(**kwargs).fit
 
     def close(self) -> None:
         self.store.close()
@@ -126,6 +159,18 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.model.get('name')!r})"
+
+
+def _typed_samples(frame: pd.DataFrame) -> pd.DataFrame:
+    from ttc._frames import typed_samples as typed
+
+    return typed(frame)
+
+
+def _typed_budgets(frame: pd.DataFrame, budgets: Sequence[Any]) -> pd.DataFrame:
+    from ttc._frames import with_budget_dtype as typed
+
+    return typed(frame, budgets)
 
 
 def _with_classes(frame: pd.DataFrame) -> pd.DataFrame:

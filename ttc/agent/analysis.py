@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ttc.bootstrap import ProblemBootstrap, paired_bootstrap
 from ttc.config import budget_sort_key, parse_budget
-from ttc.fits import boot_means, boot_weights, percentile_ci
 
 __all__ = [
     "STEP_CURVE_KEYS",
@@ -118,18 +118,18 @@ def curves_from_values(values: pd.DataFrame, *, n_boot: int = 1000, seed: int = 
     """``step_curves`` from per-problem values (one bootstrap draw per budget and metric)."""
     columns = [*STEP_CURVE_KEYS, "n_problems"]
     parts = []
-    rng = np.random.default_rng(seed)
     for (budget, metric), part in values.groupby(["budget", "metric"], sort=False):
         wide = part.pivot_table(index="problem_id", columns="steps", values="value")
         matrix = wide.to_numpy(dtype=float)
-        reps = boot_means(boot_weights(matrix.shape[0], n_boot, rng), matrix)
-        low, high = percentile_ci(reps, level)
+        boot = ProblemBootstrap(matrix.shape[0], n_boot=n_boot, seed=seed, level=level)
+        res = boot.subset(np.ones(matrix.shape[0], bool), f"{budget}|{metric}").mean(
+            matrix, bounds=(0.0, 1.0) if metric == "pass@1" else None)
         parts.append(pd.DataFrame({
             "budget": pd.Series([budget] * matrix.shape[1], dtype=object),
             "steps": np.asarray(wide.columns, dtype=np.int64),
-            "metric": metric, "value": np.nanmean(matrix, axis=0),
-            "ci_low": low, "ci_high": high,
-            "n_problems": np.isfinite(matrix).sum(axis=0).astype(int),
+            "metric": metric, "value": res.estimate,
+            "ci_low": res.low, "ci_high": res.high,
+            "n_problems": np.asarray(res.n_problems, dtype=int),
         }))
     if not parts:
         return pd.DataFrame(columns=columns)
@@ -185,8 +185,6 @@ def compare_step_curves(run_a: Any, run_b: Any, *, metric: str = "pass@1",
     interval (the same resampled problems for both ends), and ``supported`` saying
     whether the interval excludes zero.
     """
-    from ttc.curves import bootstrap_mean_ci, paired_difference
-
     va, vb = step_values(run_a), step_values(run_b)
     va, vb = va[va["metric"] == metric], vb[vb["metric"] == metric]
     if budget is None:
@@ -201,12 +199,12 @@ def compare_step_curves(run_a: Any, run_b: Any, *, metric: str = "pass@1",
         raise ValueError("the runs share no (problem, step budget) values")
     rows = []
     for s, group in merged.groupby("steps", sort=True):
-        res = paired_difference(group["value_b"].to_numpy(float), group["value_a"].to_numpy(float),
-                                n_boot=n_boot, seed=seed, level=level)
+        res = paired_bootstrap(group["value_a"].to_numpy(float), group["value_b"].to_numpy(float),
+                               n_boot=n_boot, seed=seed, level=level)  # b - a
         rows.append({"steps": int(str(s)), "metric": metric, "budget": budget,
-                     "a": res["a"], "b": res["b"], "difference": res["difference"],
-                     "ci_low": res["ci_low"], "ci_high": res["ci_high"],
-                     "n_problems": int(res["n_problems"])})
+                     "a": res.first, "b": res.second, "difference": res.estimate,
+                     "ci_low": res.low, "ci_high": res.high,
+                     "n_problems": int(res.n_problems)})
     out = pd.DataFrame(rows)
     measured = out["steps"].to_numpy(dtype=np.int64)
     lo_s, hi_s = int(measured.min()), int(measured.max())
@@ -217,8 +215,8 @@ def compare_step_curves(run_a: Any, run_b: Any, *, metric: str = "pass@1",
         widening["error"] = "needs two step budgets that both runs measured on shared problems"
     else:
         change = (wide[hi_s] - wide[lo_s]).to_numpy(dtype=float)
-        low, high = bootstrap_mean_ci(change, n_boot=n_boot, rng=np.random.default_rng(seed),
-                                      level=level)
+        spread = ProblemBootstrap(change.size, n_boot=n_boot, seed=seed, level=level).mean(change)
+        low, high = spread.low, spread.high
         widening.update({"change": float(change.mean()), "ci_low": low, "ci_high": high,
                          "n_problems": int(change.size),
                          "supported": bool(low > 0 or high < 0)})
