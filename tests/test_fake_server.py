@@ -239,7 +239,7 @@ def test_latency_and_control_endpoints(server: FakeServer) -> None:
     bad = httpx.post(server.base_url + "/_fake/plan", json={"at": {"1": "nope"}})
     assert bad.status_code == 400 and "unknown fault" in bad.json()["error"]["message"]
     stats = httpx.get(server.base_url + "/_fake/stats").json()
-    assert stats == {"requests": 1, "streamed": 0, "faults": {}}
+    assert stats == {"requests": 1, "streamed": 0, "faults": {}, "refused": 0}
 
 
 def test_invalid_requests_get_400(server: FakeServer) -> None:

@@ -160,7 +160,8 @@ def _status(args: argparse.Namespace) -> int:
         meta = store.meta()
         errors = store.error_counts()
     config = meta.get("config", {})
-    budgets = [str(b) for b in config.get("sweep", {}).get("budgets", counts.keys())]
+    budgets = meta.get("sample_budgets") or [  # agent runs in separate mode label "1024@8"
+        str(b) for b in config.get("sweep", {}).get("budgets", counts.keys())]
     samples = config.get("sweep", {}).get("samples", 0)
     n_problems = meta.get("n_problems", 0)
     if args.json:
