@@ -282,7 +282,7 @@ def render_tool_body(
             content.append({"type": "thinking", "thinking": thinking,
                             "signature": sign_thinking(thinking)})
         if text or not (content or calls):
-            content.append({"type": "text", "text": text, "citations": None})
+            content.append({"type": "text", "text": text})  # as the docs show it
         content += [{"type": "tool_use", "id": f"toolu_{key:08x}{k}", "name": name,
                      "input": args} for k, (name, args) in enumerate(calls)]
         usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output}
