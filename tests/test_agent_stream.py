@@ -287,3 +287,74 @@ def test_thinking_missing_or_altered_is_refused_as_the_api_does(server: FakeServ
                     Entry("tool", results=results))
     assert act(provider(server, "anthropic"), step_request(conversation, 2048, 2)).tool_calls
 
+
+
+# ------------------------------------------------- the retry policy (marked copy)
+
+
+def test_one_deadline_per_attempt_cuts_a_stalled_tool_stream(
+        server: FakeServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import time
+
+    from test_agent_http import _config
+
+    from ttc.agent.runner import AgentSweep
+    from ttc.config import load_config
+
+    monkeypatch.setenv("TTC_AGENT_TEST_KEY", KEY)
+    server.reset()
+    server.plan = FaultPlan(at={1: "stall"}, hang_s=20.0, words_per_event=1)
+    path = _config(tmp_path, server.base_url, "openai", problems=1, samples=1,
+                   extra="stream = true\ntimeout_s = 0.5\nidle_timeout_s = 30")
+    started = time.monotonic()
+    try:
+        result = asyncio.run(AgentSweep(load_config(path), tmp_path / "run").run())
+    finally:
+        server.plan = FaultPlan()
+    assert time.monotonic() - started < 10  # the 0.5 s deadline, not the 20 s stall
+    assert (result.ended, result.failed, result.steps) == (1, 0, 3)
+    with sqlite3.connect(tmp_path / "run" / "samples.sqlite") as db:
+        attempts = db.execute("SELECT step, attempts FROM steps ORDER BY step").fetchall()
+    assert attempts == [(1, 2), (2, 1), (3, 1)] and server.count == 4
+
+
+def test_retry_policy_aborts_fails_and_times_out() -> None:
+    from ttc.agent.retry import AttemptsFailed, call_with_retries
+    from ttc.errors import FatalAPIError, RedirectRefusedError
+    from ttc.providers.base import Completion
+    from ttc.ratelimit import RequestLimiter, TokenBucket
+    from ttc.sampler import SweepAborted
+
+    sweep = SweepConfig(max_attempts=3, timeout_s=0.05, backoff_base_s=0.001,
+                        backoff_max_s=0.002)
+    calls: list[int] = []
+
+    def run(behaviour: Any) -> Any:
+        async def call(live: Any) -> Completion:
+            calls.append(1)
+            return await behaviour(live)
+
+        return asyncio.run(call_with_retries(
+            call, sweep=sweep, requests=RequestLimiter(0), tokens=TokenBucket(0), reserve=10))
+
+    async def redirect(live: Any) -> Completion:
+        raise RedirectRefusedError("redirect refused", status=307)
+
+    async def bad_request(live: Any) -> Completion:
+        raise FatalAPIError("bad request", status=400)
+
+    async def stall(live: Any) -> Completion:
+        live(5, 40)  # a stream that got somewhere, then stalled
+        await asyncio.sleep(10)
+        raise AssertionError("unreachable")
+
+    with pytest.raises(SweepAborted):
+        run(redirect)
+    with pytest.raises(AttemptsFailed) as failed:
+        run(bad_request)
+    assert failed.value.attempts == 1
+    calls.clear()
+    with pytest.raises(AttemptsFailed, match="no response within 0.05s") as timed_out:
+        run(stall)
+    assert timed_out.value.attempts == 3 == len(calls)
