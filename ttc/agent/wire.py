@@ -92,11 +92,6 @@ class Turn(Completion):
         fields = {f.name: getattr(completion, f.name) for f in dataclasses.fields(Completion)}
         return cls(**fields, tool_calls=list(tool_calls), message=message)
 
-    @property
-    def completion(self) -> Completion:
-        """The turn as a plain ``Completion`` view (itself)."""
-        return self
-
 
 # ---------------------------------------------------------------------- Anthropic
 
