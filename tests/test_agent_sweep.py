@@ -304,22 +304,44 @@ def test_a_raising_environment_is_answered_and_a_drifting_one_stops_the_resume(
         _run(config, tmp_path / "run")
 
 
+def test_status_counts_separate_mode_runs(tmp_path: Path) -> None:
+    """Separate mode stores one trajectory per (problem, sample) under each "1024@N" label."""
+    (tmp_path / "agent.toml").write_text(BASE + 'mode = "separate"\n')
+    assert ttc("sweep", "agent.toml", "--out", "run", "--quiet", cwd=tmp_path).returncode == 0
+    status = ttc("status", "run", cwd=tmp_path).stdout
+    assert "30/30 samples done" in status, status
+    for horizon in (2, 4, 8):
+        assert f"budget {f'1024@{horizon}':>8}: 10/10 done" in status, status
 
-def test_a_one_problem_run_reports_no_interval(tmp_path: Path) -> None:
-    """Resampling one problem gives [v, v]: not an interval, so none is reported (the
-    summary rows carry null bounds and the report says so)."""
-    from ttc.agent.analysis import step_curve_rows
-    from ttc.agent.report import write_agent_report
 
-    config = _config(tmp_path, environment="rooms", tasks=1, step_budgets=[4, 64], samples=3)
-    _run(config, tmp_path / "run")
-    folder = tmp_path / "report"
-    folder.mkdir()
-    (folder / "report.md").write_text("# report\n")
-    with open_run(tmp_path / "run") as run:
-        curves = step_curves(run, n_boot=50)
-        write_agent_report(run, folder, n_boot=50)
-    assert (curves["n_problems"] == 1).all()
-    assert curves["ci_low"].isna().all() and curves["ci_high"].isna().all()
-    assert all(r["ci_low"] is None and r["ci_high"] is None for r in step_curve_rows(curves))
-    assert "no interval from 1 problem" in (folder / "report.md").read_text()
+class ThreadRecordingCalculator:
+    """The calculator environment, noting which thread ran each of its tools."""
+
+    threads: dict[str, set[str]] = {}
+
+    def __init__(self) -> None:
+        from ttc.agent.envs.calculator import CalculatorEnv
+
+        self._env = CalculatorEnv()
+        self.blocking_tools = self._env.blocking_tools
+
+    def reset(self, problem: Any, seed: int) -> Any:
+        return self._env.reset(problem, seed)
+
+    def step(self, call: Any) -> Any:
+        import threading
+
+        self.threads.setdefault(call.name, set()).add(threading.current_thread().name)
+        return self._env.step(call)
+
+
+def test_grading_a_submission_runs_off_the_event_loop(tmp_path: Path) -> None:
+    import threading
+
+    config = _config(tmp_path, environment="test_agent_sweep:ThreadRecordingCalculator",
+                     samples=2, step_budgets=[16], size=5)
+    assert _run(config, tmp_path / "run").failed == 0
+    main = threading.main_thread().name
+    threads = ThreadRecordingCalculator.threads
+    assert threads["calculate"] == {main}  # cheap steps stay inline
+    assert threads["submit_answer"] and main not in threads["submit_answer"]

@@ -4,6 +4,7 @@ formats and the control endpoints work, in a thread and in a child process."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from ttc.testing.fake_server import (
     Reply,
     arithmetic_responder,
     run_in_thread,
+    sign_thinking,
     start_subprocess,
 )
 
@@ -239,7 +241,7 @@ def test_latency_and_control_endpoints(server: FakeServer) -> None:
     bad = httpx.post(server.base_url + "/_fake/plan", json={"at": {"1": "nope"}})
     assert bad.status_code == 400 and "unknown fault" in bad.json()["error"]["message"]
     stats = httpx.get(server.base_url + "/_fake/stats").json()
-    assert stats == {"requests": 1, "streamed": 0, "faults": {}}
+    assert stats == {"requests": 1, "streamed": 0, "faults": {}, "refused": 0}
 
 
 def test_invalid_requests_get_400(server: FakeServer) -> None:
@@ -378,3 +380,127 @@ def test_slow_stream_spaces_events(server: FakeServer) -> None:
     start = time.perf_counter()
     events = sse(post(server, "/v1/messages", {**messages_body(budget=1024), "stream": True}))
     assert time.perf_counter() - start >= 0.05 * (len(events) - 1) * 0.9
+
+
+# ----------------------------------------------------------- the tool model
+
+_TOOLS_A = [{"name": "calculate", "description": "math", "input_schema": {"type": "object"}},
+            {"name": "submit_answer", "description": "end", "input_schema": {"type": "object"}}]
+_TOOLS_O = [{"type": "function", "function": {"name": t["name"], "description": "x",
+                                              "parameters": {"type": "object"}}}
+            for t in _TOOLS_A]
+
+
+def tool_messages_body(messages: list[dict[str, Any]], thinking: bool = True) -> dict[str, Any]:
+    return {"model": "m", "max_tokens": 3072, "messages": messages, "tools": _TOOLS_A,
+            "thinking": {"type": "enabled", "budget_tokens": 2048} if thinking else
+            {"type": "disabled"}}
+
+
+def test_tool_model_scripts_calls_and_signs_its_thinking(server: FakeServer) -> None:
+    first = [{"role": "user", "content": "What is 6 x 7?"}]
+    reply = post(server, "/v1/messages", tool_messages_body(first)).json()
+    kinds = [b["type"] for b in reply["content"]]
+    assert kinds == ["thinking", "text", "tool_use"] and reply["stop_reason"] == "tool_use"
+    thinking, call = reply["content"][0], reply["content"][2]
+    assert thinking["signature"] == sign_thinking(thinking["thinking"])
+    assert (call["name"], call["input"]) == ("calculate", {"expression": "6 * 7"})
+    usage = reply["usage"]
+    assert usage["output_tokens_details"]["thinking_tokens"] == len(thinking["thinking"].split())
+    again = post(server, "/v1/messages", tool_messages_body(first)).json()
+    assert again["content"] == reply["content"]  # same conversation, same reply and ids
+    # OpenAI: the same script as tool_calls
+    chat = post(server, "/v1/chat/completions", {
+        "model": "m", "messages": first, "tools": _TOOLS_O}).json()
+    choice = chat["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {
+        "expression": "6 * 7"}
+
+
+def _anthropic_turn(server: FakeServer, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    reply = post(server, "/v1/messages", tool_messages_body(messages)).json()
+    return {"role": "assistant", "content": reply["content"]}
+
+
+def test_tool_model_refuses_what_the_anthropic_api_refuses(server: FakeServer) -> None:
+    first = [{"role": "user", "content": "What is 6 x 7?"}]
+    turn = _anthropic_turn(server, first)
+    use_id = turn["content"][-1]["id"]
+    answer = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": use_id, "content": "42"}]}
+    ok = post(server, "/v1/messages", tool_messages_body([*first, turn, answer]))
+    assert ok.status_code == 200 and ok.json()["content"][-1]["type"] == "tool_use"
+    edited = {"role": "assistant", "content": [
+        {**turn["content"][0], "thinking": turn["content"][0]["thinking"] + "!"},
+        *turn["content"][1:]]}
+    dropped = {"role": "assistant", "content": turn["content"][1:]}
+    reordered = {"role": "assistant", "content": [turn["content"][1], turn["content"][0],
+                                                  turn["content"][2]]}
+    wrong_id = {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_nope", "content": "42"}]}
+    cases = [
+        ([*first, edited, answer], "messages.1.content.0: Invalid `signature` in `thinking`"),
+        ([*first, dropped, answer], "a final `assistant` message must start with a thinking"),
+        ([*first, reordered, answer], "the first block must be thinking or redacted_thinking"),
+        ([*first, turn, wrong_id], "unexpected `tool_use_id` found in `tool_result` blocks"),
+        ([*first, turn, {"role": "user", "content": "go on"}],
+         "`tool_use` ids were found without `tool_result` blocks immediately after"),
+    ]
+    server.reset()
+    for messages, error in cases:
+        refused = post(server, "/v1/messages", tool_messages_body(messages))
+        assert refused.status_code == 400, error
+        body = refused.json()
+        assert body["error"]["type"] == "invalid_request_error" and error in body["error"][
+            "message"]
+    assert server.refused == len(cases)
+    # thinking off: no thinking block is demanded, and none is sent
+    plain = post(server, "/v1/messages", tool_messages_body([*first, dropped, answer], False))
+    assert plain.status_code == 200 and plain.json()["content"][0]["type"] != "thinking"
+
+
+def test_tool_model_refuses_what_the_openai_api_refuses(server: FakeServer) -> None:
+    first = [{"role": "user", "content": "What is 6 x 7?"}]
+    reply = post(server, "/v1/chat/completions", {"model": "m", "messages": first,
+                                                  "tools": _TOOLS_O}).json()
+    message = reply["choices"][0]["message"]
+    call_id = message["tool_calls"][0]["id"]
+    answered = {"role": "tool", "tool_call_id": call_id, "content": "42"}
+    for messages, status, error in [
+        ([*first, message, answered], 200, ""),
+        ([*first, message], 400, "did not have response messages: " + call_id),
+        ([*first, message, {"role": "user", "content": "hi"}], 400, "responding to each"),
+        ([*first, {**answered, "tool_call_id": "call_nope"}], 400,
+         "must be a response to a preceeding message with 'tool_calls'"),
+    ]:
+        response = post(server, "/v1/chat/completions", {"model": "m", "messages": messages,
+                                                         "tools": _TOOLS_O})
+        assert response.status_code == status
+        assert status == 200 or error in response.json()["error"]["message"]
+
+
+def test_fault_plan_applies_to_tool_requests(server: FakeServer) -> None:
+    server.plan = FaultPlan(per_body=("rate_limit", "cut"))
+    body = tool_messages_body([{"role": "user", "content": "What is 2 + 2?"}])
+    assert post(server, "/v1/messages", body).status_code == 429
+    with pytest.raises(httpx.HTTPError):
+        post(server, "/v1/messages", body)  # cut: the connection closes mid-body
+    assert post(server, "/v1/messages", body).status_code == 200
+    server.plan = FaultPlan(at={server.count + 1: "stream_error"})
+    events = sse(post(server, "/v1/messages", {**body, "stream": True}))
+    assert events[-1][0] == "error"  # stream faults strike tool streams too
+    server.plan = FaultPlan()
+    streamed = post(server, "/v1/messages", {**body, "stream": True})
+    events = sse(streamed)
+    deltas = [d["delta"]["partial_json"] for kind, d in events
+              if kind == "content_block_delta" and d["delta"]["type"] == "input_json_delta"]
+    assert deltas[0] == "" and json.loads("".join(deltas)) == {"expression": "2 + 2"}
+    assert dict(server.faults) == {"rate_limit": 1, "cut": 1, "stream_error": 1}
+
+
+def test_subprocess_tool_calcs() -> None:
+    with start_subprocess(tool_calcs=0) as proc:
+        body = tool_messages_body([{"role": "user", "content": "What is 2 + 2?"}], False)
+        reply = httpx.post(proc.base_url + "/v1/messages", json=body, timeout=10).json()
+    assert reply["content"][-1]["name"] == "submit_answer"

@@ -6,36 +6,41 @@ come out identical, or the environment is not deterministic and the resume stops
 rather than build on a different world); the stored assistant messages rebuild the
 conversation verbatim. So a killed sweep never pays for a stored step twice.
 
-Each model call gets the sampler's retry policy: ``sweep.max_attempts`` attempts,
-exponential backoff with full jitter honouring the server's retry hint, a
-``sweep.timeout_s`` deadline per attempt, the same request and token rate limits, and
-a sweep-wide abort on errors every request would hit (bad key, unknown model).
+Each model call gets the sampler's retry policy (``ttc.agent.retry``, a marked copy
+to be unified with the sampler's): ``sweep.max_attempts`` attempts, backoff with
+jitter honouring the server's retry hint, the one ``sweep.timeout_s`` deadline per
+attempt, the same request and token rate limits, live token progress, and a
+sweep-wide abort on errors every request would hit (bad key, unknown model).
+
+An environment's ``step`` is plain synchronous Python; tools it lists in an optional
+``blocking_tools`` attribute (the calculator's ``submit_answer``, whose grading may
+need the symbolic worker) run in a thread so the event loop keeps serving the other
+trajectories' streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from ttc.agent.protocol import Environment, StepResult, ToolCall, ToolSpec
+from ttc.agent.retry import AttemptsFailed, call_with_retries
 from ttc.agent.steps import StepRecord, StepStore, TrajectoryKey, TrajectoryState
 from ttc.agent.wire import Entry, ToolRequest, ToolResult, Turn
 from ttc.config import Budget, SweepConfig
-from ttc.errors import FatalAPIError, RequestTimeoutError, RetryableError, TTCError
+from ttc.errors import TTCError
 from ttc.problems import Problem
+from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.sampler import SweepAborted
 
 __all__ = [
     "DEFAULT_SYSTEM",
     "NOT_EXECUTED",
     "Limits",
     "ReplayMismatchError",
-    "StepFailed",
     "Trajectory",
     "TrajectoryOutcome",
     "horizon_note",
@@ -45,14 +50,6 @@ __all__ = [
 DEFAULT_SYSTEM = ("You are an agent acting in an environment through tools. Call exactly one "
                   "tool per turn and read its result before the next action.")
 NOT_EXECUTED = "Error: one action per step; this call was not executed."
-
-
-class StepFailed(TTCError):
-    """A step could not be drawn within ``sweep.max_attempts``; the trajectory pauses."""
-
-    def __init__(self, message: str, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
 
 
 class ReplayMismatchError(TTCError):
@@ -73,6 +70,8 @@ class Limits:
     sweep: SweepConfig
     requests: RequestLimiter
     tokens: TokenBucket
+    #: the live progress line (None: quiet), told of streamed tokens per attempt
+    progress: SweepProgress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,63 +143,37 @@ def _safe_step(env: Environment, call: ToolCall) -> StepResult:
     return result
 
 
-def _apply(env: Environment, turn: Turn, tools: list[ToolSpec]) -> tuple[
+async def _apply(env: Environment, turn: Turn, tools: list[ToolSpec]) -> tuple[
     StepResult, tuple[ToolResult, ...], str | None, ToolCall | None
 ]:
     """Execute the first tool call; answer the rest with an error; nudge a tool-less turn."""
     if not turn.tool_calls:
-        if turn.completion.censored:
+        if turn.censored:
             text = "Your reply was cut off at the output limit before any tool call. "
         else:
             text = "No tool was called. "
         text += f"Act by calling exactly one tool: {', '.join(t.name for t in tools)}."
         return StepResult(text, error=True), (), text, None
     first, *rest = turn.tool_calls
-    result = _safe_step(env, first)
+    result = await _step(env, first)
     results = (ToolResult(first.id, result.observation, result.error),
                *(ToolResult(c.id, NOT_EXECUTED, True) for c in rest))
     return result, results, None, first
 
 
 async def _draw(provider: Any, request: ToolRequest, limits: Limits) -> tuple[Turn, int, float]:
-    """One step's model call with the sampler's retry policy: (turn, attempts, latency)."""
-    sweep = limits.sweep
-    error = "no attempt made"
-    attempt = 0
-    while attempt < sweep.max_attempts:
-        attempt += 1
-        await limits.requests.acquire()
-        reserved = provider.max_output_tokens(request.budget) // 2
-        await limits.tokens.reserve(reserved)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(sweep.timeout_s):
-                turn: Turn = await provider.act(request)
-        except (RetryableError, TimeoutError) as exc:
-            limits.tokens.settle(reserved, 0)
-            if isinstance(exc, TimeoutError):
-                exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s")
-            error = str(exc)
-            if attempt < sweep.max_attempts:
-                await asyncio.sleep(_backoff(sweep, attempt, exc.retry_after))
-            continue
-        except FatalAPIError as exc:
-            limits.tokens.settle(reserved, 0)
-            if exc.status in (401, 403, 404, None):
-                raise SweepAborted(str(exc), status=exc.status) from None
-            raise StepFailed(str(exc), attempt) from None
-        c = turn.completion
-        limits.tokens.settle(reserved, c.input_tokens + c.output_tokens)
-        return turn, attempt, time.perf_counter() - started
-    raise StepFailed(error, attempt)
+    """One step's model call under the sweep's retry policy (``ttc.agent.retry``)."""
+    return await call_with_retries(
+        lambda live: provider.act(dataclasses.replace(request, on_tokens=live)),
+        sweep=limits.sweep, requests=limits.requests, tokens=limits.tokens,
+        reserve=provider.max_output_tokens(request.budget) // 2, progress=limits.progress)
 
 
-def _backoff(sweep: SweepConfig, attempt: int, hint: float | None) -> float:
-    ceiling = min(sweep.backoff_max_s, sweep.backoff_base_s * 2 ** (attempt - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if hint is not None:
-        delay = max(delay, min(hint, sweep.backoff_max_s * 5))
-    return delay
+async def _step(env: Environment, call: ToolCall) -> StepResult:
+    """``_safe_step``, off the event loop for tools the environment says may block."""
+    if call.name in getattr(env, "blocking_tools", ()):
+        return await asyncio.to_thread(_safe_step, env, call)
+    return _safe_step(env, call)
 
 
 async def run_trajectory(
@@ -215,8 +188,8 @@ async def run_trajectory(
 ) -> TrajectoryOutcome:
     """Run (or resume) one trajectory to its end or its cap; every step stored as drawn.
 
-    Raises ``SweepAborted`` for errors every request would hit; a step that fails its
-    retries ends this call with the trajectory marked "failed" (resumable).
+    Raises ``ttc.sampler.SweepAborted`` for errors every request would hit; a step that
+    fails its retries ends this call with the trajectory marked "failed" (resumable).
     """
     observation, tools = env.reset(job.problem, job.env_seed)
     first = observation + (horizon_note(job.horizon) if job.horizon else "")
@@ -226,7 +199,7 @@ async def run_trajectory(
     done = False
     for record in stored:  # replay: same world, same conversation
         if record.action is not None:
-            again = _safe_step(env, ToolCall("replay", record.action, record.arguments or ""))
+            again = await _step(env, ToolCall("replay", record.action, record.arguments or ""))
             if again.observation != record.observation:
                 raise ReplayMismatchError(
                     f"{job.key}: step {record.step} replayed to a different observation; the "
@@ -238,18 +211,18 @@ async def run_trajectory(
     step = len(stored)
     while not done and step < job.cap:
         step += 1
-        request = ToolRequest(job.problem, tuple(conversation), tuple(tools), job.budget,
-                              job.sample_index, step, system=system, seed=job.request_seed,
-                              horizon=job.horizon)
+        request = ToolRequest(job.problem, "", job.budget, job.sample_index, system=system,
+                              seed=job.request_seed, conversation=tuple(conversation),
+                              tools=tuple(tools), step=step, horizon=job.horizon)
         try:
             turn, attempts, latency = await _draw(provider, request, limits)
-        except StepFailed as exc:
+        except AttemptsFailed as exc:
             outcome.state = TrajectoryState("failed", job.cap, step - 1, str(exc))
             outcome.attempts += exc.attempts
             store.set_trajectory(job.key, outcome.state)
             return outcome
-        result, results, nudge, call = _apply(env, turn, tools)
-        c = turn.completion
+        result, results, nudge, call = await _apply(env, turn, tools)
+        c = turn
         record = StepRecord(
             key=job.key, step=step, message=turn.message, results=results, nudge=nudge,
             action=call.name if call else None, arguments=call.arguments if call else None,

@@ -88,7 +88,7 @@ def act(model: Any, request: ToolRequest) -> Turn:
         input_tokens=max(1, context // 4), output_tokens=tokens + 20, thinking_tokens=tokens,
         stop_reason="tool_use", response_id=f"sim-{call_id}",
     )
-    return Turn(completion, [ToolCall(call_id, name, args)], message)
+    return Turn.of(completion, [ToolCall(call_id, name, args)], message)
 
 
 def _thinking_tokens(model: Any, request: ToolRequest, rng: random.Random) -> int:

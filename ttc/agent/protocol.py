@@ -6,6 +6,11 @@ and the seed, because a resumed trajectory is rebuilt by replaying its stored ac
 into a fresh environment, and it must never execute model output as code: tool
 arguments are data, parsed and checked, and anything unexpected becomes an error
 observation (the step still counts), never an exception.
+
+``step`` is synchronous and runs on the event loop that also carries every other
+trajectory's requests; an environment whose step can block (a subprocess, a slow
+checker) names those tools in an optional ``blocking_tools`` attribute and the loop
+runs them in a thread.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from ttc.agent.steps import StepStore, TrajectoryState
 from ttc.config import Config, config_error
 from ttc.errors import ConfigError
 from ttc.problems import Problem
+from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
@@ -139,13 +140,12 @@ class AgentSweep:
     # ------------------------------------------------------------ planning
     def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState]) -> AgentPlan:
         cfg = self.config
-        horizons = [0] if self.agent.mode == "truncate" else self.step_budgets
         jobs: list[Trajectory] = []
         total = 0
         for budget in cfg.sweep.budgets:
             label = budget_label(budget)
             for problem in problems:
-                for horizon in horizons:
+                for horizon in self.horizons:
                     cap = horizon or self.max_steps
                     for i in range(cfg.sweep.samples):
                         total += 1
@@ -172,7 +172,7 @@ class AgentSweep:
             store.claim(fingerprint)
             store.put_problems(problems, {})
             store.set_meta(config=public_config(self.config), n_problems=len(problems),
-                           agent=self.describe())
+                           agent=self.describe(), sample_budgets=self.sample_budgets())
             steps = StepStore(self.run_dir / DB_NAME)
             plan = self.plan(problems, steps.states())
         except BaseException:
@@ -189,6 +189,17 @@ class AgentSweep:
             with StepStore(self.run_dir / DB_NAME) as steps:
                 states = steps.states()
         return provider, self.plan(problems, states)
+
+    def sample_budgets(self) -> list[str]:
+        """The ``samples.budget`` labels this run writes, each holding problems x samples
+        rows (``ttc status`` counts progress per label)."""
+        return [sample_label(budget_label(b), h) for b in self.config.sweep.budgets
+                for h in self.horizons]
+
+    @property
+    def horizons(self) -> list[int]:
+        """The step budgets agents are told: none (0) in truncate mode, each in separate."""
+        return [0] if self.agent.mode == "truncate" else self.step_budgets
 
     def describe(self) -> dict[str, Any]:
         """What ``meta.agent`` records: how to read the step axis of this run."""
@@ -207,15 +218,18 @@ class AgentSweep:
             if not plan.jobs:
                 return result
             await provider.start()
+            bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._progress)
             limits = Limits(sweep, RequestLimiter(sweep.requests_per_minute),
-                            TokenBucket(sweep.tokens_per_minute))
+                            TokenBucket(sweep.tokens_per_minute), progress=bar)
             jobs = iter(plan.jobs)
             workers = min(sweep.concurrency, len(plan.jobs))
             if provider.max_concurrency is not None:
                 workers = min(workers, max(1, provider.max_concurrency))
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(self._worker(jobs, provider, store, steps, limits, result))
+            with bar:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(
+                            self._worker(jobs, provider, store, steps, limits, result, bar))
         except* Exception as group_error:
             raise group_error.exceptions[0] from None
         finally:
@@ -226,12 +240,15 @@ class AgentSweep:
         return result
 
     async def _worker(self, jobs: Iterator[Trajectory], provider: Provider, store: RunStore,
-                      steps: StepStore, limits: Limits, result: AgentResult) -> None:
+                      steps: StepStore, limits: Limits, result: AgentResult,
+                      bar: SweepProgress) -> None:
         for job in jobs:
             outcome = await run_trajectory(
                 job, self._env_cls(), provider, steps, limits, system=self.system,
                 store_thinking=self.config.sweep.store_thinking)
-            store.write_samples([self._sample_row(job, outcome)])
+            row = self._sample_row(job, outcome)
+            store.write_samples([row])
+            bar.advance(row)
             status = outcome.state.status
             result.ended += status == "ended"
             result.capped += status == "capped"
@@ -242,11 +259,6 @@ class AgentSweep:
             result.steps += outcome.new_steps
             result.cost += outcome.cost
             result.tokens += outcome.output_tokens
-            if self._progress:
-                finished = result.ended + result.capped + result.failed
-                if finished % max(1, result.planned // 20) == 0 or finished == result.planned:
-                    print(f"[ttc agent] {finished}/{result.planned} trajectories, "
-                          f"{result.steps} steps", file=sys.stderr, flush=True)
 
     def _sample_row(self, job: Trajectory, outcome: TrajectoryOutcome) -> SampleRecord:
         state = outcome.state

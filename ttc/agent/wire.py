@@ -13,15 +13,15 @@ the first is executed and the others are answered with an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ttc.agent.protocol import ToolCall, ToolSpec
-from ttc.config import Budget
 from ttc.errors import MalformedResponseError
-from ttc.problems import Problem
-from ttc.providers.base import Completion
+from ttc.providers.base import Completion, SampleRequest
 
 __all__ = [
     "Entry",
@@ -61,28 +61,36 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolRequest:
-    """One agent step to draw: the conversation so far, the tools, the thinking budget."""
+class ToolRequest(SampleRequest):
+    """One agent step to draw: a ``SampleRequest`` (problem, thinking budget, sample, seed,
+    system, ``on_tokens``) plus the conversation so far and the tools.
 
-    problem: Problem
-    conversation: tuple[Entry, ...]
-    tools: tuple[ToolSpec, ...]
-    budget: Budget
-    sample_index: int
-    step: int
-    system: str = ""
-    seed: int = 0
+    Being a ``SampleRequest`` is what lets a step pass through the providers' one exit,
+    ``HTTPProvider.complete``: the same usage checks, text cap, key scrubbing and live
+    token reports as a single-turn sample. ``prompt`` stays empty: the conversation is
+    the prompt.
+    """
+
+    conversation: tuple[Entry, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    step: int = 0
     #: the step budget the agent was told (0: not told, truncate mode)
     horizon: int = 0
 
 
 @dataclass(slots=True)
-class Turn:
-    """One assistant reply: usage and text as a ``Completion``, its tool calls, the message."""
+class Turn(Completion):
+    """One assistant reply: a ``Completion`` (usage, text, thinking) plus its tool calls and
+    the assistant message exactly as the API returned it (what goes back next step)."""
 
-    completion: Completion
-    tool_calls: list[ToolCall]
-    message: dict[str, Any]
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    message: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, completion: Completion, tool_calls: Iterable[ToolCall],
+           message: dict[str, Any]) -> Turn:
+        fields = {f.name: getattr(completion, f.name) for f in dataclasses.fields(Completion)}
+        return cls(**fields, tool_calls=list(tool_calls), message=message)
 
 
 # ---------------------------------------------------------------------- Anthropic
@@ -127,7 +135,7 @@ def parse_anthropic_turn(data: dict[str, Any]) -> Turn:
                                          "an object")
         calls.append(ToolCall(call_id, name, json.dumps(payload, ensure_ascii=False)))
     message = {"role": "assistant", "content": data["content"]}
-    return Turn(completion, calls, message)
+    return Turn.of(completion, calls, message)
 
 
 # ---------------------------------------------------------------------- OpenAI
@@ -179,4 +187,4 @@ def parse_openai_turn(data: dict[str, Any]) -> Turn:
     message: dict[str, Any] = {"role": "assistant", "content": completion.text or None}
     if replay:
         message["tool_calls"] = replay
-    return Turn(completion, calls, message)
+    return Turn.of(completion, calls, message)

@@ -77,6 +77,9 @@ class RunMeta:
     n_problems: int
     import_info: dict[str, Any] | None
     last_sweep: SweepState | None
+    #: the budget labels samples are stored under when they are not the configured
+    #: budgets (agent runs in "separate" mode store "1024@8": thinking budget @ steps)
+    sample_budgets: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, meta: dict[str, Any], *, schema_version: int) -> RunMeta:
@@ -98,6 +101,7 @@ class RunMeta:
             n_problems=n_problems if isinstance(n_problems, int) else 0,
             import_info=dict(imported) if isinstance(imported, dict) else None,
             last_sweep=SweepState.from_dict(meta.get("last_sweep")),
+            sample_budgets=tuple(str(b) for b in meta.get("sample_budgets") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +119,8 @@ class RunMeta:
             out["created_at"] = self.created_at
         if self.last_sweep is not None:
             out["last_sweep"] = self.last_sweep.to_dict()
+        if self.sample_budgets:
+            out["sample_budgets"] = list(self.sample_budgets)
         return out
 
     # ------------------------------------------------------------ typed views
@@ -143,7 +149,9 @@ class RunMeta:
 
     @property
     def budgets(self) -> tuple[Budget, ...]:
-        """The budgets the run was configured with (empty when none were recorded)."""
+        """The budget labels samples are stored under (empty when none were recorded)."""
+        if self.sample_budgets:
+            return tuple(parse_budget(b) for b in self.sample_budgets)
         raw = self.sweep.get("budgets")
         return tuple(parse_budget(b) for b in raw) if isinstance(raw, list) else ()
 

@@ -8,6 +8,8 @@ resume logic is proven against the same failures real APIs produce. The pieces:
 * ``ttc.testing.responders``: the fake model (``arithmetic_responder``) and the
   non-streaming bodies of each wire format;
 * ``ttc.testing.sse``: the same bodies as Anthropic events or OpenAI chunks;
+* ``ttc.testing.tools``: the scripted tool-using model (requests with ``tools``) and
+  the tool-use rules the real APIs enforce;
 * ``ttc.testing.server``: the aiohttp app;
 * ``ttc.testing.process``: ``run_in_thread``, ``start_subprocess`` and the command line.
 
@@ -22,6 +24,14 @@ from ttc.testing.process import ServerProcess, main, run_in_thread, start_subpro
 from ttc.testing.responders import Query, Reply, Responder, arithmetic_responder, render_body
 from ttc.testing.server import FakeServer, RecordedRequest
 from ttc.testing.sse import anthropic_events, openai_events
+from ttc.testing.tools import (
+    ScriptedToolModel,
+    ToolQuery,
+    ToolReply,
+    ToolResponder,
+    render_tool_body,
+    sign_thinking,
+)
 
 __all__ = [
     "FAULTS",
@@ -32,13 +42,19 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Responder",
+    "ScriptedToolModel",
     "ServerProcess",
+    "ToolQuery",
+    "ToolReply",
+    "ToolResponder",
     "anthropic_events",
     "arithmetic_responder",
     "main",
     "openai_events",
     "render_body",
+    "render_tool_body",
     "run_in_thread",
+    "sign_thinking",
     "start_subprocess",
 ]
 

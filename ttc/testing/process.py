@@ -20,6 +20,7 @@ from typing import Any
 
 from ttc.testing.faults import FAULTS, FaultPlan
 from ttc.testing.server import FakeServer
+from ttc.testing.tools import ScriptedToolModel
 
 __all__ = ["ServerProcess", "main", "run_in_thread", "start_subprocess"]
 
@@ -87,6 +88,7 @@ def start_subprocess(
     startup_timeout_s: float = 30.0,
     event_delay_s: float = 0.0,
     words_per_event: int = 16,
+    tool_calcs: int = 2,
 ) -> Iterator[ServerProcess]:
     """Start ``python -m ttc.testing.fake_server`` and yield it once it listens."""
     cmd = [
@@ -105,6 +107,8 @@ def start_subprocess(
         str(event_delay_s),
         "--words-per-event",
         str(words_per_event),
+        "--tool-calcs",
+        str(tool_calcs),
     ]
     for name, rate in (rates or {}).items():
         cmd += ["--fault", f"{name}={rate}"]
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds between the events of a stream (a slow stream)")
     parser.add_argument("--words-per-event", type=int, default=16,
                         help="words of text one stream event carries")
+    parser.add_argument("--tool-calcs", type=int, default=2,
+                        help="calculate calls the scripted tool model makes before it submits")
     args = parser.parse_args(argv)
     rates = {}
     for item in args.fault:
@@ -168,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     async def serve() -> None:
-        server = FakeServer(plan=plan, record_limit=args.record)
+        server = FakeServer(plan=plan, record_limit=args.record,
+                            tool_responder=ScriptedToolModel(calcs=args.tool_calcs))
         url = await server.start(args.host, args.port)
         print(f"fake_server listening on {url}", flush=True)
         try:

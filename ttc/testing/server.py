@@ -3,7 +3,9 @@ on cue (``ttc.testing.process`` runs it in a thread or a child process).
 
 Endpoints: ``POST /v1/messages`` (Anthropic), ``POST /v1/chat/completions`` (OpenAI
 chat), ``POST /v1/completions`` (OpenAI legacy text, for budget forcing), each whole or,
-with ``"stream": true``, as SSE; ``GET /health``; ``GET /_fake/stats`` and
+with ``"stream": true``, as SSE; a chat request with ``tools`` is answered by the
+scripted tool model of ``ttc.testing.tools`` after the real APIs' tool-use checks, and
+meets the same fault plan; ``GET /health``; ``GET /_fake/stats`` and
 ``POST /_fake/plan`` (a ``FaultPlan`` as JSON) to steer a server in another process.
 """
 
@@ -28,6 +30,14 @@ from ttc.testing.responders import (
     render_body,
 )
 from ttc.testing.sse import anthropic_events, error_event, openai_events
+from ttc.testing.tools import (
+    ScriptedToolModel,
+    ToolRequestError,
+    ToolResponder,
+    check_tool_request,
+    render_tool_body,
+    tool_query,
+)
 
 __all__ = ["FakeServer", "RecordedRequest"]
 
@@ -50,6 +60,7 @@ class FakeServer:
         *,
         plan: FaultPlan | None = None,
         responder: Responder | None = None,
+        tool_responder: ToolResponder | None = None,
         record_limit: int = 1000,
         report_thinking_tokens: bool = True,
         reasoning_field: str = "reasoning_content",
@@ -58,11 +69,15 @@ class FakeServer:
     ) -> None:
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or arithmetic_responder
+        #: answers requests that offer ``tools`` (after the real APIs' tool-use checks)
+        self.tool_responder: ToolResponder = tool_responder or ScriptedToolModel()
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=record_limit)
         self.count = 0
         #: requests that asked for a stream (``"stream": true``)
         self.streamed = 0
         self.faults: collections.Counter[str] = collections.Counter()
+        #: tool-use requests refused as the real API refuses them (400)
+        self.refused = 0
         self.report_thinking_tokens = report_thinking_tokens
         self.reasoning_field = reasoning_field
         self.budget_field = budget_field
@@ -101,6 +116,7 @@ class FakeServer:
         """Forget counters, recorded requests and seen bodies (the plan stays)."""
         self.count = 0
         self.streamed = 0
+        self.refused = 0
         self.faults.clear()
         self.requests.clear()
         self._seen.clear()
@@ -115,7 +131,8 @@ class FakeServer:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return _json(
-            200, {"requests": self.count, "streamed": self.streamed, "faults": dict(self.faults)}
+            200, {"requests": self.count, "streamed": self.streamed, "faults": dict(self.faults),
+                  "refused": self.refused}
         )
 
     async def _set_plan(self, request: web.Request) -> web.Response:
@@ -163,13 +180,25 @@ class FakeServer:
                 return await self._fault(request, api, fault, plan)
         try:
             query = self._query(api, body, number, attempt)
+            if "tools" in body and api != "completions":
+                check_tool_request(api, body)
+                tool_q = tool_query(api, body, query)
+                data = render_tool_body(
+                    api, body, tool_q, self.tool_responder(tool_q),
+                    report_thinking_tokens=self.report_thinking_tokens,
+                    reasoning_field=self.reasoning_field,
+                )
+            else:
+                data = render_body(
+                    api, body, query, self.responder(query),
+                    report_thinking_tokens=self.report_thinking_tokens,
+                    reasoning_field=self.reasoning_field,
+                )
+        except ToolRequestError as exc:
+            self.refused += 1
+            return _error(api, 400, str(exc))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             return _error(api, 400, f"invalid request: {type(exc).__name__}: {exc}")
-        data = render_body(
-            api, body, query, self.responder(query),
-            report_thinking_tokens=self.report_thinking_tokens,
-            reasoning_field=self.reasoning_field,
-        )
         if not stream:
             return _json(200, data)
         return await self._stream(request, api, body, data, plan, fault)

@@ -2,9 +2,11 @@
 
 ``anthropic_events`` follows the Messages streaming protocol (``message_start``, a
 ``ping``, ``content_block_start``/``delta``/``stop`` per block with ``thinking_delta``,
-``signature_delta`` and ``text_delta``, ``message_delta`` with the stop reason and
+``signature_delta``, ``text_delta`` and, for ``tool_use`` blocks, ``input_json_delta``
+pieces of the input's JSON, ``message_delta`` with the stop reason and
 cumulative usage, ``message_stop``); ``openai_events`` sends ``chat.completion.chunk``
-(or legacy ``text_completion``) chunks, the usage chunk when
+(or legacy ``text_completion``) chunks, ``delta.tool_calls`` fragments (id and name
+first, then argument pieces), the usage chunk when
 ``stream_options.include_usage`` asked for it, and ``data: [DONE]``. Shapes follow the
 official SDKs' event types, and a test drives this server with the SDKs themselves.
 Text is cut into pieces of ``words_per_event`` words whose concatenation is exact.
@@ -20,7 +22,7 @@ import orjson
 from ttc.sse import encode_event
 from ttc.testing.responders import Api
 
-__all__ = ["anthropic_events", "error_event", "openai_events", "pieces"]
+__all__ = ["anthropic_events", "error_event", "json_pieces", "openai_events", "pieces"]
 
 _SPLIT = re.compile(r"(?<=\s)(?=\S)")
 
@@ -31,6 +33,11 @@ def pieces(text: str, words: int) -> list[str]:
         return []
     parts = _SPLIT.split(text)
     return ["".join(parts[i : i + words]) for i in range(0, len(parts), words)]
+
+
+def json_pieces(raw: str, size: int) -> list[str]:
+    """Tool-call JSON in runs of ``size`` characters (cut anywhere, even inside a string)."""
+    return [raw[i : i + size] for i in range(0, len(raw), max(1, size))]
 
 
 def _ev(name: str, data: dict[str, Any]) -> bytes:
@@ -49,10 +56,13 @@ def anthropic_events(message: dict[str, Any], words: int = 16, ping_every: int =
            _ev("ping", {"type": "ping"})]
     for index, block in enumerate(message["content"]):
         kind = block["type"]
+        start: dict[str, Any]
         if kind == "thinking":
             start = {"type": "thinking", "thinking": "", "signature": ""}
         elif kind == "text":
             start = {"type": "text", "text": ""}
+        elif kind == "tool_use":  # input arrives as JSON text in input_json_delta pieces
+            start = {**block, "input": {}}
         else:
             start = block
         out.append(_ev("content_block_start",
@@ -63,6 +73,12 @@ def anthropic_events(message: dict[str, Any], words: int = 16, ping_every: int =
                 out.append(_ev("content_block_delta", {
                     "type": "content_block_delta", "index": index,
                     "delta": {"type": delta_type, kind: piece}}))
+        if kind == "tool_use":
+            raw = orjson.dumps(block["input"]).decode()
+            for piece in ["", *json_pieces(raw, words)]:  # the API opens with an empty piece
+                out.append(_ev("content_block_delta", {
+                    "type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}}))
         if kind == "thinking":
             out.append(_ev("content_block_delta", {
                 "type": "content_block_delta", "index": index,
@@ -109,12 +125,21 @@ def openai_events(
         out.append(chunk({"text": ""}, choice["finish_reason"]))
     else:
         message = choice["message"]
-        out.append(chunk({"delta": {"role": "assistant", "content": ""}}))
+        calls = message.get("tool_calls") or []
+        opening = "" if message.get("content") is not None or not calls else None
+        out.append(chunk({"delta": {"role": "assistant", "content": opening}}))
         for key in ("reasoning_content", "reasoning"):
             if message.get(key):
                 out += [chunk({"delta": {key: piece}}) for piece in pieces(message[key], words)]
         out += [chunk({"delta": {"content": piece}})
                 for piece in pieces(message.get("content") or "", words)]
+        for i, call in enumerate(calls):  # id, type and name first, then argument pieces
+            fn = call["function"]
+            out.append(chunk({"delta": {"tool_calls": [{
+                "index": i, "id": call["id"], "type": "function",
+                "function": {"name": fn["name"], "arguments": ""}}]}}))
+            out += [chunk({"delta": {"tool_calls": [{"index": i, "function": {"arguments": p}}]}})
+                    for p in json_pieces(fn["arguments"], words)]
         out.append(chunk({"delta": {}}, choice["finish_reason"]))
     if include_usage:
         out.append(encode_event(orjson.dumps({**head, "choices": [], "usage": body["usage"]})))

@@ -49,6 +49,10 @@ _INTRO = (
 class CalculatorEnv:
     """One word problem; deterministic (the seed changes nothing: the problem is the task)."""
 
+    #: grading a submission may wait on the symbolic grader's worker process: the agent
+    #: loop runs these tools in a thread, off the event loop
+    blocking_tools = frozenset({"submit_answer"})
+
     def __init__(self) -> None:
         self._problem: Problem | None = None
         self._done = False
