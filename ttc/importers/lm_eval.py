@@ -21,6 +21,7 @@ Two response shapes carry answers:
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -235,8 +236,9 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
                 notes: list[str]) -> tuple[Problem, list[SampleRecord]]:
     texts: list[str] = line["resps"][0]
     filtered = line["filtered_resps"][0] if line["filtered_resps"] else None
-    gold = str(line.get("target", ""))
-    problem = Problem(id=pid, question=prompt, answer=gold, kind="math", subject=subject)
+    golds = _golds(str(line.get("target", "")))
+    problem = Problem(id=pid, question=prompt, answer=golds[0], kind="math", subject=subject,
+                      meta={"golds": golds} if len(golds) > 1 else {})
     if len(texts) == 1:
         name = _metric(line, metric, None, where)
         credit = credit_of(line[name], f"{where} metric {name}")
@@ -261,6 +263,23 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
     return problem, records
 
 
+def _golds(target: str) -> list[str]:
+    """The gold answers in a ``target`` field: lm-eval writes ``str(doc_to_target(doc))``,
+    and a template that renders a list (TriviaQA's and NQ-Open's aliases) comes back as a
+    list, so the file holds "['Paris', 'paris']". Only a list of strings is read as
+    several golds: "[1, 2]" may be an interval, and stays one answer."""
+    text = target.strip()
+    if len(text) > 2 and text[0] == "[" and text[-1] == "]":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return [target]
+        if (isinstance(value, list) and value
+                and all(isinstance(v, str) and v.strip() for v in value)):
+            return [v.strip() for v in value]
+    return [target]
+
+
 def _answer(value: Any) -> str | None:
     if value is None or isinstance(value, list | dict):
         return None
@@ -272,11 +291,18 @@ def _multiple_choice(line: dict[str, Any], pid: str, subject: str | None, prompt
                      metric: str | None, where: str) -> tuple[Problem, list[SampleRecord]]:
     args = line.get("arguments") or {}
     n = len(line["resps"])
-    choices = [_arg(args, i, 1).strip() for i in range(n)]
+    # the request's continuation is target_delimiter + choice; the delimiter is " " unless
+    # a task sets another, and lm-eval measures the choice alone
+    raw = [_arg(args, i, 1) for i in range(n)]
+    raw = [c[1:] if c.startswith(" ") else c for c in raw]
+    choices = [c.strip() for c in raw]
     lls = [float(r[0][0]) for r in line["resps"]]  # checked by _is_loglikelihood
     name = _metric(line, metric, "acc", where)
-    if name == "acc_norm":  # lm-eval's acc_norm: log-likelihood per character of the choice
-        lls = [ll / max(1, len(_arg(args, i, 1))) for i, ll in enumerate(lls)]
+    # lm-eval's picks: acc the raw log-likelihood, acc_norm per character of the choice,
+    # acc_bytes per UTF-8 byte (``ConfigurableTask.process_results``, multiple_choice)
+    size = {"acc_norm": len, "acc_bytes": lambda c: len(c.encode("utf-8"))}.get(name)
+    if size is not None:
+        lls = [ll / max(1, size(c)) for c, ll in zip(raw, lls, strict=True)]
     pick = max(range(n), key=lambda i: lls[i])
     gold = _gold_letter(str(line.get("target", "")), choices)
     credit = credit_of(line[name], f"{where} metric {name}")
