@@ -206,6 +206,15 @@ tasks = 5
     ('environment = "rooms"', 'environment = "calculator"', "give a [dataset]"),
     ("tasks = 5", 'tasks = 5\nmode = "sometimes"', "agent.toml:10: agent.mode must be one of"),
     ("tasks = 5", "tasks = 5\nmax_steps = 3", "agent.toml:10: agent.max_steps (3) is below"),
+    # absurd sizes: a step budget past SQLite's integer range crashed with a traceback
+    # mid-run; a typo in tasks allocated gigabytes of problems; difficulties outside the
+    # world's range were silently clamped
+    ("step_budgets = [2, 4, 8]", "step_budgets = [2, 100000000000000000000]",
+     "agent.toml:6: step budgets above 100,000"),
+    ("tasks = 5", "tasks = 5\nmax_steps = 1000000", "agent.toml:10: agent.max_steps above 100,"),
+    ("tasks = 5", "tasks = 100000000", "agent.toml:9: agent.tasks above 100,000"),
+    ("tasks = 5", "tasks = 5\ndifficulty = 0", "agent.toml:10: agent.difficulty must be"),
+    ("tasks = 5", "tasks = 5\ndifficulty = 7", "agent.toml:10: rooms has 1 to 6 locked doors"),
 ])
 def test_bad_agent_configs_get_one_line_and_exit_2(
         tmp_path: Path, old: str, new: str, expected: str, monkeypatch: pytest.MonkeyPatch,
@@ -303,3 +312,59 @@ def test_a_raising_environment_is_answered_and_a_drifting_one_stops_the_resume(
     with pytest.raises(ReplayMismatchError, match="not deterministic"):
         _run(config, tmp_path / "run")
 
+
+
+def test_a_kill_between_the_trajectory_row_and_its_sample_row_is_repaired(
+        tmp_path: Path) -> None:
+    """The trajectory's final state and its row in ``samples`` are two commits (two
+    connections); a kill between them left an "ended" trajectory with no sample, which
+    every later run skipped as finished, so the run stayed incomplete forever. The next
+    run must write the missing rows from the stored steps, paying for no step."""
+    import sqlite3
+
+    config = _config(tmp_path, samples=2, step_budgets=[1, 2, 4])
+    _run(config, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        before = run.samples().set_index(["problem_id", "budget", "sample_index"])
+    db = tmp_path / "run" / "samples.sqlite"
+    with sqlite3.connect(db) as conn:  # the state a kill right after set_trajectory leaves
+        ended = conn.execute("SELECT problem_id, sample_index FROM trajectories "
+                             "WHERE status = 'ended' LIMIT 1").fetchone()
+        capped = conn.execute("SELECT problem_id, sample_index FROM trajectories "
+                              "WHERE status = 'capped' LIMIT 1").fetchone()
+        for pid, i in (ended, capped):
+            conn.execute("DELETE FROM samples WHERE problem_id = ? AND sample_index = ?",
+                         (pid, i))
+    counting = Flaky(config.model)
+    result = _run(config, tmp_path / "run", counting)
+    assert counting.calls == [] and result.planned == 2
+    with open_run(tmp_path / "run") as run:
+        after = run.samples().set_index(["problem_id", "budget", "sample_index"])
+    assert len(after) == len(before)
+    cols = ["status", "answer", "correct", "output_tokens", "cost"]
+    assert after[cols].sort_index().equals(before[cols].sort_index())
+    assert _run(config, tmp_path / "run").planned == 0
+
+
+def test_secret_named_keys_in_extra_body_never_reach_the_run_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored config drops secret-named keys, but the fingerprint stored beside it
+    carried ``model.extra_body`` verbatim, key and all."""
+    monkeypatch.setenv("TTC_REVIEW_KEY", "sk-the-real-key-0123")
+    config = config_from_dict({
+        "model": {"provider": "openai", "name": "gpt-x", "base_url": "http://127.0.0.1:9/v1",
+                  "api_key_env": "TTC_REVIEW_KEY",
+                  "extra_body": {"api_key": "sk-SECRET-in-body", "store": False,
+                                 "metadata": {"token": "tok-SECRET-nested"}}},
+        "sweep": {"budgets": ["low"], "samples": 1, "step_budgets": [1, 2]},
+        "agent": {"environment": "rooms", "tasks": 1},
+    }, path=tmp_path / "agent.toml")
+    store, steps, provider, _plan = AgentSweep(config, tmp_path / "run").prepare()
+    steps.close()
+    store.close()
+    for path in (tmp_path / "run").iterdir():
+        data = path.read_bytes()
+        assert b"SECRET" not in data and b"sk-the-real-key" not in data, path.name
+    with open_run(tmp_path / "run") as run:
+        assert run.meta["fingerprint"]["model"]["extra_body"] == {"store": False,
+                                                                  "metadata": {}}

@@ -98,7 +98,11 @@ class AgentSweep:
             raise config_error(cfg, "agent.tasks", f"environment {agent.environment!r} does not "
                                f"generate tasks (no tasks() method); give a [dataset]")
         ident = f"tasks\0{agent.environment}\0{agent.tasks}\0{agent.difficulty}\0{cfg.sweep.seed}"
-        problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
+        try:
+            problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
+        except ValueError as exc:  # the environment refuses these settings: say so, located
+            raise config_error(cfg, "agent.difficulty" if "difficult" in str(exc)
+                               else "agent.tasks", str(exc)) from None
         return problems, hashlib.sha256(ident.encode()).hexdigest()
 
     def _load(self, *, check_key: bool) -> tuple[type[Any], list[Problem], Provider,
@@ -124,7 +128,11 @@ class AgentSweep:
                 provider.check_budget(budget)
             except ConfigError as exc:
                 raise config_error(cfg, "sweep.budgets", str(exc)) from None
-        fingerprint = {"model": provider.describe(), "dataset": data_id,
+        from ttc.sampler import _without_secrets
+
+        # secret-named keys (an api_key in extra_body) never reach the stored fingerprint,
+        # as they never reach the stored config
+        fingerprint = {"model": _without_secrets(provider.describe()), "dataset": data_id,
                        "prompt": self.prompt_identity()}
         return env_cls, problems, provider, fingerprint
 
@@ -137,7 +145,12 @@ class AgentSweep:
         return self.agent.system or self.config.prompt.system or DEFAULT_SYSTEM
 
     # ------------------------------------------------------------ planning
-    def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState]) -> AgentPlan:
+    def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState],
+             written: set[tuple[str, str, int]] | None = None) -> AgentPlan:
+        """The trajectories left to run. A finished one counts as done only when its row
+        in ``samples`` (``written``: the store's ``done_keys``) exists too: the two are
+        separate commits, and a kill between them must not leave the row missing for
+        good. Such a trajectory is planned again and only replayed (no request)."""
         cfg = self.config
         horizons = [0] if self.agent.mode == "truncate" else self.step_budgets
         jobs: list[Trajectory] = []
@@ -153,12 +166,15 @@ class AgentSweep:
                         job = Trajectory(problem, budget, label, horizon, i, cap,
                                          env_seed=cfg.sweep.seed, request_seed=seed)
                         state = states.get(job.key)
+                        row = (problem.id, sample_label(label, horizon), i)
                         if state is not None and (state.status == "ended" or (
-                                state.status == "capped" and state.n_steps >= cap)):
+                                state.status == "capped" and state.n_steps >= cap)) and (
+                                written is None or row in written):
                             continue
                         jobs.append(job)
-        max_requests = sum(j.cap - (states[j.key].n_steps if j.key in states else 0)
-                           for j in jobs)
+        max_requests = sum(max(0, j.cap - (states[j.key].n_steps if j.key in states else 0))
+                           for j in jobs if not (j.key in states
+                                                 and states[j.key].status == "ended"))
         return AgentPlan(total, total - len(jobs), jobs, max_requests)
 
     def prepare(self) -> tuple[RunStore, StepStore, Provider, AgentPlan]:
@@ -174,7 +190,7 @@ class AgentSweep:
             store.set_meta(config=_public_config(self.config), n_problems=len(problems),
                            agent=self.describe())
             steps = StepStore(self.run_dir / DB_NAME)
-            plan = self.plan(problems, steps.states())
+            plan = self.plan(problems, steps.states(), store.done_keys())
         except BaseException:
             store.close()
             raise
@@ -183,12 +199,14 @@ class AgentSweep:
     def prepare_dry(self) -> tuple[Provider, AgentPlan]:
         _env_cls, problems, provider, fingerprint = self._load(check_key=False)
         states: dict[Any, TrajectoryState] = {}
+        written: set[tuple[str, str, int]] = set()
         if (self.run_dir / DB_NAME).exists():
             with RunStore(self.run_dir) as store:
                 store.check(fingerprint)
+                written = store.done_keys()
             with StepStore(self.run_dir / DB_NAME) as steps:
                 states = steps.states()
-        return provider, self.plan(problems, states)
+        return provider, self.plan(problems, states, written)
 
     def describe(self) -> dict[str, Any]:
         """What ``meta.agent`` records: how to read the step axis of this run."""
@@ -237,7 +255,7 @@ class AgentSweep:
             result.capped += status == "capped"
             if status == "failed":
                 result.failed += 1
-                key = (outcome.state.error or "error").split(":")[0][:60]
+                key = (outcome.state.error or "error").split(": ")[0][:60]
                 result.errors[key] = result.errors.get(key, 0) + 1
             result.steps += outcome.new_steps
             result.cost += outcome.cost
