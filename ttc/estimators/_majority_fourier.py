@@ -50,7 +50,7 @@ from scipy import fft as sfft
 from scipy import stats
 
 from ttc.estimators._inputs import FloatArray, IntArray
-from ttc.estimators._quadrature import gauss01
+from ttc.estimators._quadrature import gauss01, round_up
 
 #: Mass of each binomial left outside its window.
 _TAIL = 1e-20
@@ -193,7 +193,7 @@ def _quadrature_size(
         return 1
     needed = np.ceil((log_d[finite] - math.log(_TIE_TAIL)) / _LOG_X[finite]) + 1.0
     degree = int(np.clip(needed.min(), 0, n_classes))
-    return max(1, min((n_classes + 1) // 2, (degree + 1) // 2))
+    return max(1, min((n_classes + 1) // 2, round_up((degree + 1) // 2)))
 
 
 def window_values(

@@ -38,6 +38,19 @@ def _weights(q: int, x: FloatArray) -> FloatArray:
     return np.asarray(2.0 / ((1 - root) * (1 + root) * dp_root * dp_root), dtype=np.float64)
 
 
+def round_up(q: int) -> int:
+    """q rounded up onto a ladder of at most 16 sizes an octave (at most 1/8 more nodes).
+
+    More nodes than needed are still exact, and a few shared sizes keep the number of
+    rules computed (each costs O(q^2) at first use) small when the needed size drifts
+    from one group of levels to the next.
+    """
+    if q <= 16:
+        return q
+    step = 1 << (q.bit_length() - 4)
+    return -(-q // step) * step
+
+
 @lru_cache(maxsize=256)
 def gauss01(q: int) -> tuple[FloatArray, FloatArray]:
     """Nodes and weights on [0, 1]: exact for polynomials of degree < 2q."""
