@@ -368,3 +368,70 @@ def test_secret_named_keys_in_extra_body_never_reach_the_run_directory(
     with open_run(tmp_path / "run") as run:
         assert run.meta["fingerprint"]["model"]["extra_body"] == {"store": False,
                                                                   "metadata": {}}
+
+
+class ResetRaisesEnv:
+    """A user environment whose ``reset`` raises (used by name below)."""
+
+    def reset(self, problem: Any, seed: int) -> Any:
+        raise RuntimeError("reset is broken")
+
+    def step(self, call: Any) -> Any:
+        raise AssertionError("never reached")
+
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        from ttc.problems import Problem
+
+        return [Problem(id=f"t{i}", question="q", answer="1") for i in range(n)]
+
+
+class ResetShapeEnv(ResetRaisesEnv):
+    def reset(self, problem: Any, seed: int) -> Any:
+        return "just text"
+
+
+class BadTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        return ["not a problem"] * n
+
+
+class TwinTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        from ttc.problems import Problem
+
+        return [Problem(id="same", question="q", answer="1") for _ in range(n)]
+
+
+class RaisingTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        raise KeyError("oops")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ("ResetRaisesEnv", "agent.toml:8: environment 'test_agent_sweep:ResetRaisesEnv' failed in "
+                       "reset() on problem 't"),
+    ("ResetRaisesEnv", "': RuntimeError: reset is broken"),
+    ("ResetShapeEnv", "reset() must return (observation text, list of ToolSpec), got str"),
+    ("BadTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:BadTasksEnv' returned a str"),
+    ("TwinTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:TwinTasksEnv' returned "
+                     "problem id 'same' twice"),
+    ("RaisingTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:RaisingTasksEnv' failed: "
+                        "KeyError: 'oops'"),
+])
+def test_a_broken_user_environment_gets_one_line_and_exit_2(
+        tmp_path: Path, env: str, expected: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A user environment's contract breaks are bad input: they used to end the sweep
+    with a traceback (AttributeError deep in the store, TypeError unpacking reset)."""
+    from ttc.cli import main
+
+    (tmp_path / "agent.toml").write_text(
+        BASE.replace('environment = "rooms"', f'environment = "test_agent_sweep:{env}"'))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "agent.toml", "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err

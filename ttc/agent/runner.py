@@ -25,7 +25,14 @@ from typing import Any
 
 from ttc.agent.config import AgentConfig, effective_step_budgets
 from ttc.agent.envs import EnvironmentSpecError, resolve_environment
-from ttc.agent.loop import DEFAULT_SYSTEM, Limits, Trajectory, TrajectoryOutcome, run_trajectory
+from ttc.agent.loop import (
+    DEFAULT_SYSTEM,
+    EnvironmentContractError,
+    Limits,
+    Trajectory,
+    TrajectoryOutcome,
+    run_trajectory,
+)
 from ttc.agent.steps import StepStore, TrajectoryState
 from ttc.config import Config, config_error
 from ttc.errors import ConfigError
@@ -35,6 +42,10 @@ from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
 
 __all__ = ["AgentPlan", "AgentResult", "AgentSweep", "sample_label", "sweep_command"]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def sample_label(label: str, horizon: int) -> str:
@@ -98,11 +109,24 @@ class AgentSweep:
             raise config_error(cfg, "agent.tasks", f"environment {agent.environment!r} does not "
                                f"generate tasks (no tasks() method); give a [dataset]")
         ident = f"tasks\0{agent.environment}\0{agent.tasks}\0{agent.difficulty}\0{cfg.sweep.seed}"
+        name = agent.environment
         try:
             problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
         except ValueError as exc:  # the environment refuses these settings: say so, located
             raise config_error(cfg, "agent.difficulty" if "difficult" in str(exc)
                                else "agent.tasks", str(exc)) from None
+        except Exception as exc:  # user code: its bug is reported against the config
+            raise config_error(cfg, "agent.environment", f"tasks() of {name!r} failed: "
+                               f"{type(exc).__name__}: {_one_line(exc)}") from None
+        seen: set[str] = set()
+        for problem in problems:
+            if not isinstance(problem, Problem):
+                raise config_error(cfg, "agent.environment", f"tasks() of {name!r} returned a "
+                                   f"{type(problem).__name__}, not a ttc.problems.Problem")
+            if problem.id in seen:
+                raise config_error(cfg, "agent.environment", f"tasks() of {name!r} returned "
+                                   f"problem id {problem.id!r} twice")
+            seen.add(problem.id)
         return problems, hashlib.sha256(ident.encode()).hexdigest()
 
     def _load(self, *, check_key: bool) -> tuple[type[Any], list[Problem], Provider,
@@ -246,9 +270,13 @@ class AgentSweep:
     async def _worker(self, jobs: Iterator[Trajectory], provider: Provider, store: RunStore,
                       steps: StepStore, limits: Limits, result: AgentResult) -> None:
         for job in jobs:
-            outcome = await run_trajectory(
-                job, self._env_cls(), provider, steps, limits, system=self.system,
-                store_thinking=self.config.sweep.store_thinking)
+            try:
+                outcome = await run_trajectory(
+                    job, self._env_cls(), provider, steps, limits, system=self.system,
+                    store_thinking=self.config.sweep.store_thinking)
+            except EnvironmentContractError as exc:
+                raise config_error(self.config, "agent.environment", f"environment "
+                                   f"{self.agent.environment!r} {exc}") from None
             store.write_samples([self._sample_row(job, outcome)])
             status = outcome.state.status
             result.ended += status == "ended"
