@@ -65,23 +65,9 @@ metric_list: [{{metric: exact_match, aggregation: mean, higher_is_better: true}}
 metadata: {{version: 1.0}}
 """
 MC_TASK = """\
-task: toy_mc
+task: {name}
 dataset_path: json
-dataset_kwargs: {{data_files: {{test: {mc}}}}}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Q {{{{id}}}}: pick one\\nA:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list:
-  - {{metric: acc, aggregation: mean, higher_is_better: true}}
-  - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
-metadata: {{version: 1.0}}
-"""
-MCN_TASK = """\
-task: toy_mcn
-dataset_path: json
-dataset_kwargs: {{data_files: {{test: {mcn}}}}}
+dataset_kwargs: {{data_files: {{test: {data}}}}}
 test_split: test
 output_type: multiple_choice
 doc_to_text: "Q {{{{id}}}}: pick one\\nA:"
@@ -181,8 +167,8 @@ def lm_eval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tasks = base / "tasks"
     tasks.mkdir()
     (tasks / "toy_gen.yaml").write_text(TASKS.format(gen=json.dumps(str(gen))))
-    (tasks / "toy_mc.yaml").write_text(MC_TASK.format(mc=json.dumps(str(mc))))
-    (tasks / "toy_mcn.yaml").write_text(MCN_TASK.format(mcn=json.dumps(str(mcn))))
+    for name, data in (("toy_mc", mc), ("toy_mcn", mcn)):
+        (tasks / f"{name}.yaml").write_text(MC_TASK.format(name=name, data=json.dumps(str(data))))
     (tasks / "toy_alias.yaml").write_text(ALIAS_TASK.format(alias=json.dumps(str(alias))))
     (base / "runner.py").write_text(textwrap.dedent(RUNNER))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

@@ -27,22 +27,24 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ttc.errors import UserInputError
 from ttc.importers.base import (
     DEFAULT_BUDGET,
+    LOG_DATE,
     ImportedLog,
     LogFormatError,
     category_from,
     check_unique,
     credit_of,
     letter,
+    log_files,
+    read_json_object,
 )
 from ttc.problems import Problem
 from ttc.store import SampleRecord
 
 __all__ = ["read_lm_eval"]
 
-FILE_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
+FILE_RE = re.compile(rf"^samples_(?P<task>.+)_{LOG_DATE}\.jsonl$")
 _REQUIRED = ("doc_id", "resps", "filtered_resps")
 _NOT_METRICS = {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter",
                 "metrics", "doc_hash", "prompt_hash", "target_hash"}
@@ -90,26 +92,8 @@ def _task_name(file: Path) -> str:
 
 
 def _pick_files(path: Path, task: str | None) -> list[Path]:
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or directory")
-    if path.is_file():
-        if task is not None and FILE_RE.match(path.name) and _task_name(path) != task:
-            raise LogFormatError(f"{path}: task {task!r} is not in this file "
-                                 f"(it holds {_task_name(path)!r})")
-        return [path]
-    found = sorted(p for p in path.iterdir() if FILE_RE.match(p.name) and p.is_file())
-    if not found:
-        raise LogFormatError(f"{path}: no lm-eval samples_<task>_<date>.jsonl files here")
-    if task is not None:
-        subtasks = _group_subtasks(found, task)
-        found = [p for p in found if _task_name(p) == task or _task_name(p) in subtasks]
-        if not found:
-            raise LogFormatError(f"{path}: task {task!r} is not in this folder")
-    dates = sorted({FILE_RE.match(p.name).group("date") for p in found})  # type: ignore[union-attr]
-    if len(dates) > 1:
-        raise LogFormatError(f"{path}: samples of {len(dates)} evaluations ({', '.join(dates[:3])}"
-                             f"...); name one file or one --task")
-    return found
+    return log_files(path, FILE_RE, "lm-eval samples_<task>_<date>.jsonl", task,
+                     keep=lambda files: _group_subtasks(files, task) if task else set())
 
 
 def _group_subtasks(files: list[Path], group: str) -> set[str]:
@@ -130,12 +114,7 @@ def _results(samples_file: Path) -> dict[str, Any]:
     match = FILE_RE.match(samples_file.name)
     if not match:
         return {}
-    path = samples_file.with_name(f"results_{match.group('date')}.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(samples_file.with_name(f"results_{match.group('date')}.json"))
 
 
 def _lines(file: Path) -> list[tuple[int, dict[str, Any]]]:
