@@ -231,3 +231,15 @@ def test_a_details_folder_with_task_selection_and_report(
     import pyarrow.parquet as pq
 
     assert pq.read_table(target).num_rows == 13
+
+
+def test_a_misspelt_score_is_refused_for_several_samples_too(
+        details: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Documents with several samples are graded by ttc, so the metric was never looked
+    up and ``--score maj@4`` imported without a word."""
+    out = tmp_path / "run"
+    assert main(["import", "lighteval", str(details["sampled"]), "--out", str(out),
+                 "--score", "maj@4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no metric 'maj@4' (it has maj@n:n=3, pass@k:k=1&n=3)" in err and "\n" not in err
+    assert not out.exists()

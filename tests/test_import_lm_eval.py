@@ -337,3 +337,15 @@ def test_a_list_target_is_a_list_of_gold_answers(lm_eval_dir: Path, tmp_path: Pa
         assert problems[pid].meta["golds"] == aliases
         for j, text in enumerate(responses):
             assert frame.loc[(pid, j), "correct"] is (text.rpartition(" ")[2] in aliases)
+
+
+def test_a_misspelt_score_is_refused_even_where_repeats_are_graded_by_ttc(
+        lm_eval_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With repeats the metric is not read (ttc grades each repeat), so ``--score
+    exact_macth`` used to import happily; a name the file does not have is refused."""
+    out = tmp_path / "run"
+    assert main(["import", "lm-eval", str(samples_file(lm_eval_dir, "toy_gen")),
+                 "--out", str(out), "--score", "exact_macth"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no metric 'exact_macth' (it has exact_match)" in err and "\n" not in err
+    assert not out.exists()

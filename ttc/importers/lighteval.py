@@ -177,6 +177,8 @@ def _document(row: dict[str, Any], index: int, task: str, score: str | None, *, 
         notes.append("lighteval keeps its extracted answers inside its metrics: the answers "
                      "that votes count are ttc's extraction from the text")
     else:
+        if score is not None:  # not read here, but a name the row lacks is a mistake
+            _metric(metric, score, where)
         notes.append("lighteval scores a document with several samples once (maj@n, pass@k); "
                      "each sample was graded by ttc against the gold choice")
     return problem, records

@@ -230,6 +230,8 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
             notes.append("partial credit (0 < credit < 1) counts as incorrect; the credit is kept "
                          "in extra['credit']")
         return problem, [record]
+    if metric is not None:  # not read for repeats, but a name the file lacks is a mistake
+        _metric(line, metric, None, where)
     notes.append("lm-eval scores a document with repeats once, after its filter aggregates them; "
                  "each repeat was graded by ttc against the target")
     per_repeat = filtered if isinstance(filtered, list) and len(filtered) == len(texts) else None
