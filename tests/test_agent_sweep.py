@@ -435,3 +435,23 @@ def test_a_broken_user_environment_gets_one_line_and_exit_2(
     assert main(["sweep", "agent.toml", "--out", "run", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_one_problem_run_reports_no_interval(tmp_path: Path) -> None:
+    """Resampling one problem gives [v, v]: not an interval, so none is reported (the
+    summary rows carry null bounds and the report says so)."""
+    from ttc.agent.analysis import step_curve_rows
+    from ttc.agent.report import write_agent_report
+
+    config = _config(tmp_path, environment="rooms", tasks=1, step_budgets=[4, 64], samples=3)
+    _run(config, tmp_path / "run")
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "report.md").write_text("# report\n")
+    with open_run(tmp_path / "run") as run:
+        curves = step_curves(run, n_boot=50)
+        write_agent_report(run, folder, n_boot=50)
+    assert (curves["n_problems"] == 1).all()
+    assert curves["ci_low"].isna().all() and curves["ci_high"].isna().all()
+    assert all(r["ci_low"] is None and r["ci_high"] is None for r in step_curve_rows(curves))
+    assert "no interval from 1 problem" in (folder / "report.md").read_text()

@@ -108,7 +108,8 @@ def step_curves(run: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0
     """Mean over problems at each (thinking budget, step budget, metric) with a 95% band.
 
     Columns: ``budget, steps, metric, value, ci_low, ci_high, n_problems``. A problem
-    with no valid trajectory at some s is left out at that s (``n_problems`` says so).
+    with no valid trajectory at some s is left out at that s (``n_problems`` says so);
+    with fewer than two problems at some s there is no interval (NaN bounds).
     """
     return curves_from_values(step_values(run), n_boot=n_boot, seed=seed, level=level)
 
@@ -124,12 +125,16 @@ def curves_from_values(values: pd.DataFrame, *, n_boot: int = 1000, seed: int = 
         matrix = wide.to_numpy(dtype=float)
         reps = boot_means(boot_weights(matrix.shape[0], n_boot, rng), matrix)
         low, high = percentile_ci(reps, level)
+        counted = np.isfinite(matrix).sum(axis=0)
+        # resampling a single problem returns it every time: [v, v] is no interval
+        low = np.where(counted >= 2, low, np.nan)
+        high = np.where(counted >= 2, high, np.nan)
         parts.append(pd.DataFrame({
             "budget": pd.Series([budget] * matrix.shape[1], dtype=object),
             "steps": np.asarray(wide.columns, dtype=np.int64),
             "metric": metric, "value": np.nanmean(matrix, axis=0),
             "ci_low": low, "ci_high": high,
-            "n_problems": np.isfinite(matrix).sum(axis=0).astype(int),
+            "n_problems": counted.astype(int),
         }))
     if not parts:
         return pd.DataFrame(columns=columns)
