@@ -354,3 +354,21 @@ def test_g_pass_with_a_tiny_tau_is_pass_at_k() -> None:
         np.testing.assert_array_equal(g_pass_at_k(10, 0, ks, tau), np.zeros(10))
         np.testing.assert_allclose(g_pass_at_k(10, 3, ks, tau), pass_at_k(10, 3, ks),
                                    rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-40, 1.0, 1e300])
+def test_weighted_vote_does_not_depend_on_the_scale_of_the_weights(scale: float) -> None:
+    """A vote by weight is the same vote at any scale. The tie tolerance was 1e-12 in
+    absolute terms (so sequence probabilities of 1e-40 all "tied") and the total weight
+    overflowed for weights near 1e308 (so everything tied again)."""
+    answers = ["a", "b", "b", "c", None]
+    weights = np.array([1.0, 0.6, 0.6, 0.3, 0.9]) * scale
+    correct = [1, 0, 0, 1, 0]
+    reference = weighted_majority_at_k(answers, [1.0, 0.6, 0.6, 0.3, 0.9], correct,
+                                       np.arange(1, 6))
+    got = weighted_majority_at_k(answers, weights, correct, np.arange(1, 6))
+    np.testing.assert_allclose(got.value, reference.value, rtol=0, atol=1e-12)
+    assert got.value[-1] == 0.0  # b's 1.2 beats a's 1.0
+    mc = weighted_majority_at_k(answers, weights, correct, 5, exact_limit=1, n_mc=50,
+                                rng=np.random.default_rng(0))
+    assert mc.value == 0.0
