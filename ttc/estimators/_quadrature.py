@@ -25,8 +25,9 @@ from ttc.estimators._inputs import FloatArray
 
 def _weights(q: int, x: FloatArray) -> FloatArray:
     """Gauss-Legendre weights on [-1, 1] at (float64 approximations of) the roots x."""
-    xl = np.asarray(x, dtype=np.longdouble)
-    p0, p1 = np.ones_like(xl), xl.copy()
+    xl: np.ndarray = np.asarray(x, dtype=np.longdouble)
+    p0: np.ndarray = np.ones_like(xl)
+    p1: np.ndarray = xl.copy()
     for k in range(2, q + 1):
         p0, p1 = p1, ((2 * k - 1) * xl * p1 - (k - 1) * p0) / k
     one_minus = (1 - xl) * (1 + xl)

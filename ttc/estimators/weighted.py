@@ -179,8 +179,9 @@ def weighted_majority_at_k(
     Each class scores the sum of its members' scores (finite, nonnegative vote weights:
     use probabilities, not logits); the highest total wins, totals within 1e-12 of the
     whole weight tie and share the credit. Only ratios of weights matter (they are
-    divided by the largest), so sequence probabilities of 1e-40 vote as well as 0.4. Exact (enumerating all subsets) where
-    C(n, k) * min(k, n - k) <= ``exact_limit``; else the mean over the first k of
+    divided by the largest), so sequence probabilities of 1e-40 vote as well as 0.4.
+    Exact (enumerating all subsets) where C(n, k) * min(k, n - k) <= ``exact_limit``;
+    else the mean over the first k of
     ``n_mc`` random permutations, with its standard error, and ``exact`` False.
     """
     ids, credit, _ = answer_classes(answers, correct)
