@@ -3,8 +3,10 @@ always solvable, and every bad tool call answered with an error observation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import tracemalloc
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
@@ -228,3 +230,34 @@ def test_environment_names_resolve_or_fail_clearly() -> None:
                         ("collections:OrderedDict", "is not an Environment")]:
         with pytest.raises(EnvironmentSpecError, match=words):
             resolve_environment(name)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("10**400/3", "3.33333333333e+399"), ("-10**400/7", "-1.42857142857e+399"),
+    ("1/10**400", "1e-400"), ("-1/(3*10**350)", "-3.33333333333e-351"),
+    ("1/3", "0.333333333333"), ("-7/2", "-3.5"), ("2**-20", "9.53674316406e-07"),
+])
+def test_results_beyond_float_range_are_shown_not_rounded_to_inf_or_zero(
+        text: str, shown: str) -> None:
+    """The calculator told the agent "inf" for 10**400/3 (and lost the sign of
+    -10**400/7) and "0" for 1/10**400, both results it computed exactly."""
+    assert format_number(evaluate(text)) == shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789+-*/^(). ,", max_size=500))
+def test_arithmetic_shaped_text_is_bounded_in_time_and_memory(text: str) -> None:
+    """Text made only of the calculator's own characters (the inputs that get past the
+    tokenizer and reach the arithmetic) is answered or refused without hanging or
+    allocating: a guard against runaway work (the worst case measured is ~30 ms and
+    ~100 kB), not a speed figure."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with contextlib.suppress(ArithmeticError_):
+            format_number(evaluate(text))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0
+    assert peak < 16 << 20

@@ -206,6 +206,15 @@ tasks = 5
     ('environment = "rooms"', 'environment = "calculator"', "give a [dataset]"),
     ("tasks = 5", 'tasks = 5\nmode = "sometimes"', "agent.toml:10: agent.mode must be one of"),
     ("tasks = 5", "tasks = 5\nmax_steps = 3", "agent.toml:10: agent.max_steps (3) is below"),
+    # absurd sizes: a step budget past SQLite's integer range crashed with a traceback
+    # mid-run; a typo in tasks allocated gigabytes of problems; difficulties outside the
+    # world's range were silently clamped
+    ("step_budgets = [2, 4, 8]", "step_budgets = [2, 100000000000000000000]",
+     "agent.toml:6: step budgets above 100,000"),
+    ("tasks = 5", "tasks = 5\nmax_steps = 1000000", "agent.toml:10: agent.max_steps above 100,"),
+    ("tasks = 5", "tasks = 100000000", "agent.toml:9: agent.tasks above 100,000"),
+    ("tasks = 5", "tasks = 5\ndifficulty = 0", "agent.toml:10: agent.difficulty must be"),
+    ("tasks = 5", "tasks = 5\ndifficulty = 7", "agent.toml:10: rooms has 1 to 6 locked doors"),
 ])
 def test_bad_agent_configs_get_one_line_and_exit_2(
         tmp_path: Path, old: str, new: str, expected: str, monkeypatch: pytest.MonkeyPatch,
@@ -345,3 +354,145 @@ def test_grading_a_submission_runs_off_the_event_loop(tmp_path: Path) -> None:
     threads = ThreadRecordingCalculator.threads
     assert threads["calculate"] == {main}  # cheap steps stay inline
     assert threads["submit_answer"] and main not in threads["submit_answer"]
+
+def test_a_kill_between_the_trajectory_row_and_its_sample_row_is_repaired(
+        tmp_path: Path) -> None:
+    """The trajectory's final state and its row in ``samples`` are two commits (two
+    connections); a kill between them left an "ended" trajectory with no sample, which
+    every later run skipped as finished, so the run stayed incomplete forever. The next
+    run must write the missing rows from the stored steps, paying for no step."""
+    import sqlite3
+
+    config = _config(tmp_path, samples=2, step_budgets=[1, 2, 4])
+    _run(config, tmp_path / "run")
+    with open_run(tmp_path / "run") as run:
+        before = run.samples().set_index(["problem_id", "budget", "sample_index"])
+    db = tmp_path / "run" / "samples.sqlite"
+    with sqlite3.connect(db) as conn:  # the state a kill right after set_trajectory leaves
+        ended = conn.execute("SELECT problem_id, sample_index FROM trajectories "
+                             "WHERE status = 'ended' LIMIT 1").fetchone()
+        capped = conn.execute("SELECT problem_id, sample_index FROM trajectories "
+                              "WHERE status = 'capped' LIMIT 1").fetchone()
+        for pid, i in (ended, capped):
+            conn.execute("DELETE FROM samples WHERE problem_id = ? AND sample_index = ?",
+                         (pid, i))
+    counting = Flaky(config.model)
+    result = _run(config, tmp_path / "run", counting)
+    assert counting.calls == [] and result.planned == 2
+    with open_run(tmp_path / "run") as run:
+        after = run.samples().set_index(["problem_id", "budget", "sample_index"])
+    assert len(after) == len(before)
+    cols = ["status", "answer", "correct", "output_tokens", "cost"]
+    assert after[cols].sort_index().equals(before[cols].sort_index())
+    assert _run(config, tmp_path / "run").planned == 0
+
+
+def test_secret_named_keys_in_extra_body_never_reach_the_run_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored config drops secret-named keys, but the fingerprint stored beside it
+    carried ``model.extra_body`` verbatim, key and all."""
+    monkeypatch.setenv("TTC_REVIEW_KEY", "sk-the-real-key-0123")
+    config = config_from_dict({
+        "model": {"provider": "openai", "name": "gpt-x", "base_url": "http://127.0.0.1:9/v1",
+                  "api_key_env": "TTC_REVIEW_KEY",
+                  "extra_body": {"api_key": "sk-SECRET-in-body", "store": False,
+                                 "metadata": {"token": "tok-SECRET-nested"}}},
+        "sweep": {"budgets": ["low"], "samples": 1, "step_budgets": [1, 2]},
+        "agent": {"environment": "rooms", "tasks": 1},
+    }, path=tmp_path / "agent.toml")
+    store, steps, provider, _plan = AgentSweep(config, tmp_path / "run").prepare()
+    steps.close()
+    store.close()
+    for path in (tmp_path / "run").iterdir():
+        data = path.read_bytes()
+        assert b"SECRET" not in data and b"sk-the-real-key" not in data, path.name
+    with open_run(tmp_path / "run") as run:
+        assert run.meta["fingerprint"]["model"]["extra_body"] == {"store": False,
+                                                                  "metadata": {}}
+
+
+class ResetRaisesEnv:
+    """A user environment whose ``reset`` raises (used by name below)."""
+
+    def reset(self, problem: Any, seed: int) -> Any:
+        raise RuntimeError("reset is broken")
+
+    def step(self, call: Any) -> Any:
+        raise AssertionError("never reached")
+
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        from ttc.problems import Problem
+
+        return [Problem(id=f"t{i}", question="q", answer="1") for i in range(n)]
+
+
+class ResetShapeEnv(ResetRaisesEnv):
+    def reset(self, problem: Any, seed: int) -> Any:
+        return "just text"
+
+
+class BadTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        return ["not a problem"] * n
+
+
+class TwinTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        from ttc.problems import Problem
+
+        return [Problem(id="same", question="q", answer="1") for _ in range(n)]
+
+
+class RaisingTasksEnv(ResetRaisesEnv):
+    @staticmethod
+    def tasks(n: int, seed: int, difficulty: int = 2) -> list[Any]:
+        raise KeyError("oops")
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ("ResetRaisesEnv", "agent.toml:8: environment 'test_agent_sweep:ResetRaisesEnv' failed in "
+                       "reset() on problem 't"),
+    ("ResetRaisesEnv", "': RuntimeError: reset is broken"),
+    ("ResetShapeEnv", "reset() must return (observation text, list of ToolSpec), got str"),
+    ("BadTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:BadTasksEnv' returned a str"),
+    ("TwinTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:TwinTasksEnv' returned "
+                     "problem id 'same' twice"),
+    ("RaisingTasksEnv", "agent.toml:8: tasks() of 'test_agent_sweep:RaisingTasksEnv' failed: "
+                        "KeyError: 'oops'"),
+])
+def test_a_broken_user_environment_gets_one_line_and_exit_2(
+        tmp_path: Path, env: str, expected: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A user environment's contract breaks are bad input: they used to end the sweep
+    with a traceback (AttributeError deep in the store, TypeError unpacking reset)."""
+    from ttc.cli import main
+
+    (tmp_path / "agent.toml").write_text(
+        BASE.replace('environment = "rooms"', f'environment = "test_agent_sweep:{env}"'))
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "agent.toml", "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_one_problem_run_reports_no_interval(tmp_path: Path) -> None:
+    """Resampling one problem gives [v, v]: not an interval, so none is reported (the
+    summary rows carry null bounds and the report says so)."""
+    from ttc.agent.analysis import step_curve_rows
+    from ttc.agent.report import write_agent_report
+
+    config = _config(tmp_path, environment="rooms", tasks=1, step_budgets=[4, 64], samples=3)
+    _run(config, tmp_path / "run")
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / "report.md").write_text("# report\n")
+    with open_run(tmp_path / "run") as run:
+        curves = step_curves(run, n_boot=50)
+        write_agent_report(run, folder, n_boot=50)
+    assert (curves["n_problems"] == 1).all()
+    assert curves["ci_low"].isna().all() and curves["ci_high"].isna().all()
+    assert all(r["ci_low"] is None and r["ci_high"] is None for r in step_curve_rows(curves))
+    assert "no interval from 1 problem" in (folder / "report.md").read_text()

@@ -310,3 +310,65 @@ def test_weighted_majority_monte_carlo_is_within_its_standard_error() -> None:
 def test_weighted_majority_rejects_negative_weights() -> None:
     with pytest.raises(ValueError):
         weighted_majority_at_k(["a", "b"], [-1.0, 2.0], [1, 0], 1)
+
+
+# --------------------------------------------------------------------------- many-way ties
+
+
+@pytest.mark.parametrize("q", [50, 250, 1500])
+def test_tie_quadrature_integrates_every_monomial_it_claims(q: int) -> None:
+    """q Gauss-Legendre nodes integrate u^t exactly for t < 2q: a t-way tie's share is
+    1/(t+1). scipy's weights alone were off by 1e-8 at q = 1500 (1e-10 on u^2999)."""
+    from ttc.estimators._quadrature import gauss01
+
+    u, w = gauss01(q)
+    t = np.arange(2 * q)
+    got = np.array([(w * u**d).sum() for d in t.tolist()])
+    np.testing.assert_allclose(got * (t + 1), 1.0, rtol=0, atol=5e-14)
+
+
+@pytest.mark.parametrize(("n", "kernel"), [(600, "direct"), (600, "fourier"), (1500, "auto")])
+def test_majority_every_sample_its_own_class(n: int, kernel: str) -> None:
+    """Every answer distinct: each subset is a k-way tie, so majority@k is the share of
+    correct samples, 1/2 at every k; one correct singleton among wrong ones gives 1/n.
+    (Before the quadrature weights were recomputed: errors of 3e-12 here at n = 600 with
+    the direct kernel and 5e-11 at n = 1500; the Fourier kernel's own rounding over
+    hundreds of contending classes stays a few 1e-13.)"""
+    from ttc.estimators._inputs import answer_classes
+    from ttc.estimators.majority import majority_curve
+
+    ks = np.arange(1, n + 1)
+    ids, credit, counts = answer_classes([f"s{i}" for i in range(n)], [i % 2 for i in range(n)])
+    half = majority_curve(counts, credit, 0, ks, kernel=kernel)
+    np.testing.assert_allclose(half, 0.5, rtol=0, atol=1e-13 if kernel == "direct" else 1e-12)
+    ids, credit, counts = answer_classes(["right", *[f"w{i}" for i in range(n - 1)]],
+                                         [1] + [0] * (n - 1))
+    one = majority_curve(counts, credit, 0, ks, kernel=kernel)
+    np.testing.assert_allclose(one, 1 / n, rtol=1e-13 if kernel == "direct" else 1e-11, atol=0)
+
+
+def test_g_pass_with_a_tiny_tau_is_pass_at_k() -> None:
+    """tau -> 0 recovers pass@k: at least ceil(tau k) >= 1 correct, never 0 correct."""
+    ks = np.arange(1, 11)
+    for tau in (1e-13, 1e-15, 1e-300):
+        np.testing.assert_array_equal(g_pass_at_k(10, 0, ks, tau), np.zeros(10))
+        np.testing.assert_allclose(g_pass_at_k(10, 3, ks, tau), pass_at_k(10, 3, ks),
+                                   rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-40, 1.0, 1e300])
+def test_weighted_vote_does_not_depend_on_the_scale_of_the_weights(scale: float) -> None:
+    """A vote by weight is the same vote at any scale. The tie tolerance was 1e-12 in
+    absolute terms (so sequence probabilities of 1e-40 all "tied") and the total weight
+    overflowed for weights near 1e308 (so everything tied again)."""
+    answers = ["a", "b", "b", "c", None]
+    weights = np.array([1.0, 0.6, 0.6, 0.3, 0.9]) * scale
+    correct = [1, 0, 0, 1, 0]
+    reference = weighted_majority_at_k(answers, [1.0, 0.6, 0.6, 0.3, 0.9], correct,
+                                       np.arange(1, 6))
+    got = weighted_majority_at_k(answers, weights, correct, np.arange(1, 6))
+    np.testing.assert_allclose(got.value, reference.value, rtol=0, atol=1e-12)
+    assert got.value[-1] == 0.0  # b's 1.2 beats a's 1.0
+    mc = weighted_majority_at_k(answers, weights, correct, 5, exact_limit=1, n_mc=50,
+                                rng=np.random.default_rng(0))
+    assert mc.value == 0.0

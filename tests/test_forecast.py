@@ -144,3 +144,27 @@ def test_vectorised_optimiser_agrees_row_by_row() -> None:
         one, ll1, ok1 = _fit_many(c, n, w[r : r + 1], np.zeros((1, 2)))
         assert ok[r] == ok1[0]
         np.testing.assert_allclose(many[r], one[0], atol=1e-7)
+
+
+def test_one_sample_per_problem_cannot_identify_the_spread() -> None:
+    """With n_i = 1 everywhere only the mean success rate is identified: any Beta with
+    that mean has the same likelihood, so pass@k for k > 1 is not in the data. The fit
+    used to return its starting point (alpha = beta = 20.1 here) with no warning and a
+    "95% interval" for pass@1000 of [0.95, 1]."""
+    with pytest.raises(ValueError, match="one sample"):
+        fit_beta_coverage([0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 1], [1] * 12)
+    with pytest.raises(ValueError, match="one sample"):
+        fit_beta_coverage([0, 1], [1, 1])
+    mixed = fit_beta_coverage([0, 1, 1, 0, 3] * 4, [1, 1, 1, 1, 8] * 4, n_boot=0)
+    assert mixed.converged  # one problem with several samples is information
+
+
+def test_an_interval_needs_two_bootstrap_replicates() -> None:
+    """One replicate is a point, not an interval: it used to be reported as [x, x] with
+    x != the point forecast."""
+    c, n = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 3, 2], [10] * 12
+    fc = fit_beta_coverage(c, n, n_boot=1).forecast([1, 10])
+    assert np.isnan(fc.confidence_interval.low).all()
+    assert np.isnan(fc.confidence_interval.high).all()
+    with pytest.raises(ValueError, match="n_boot"):
+        fit_beta_coverage(c, n, n_boot=-5)

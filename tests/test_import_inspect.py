@@ -222,7 +222,8 @@ def test_dict_valued_scorer_by_key_and_by_mean(logs: dict[str, Path], tmp_path: 
         formatted = answers[row.sample_index] is not None
         credit = (right + formatted) / 2
         assert _verdict(row.correct) is (credit == 1.0)
-        assert row.extra.get("credit", credit if credit in (0, 1) else None) == credit
+        # partial credit is kept; a whole verdict leaves no "credit" key behind
+        assert row.extra.get("credit") == (credit if 0 < credit < 1 else None)
 
 
 def test_report_status_and_export_work_on_the_imported_run(
@@ -322,3 +323,25 @@ def test_errors_token_limits_partial_credit_and_choices(tmp_path: Path) -> None:
     ok = frame[frame["status"] != "failed"]
     assert not ok["correct"].any()  # P is partial: not counted correct, credit kept
     assert (ok["extra"].map(lambda e: e["credit"]) == 0.5).all()
+
+
+def test_sample_ids_that_differ_only_in_type_are_named(logs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """inspect_ai ids are ints or strings, so 1 and "1" are two samples there but one
+    problem id here: the import is refused saying so, instead of "problem '1' sample 0
+    appears twice" about a log where no sample appears twice."""
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    from ttc.importers import LogFormatError, read_log
+
+    log = read_eval_log(str(logs["json"]))
+    assert log.samples
+    for sample in log.samples:
+        if sample.id == "q1":
+            sample.id = 7
+        elif sample.id == "q2":
+            sample.id = "7"
+    path = tmp_path / "mixed.json"
+    write_eval_log(log, str(path))
+    with pytest.raises(LogFormatError, match=r"sample ids 7 and '7' .* both become problem '7'"):
+        read_log("inspect", path)

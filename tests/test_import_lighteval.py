@@ -238,3 +238,30 @@ def test_a_details_folder_with_task_selection_and_report(
     import pyarrow.parquet as pq
 
     assert pq.read_table(target).num_rows == 13
+
+
+def test_a_misspelt_score_is_refused_for_several_samples_too(
+        details: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Documents with several samples are graded by ttc, so the metric was never looked
+    up and ``--score maj@4`` imported without a word."""
+    out = tmp_path / "run"
+    assert main(["import", "lighteval", str(details["sampled"]), "--out", str(out),
+                 "--score", "maj@4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no metric 'maj@4' (it has maj@n:n=3, pass@k:k=1&n=3)" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_folder_with_two_evaluations_is_refused(details: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Details of two dates in one folder are two evaluations (lm-eval's reader already
+    refused them; lighteval's imported both and then failed on repeated problem ids)."""
+    import shutil
+
+    folder = tmp_path / "details"
+    folder.mkdir()
+    shutil.copy(details["mc"], folder / details["mc"].name)
+    shutil.copy(details["mc"], folder / details["mc"].name.replace("2026-01-02", "2026-02-03"))
+    assert main(["import", "lighteval", str(folder), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "files of 2 evaluations" in err and "\n" not in err

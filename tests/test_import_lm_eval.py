@@ -32,6 +32,15 @@ GEN = {
 }
 # question -> (choices, gold index, index the model picks)
 MC = {"m1": (["red", "green", "blue"], 1, 1), "m2": (["cat", "dog", "cow"], 2, 0)}
+# question -> (choices, gold index, log-likelihood per choice): the raw, per-character and
+# per-byte picks differ, and lm-eval divides by the length of the choice itself (not of the
+# request's continuation, which carries the " " target delimiter)
+MCN = {"n1": (["a", "bb"], 1, [-2.0, -3.5]), "n2": (["cc", "d"], 0, [-3.5, -2.0]),
+       "n3": (["\u00e9\u00e9", "xyz"], 0, [-3.5, -5.0])}
+# question -> (aliases, response per repeat): doc_to_target renders a list, which lm-eval
+# turns back into a list (ast.literal_eval) and writes as str(list)
+ALIAS = {"a1": (["4", "4.0"], ["The answer is 4", "The answer is 5"]),
+         "a2": (["12", "twelve"], ["The answer is 7", "The answer is 12"])}
 
 TASKS = """\
 task: toy_gen
@@ -56,9 +65,9 @@ metric_list: [{{metric: exact_match, aggregation: mean, higher_is_better: true}}
 metadata: {{version: 1.0}}
 """
 MC_TASK = """\
-task: toy_mc
+task: {name}
 dataset_path: json
-dataset_kwargs: {{data_files: {{test: {mc}}}}}
+dataset_kwargs: {{data_files: {{test: {data}}}}}
 test_split: test
 output_type: multiple_choice
 doc_to_text: "Q {{{{id}}}}: pick one\\nA:"
@@ -67,6 +76,24 @@ doc_to_target: label
 metric_list:
   - {{metric: acc, aggregation: mean, higher_is_better: true}}
   - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
+  - {{metric: acc_bytes, aggregation: mean, higher_is_better: true}}
+metadata: {{version: 1.0}}
+"""
+ALIAS_TASK = """\
+task: toy_alias
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {alias}}}}}
+test_split: test
+output_type: generate_until
+doc_to_text: "Q {{{{id}}}}: what is it?\\nA:"
+doc_to_target: "{{{{aliases}}}}"
+repeats: 2
+generation_kwargs: {{until: ["\\n"], do_sample: true, temperature: 0.7}}
+filter_list:
+  - name: maj
+    filter: [{{function: regex, regex_pattern: "(-?[0-9]+)"}}, {{function: majority_vote}},
+             {{function: take_first}}]
+metric_list: [{{metric: exact_match, aggregation: mean, higher_is_better: true}}]
 metadata: {{version: 1.0}}
 """
 RUNNER = """\
@@ -77,6 +104,7 @@ from lm_eval.loggers import EvaluationTracker
 from lm_eval.tasks import TaskManager
 
 GEN, MC, tasks_dir, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+MCN, ALIAS = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 
 class Scripted(LM):
     def __init__(self):
@@ -89,13 +117,17 @@ class Scripted(LM):
             qid = r.arguments[0].split()[1].rstrip(":")
             i = self.calls.get(qid, 0)
             self.calls[qid] = i + 1
-            out.append(" " + GEN[qid][2][i])
+            out.append(" " + (GEN[qid][2] if qid in GEN else ALIAS[qid][1])[i])
         return out
 
     def loglikelihood(self, requests, disable_tqdm=False):
         out = []
         for r in requests:
             qid = r.arguments[0].split()[1].rstrip(":")
+            if qid in MCN:
+                choices, _gold, lls = MCN[qid]
+                out.append((lls[choices.index(r.arguments[1][1:])], False))
+                continue
             choices, _gold, pick = MC[qid]
             out.append((0.0 if r.arguments[1].strip() == choices[pick] else -5.0, False))
         return out
@@ -104,7 +136,7 @@ class Scripted(LM):
         raise NotImplementedError
 
 tracker = EvaluationTracker(output_path=out)
-results = simple_evaluate(model=Scripted(), tasks=["toy_gen", "toy_mc"],
+results = simple_evaluate(model=Scripted(), tasks=["toy_gen", "toy_mc", "toy_mcn", "toy_alias"],
                           task_manager=TaskManager(include_path=tasks_dir), log_samples=True,
                           evaluation_tracker=tracker)
 tracker.save_results_aggregated(results=results, samples=results["samples"])
@@ -133,16 +165,25 @@ def lm_eval_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mc = base / "mc.jsonl"
     mc.write_text("".join(json.dumps({"id": q, "choices": c, "label": g}) + "\n"
                           for q, (c, g, _p) in MC.items()))
+    mcn = base / "mcn.jsonl"
+    mcn.write_text("".join(json.dumps({"id": q, "choices": c, "label": g}) + "\n"
+                           for q, (c, g, _l) in MCN.items()))
+    alias = base / "alias.jsonl"
+    alias.write_text("".join(json.dumps({"id": q, "aliases": a}) + "\n"
+                             for q, (a, _r) in ALIAS.items()))
     tasks = base / "tasks"
     tasks.mkdir()
     (tasks / "toy_gen.yaml").write_text(TASKS.format(gen=json.dumps(str(gen))))
-    (tasks / "toy_mc.yaml").write_text(MC_TASK.format(mc=json.dumps(str(mc))))
+    for name, data in (("toy_mc", mc), ("toy_mcn", mcn)):
+        (tasks / f"{name}.yaml").write_text(MC_TASK.format(name=name, data=json.dumps(str(data))))
+    (tasks / "toy_alias.yaml").write_text(ALIAS_TASK.format(alias=json.dumps(str(alias))))
     (base / "runner.py").write_text(textwrap.dedent(RUNNER))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HOME": str(base / "hf"), "HF_DATASETS_CACHE": str(base / "hf" / "datasets")}
     done = subprocess.run(
         [sys.executable, str(base / "runner.py"), json.dumps(GEN), json.dumps(MC), str(tasks),
-         str(base / "out")], env=env, capture_output=True, text=True, timeout=300,
+         str(base / "out"), json.dumps(MCN), json.dumps(ALIAS)], env=env, capture_output=True,
+        text=True, timeout=300,
     )
     if done.returncode != 0:
         pytest.fail(f"lm-eval did not run offline:\n{done.stderr[-3000:]}")
@@ -249,17 +290,69 @@ def test_a_folder_imports_every_task_with_the_task_as_category(
     assert main(["import", "lm-eval", str(lm_eval_dir), "--out", str(out)]) == 0
     with open_run(out) as run:
         frame = run.samples()
-    assert len(frame) == 12 + 2
-    assert set(frame.loc[frame["problem_id"].str.startswith("toy_mc"), "subject"]) == {"toy_mc"}
+    assert len(frame) == 12 + 2 + 3 + 4
+    assert set(frame.loc[frame["problem_id"].str.startswith("toy_mc/"), "subject"]) == {"toy_mc"}
     assert set(frame.loc[frame["problem_id"].str.startswith("toy_gen"), "subject"]) == {
         "alg", "geo"}
     assert main(["status", str(out)]) == 0
     assert main(["report", str(out), "--bootstrap", "20"]) == 0
     assert (out / "report" / "summary.json").exists()
     assert main(["export", str(out), "--format", "csv", "-o", str(tmp_path / "x.csv")]) == 0
-    assert len((tmp_path / "x.csv").read_text().splitlines()) == 15
+    assert len((tmp_path / "x.csv").read_text().splitlines()) == 22
     capsys.readouterr()
     # --task selects one task of the folder; the score-first filter is the default
     assert main(["import", "lm-eval", str(lm_eval_dir), "--out", str(tmp_path / "mc"),
                  "--task", "toy_mc"]) == 0
     assert "2 samples of 2 problems" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("metric", ["acc", "acc_norm", "acc_bytes"])
+def test_the_answer_is_the_choice_lm_eval_scored(lm_eval_dir: Path, tmp_path: Path,
+                                                 metric: str) -> None:
+    """acc_norm divides by the choice's characters and acc_bytes by its UTF-8 bytes (as
+    lm-eval's ``process_results`` does), so the stored answer is the choice the metric
+    judged: the reader used to divide by the continuation's length (" " + choice) and
+    to ignore acc_bytes, storing answer A with a verdict about choice B."""
+    out = tmp_path / metric
+    assert main(["import", "lm-eval", str(samples_file(lm_eval_dir, "toy_mcn")),
+                 "--out", str(out), "--score", metric]) == 0
+    scored = {line["doc"]["id"]: line[metric] for line in
+              map(json.loads, samples_file(lm_eval_dir, "toy_mcn").read_text().splitlines())}
+    with open_run(out) as run:
+        frame = run.samples().set_index("problem_id")
+    for i, (qid, (choices, gold, lls)) in enumerate(MCN.items()):
+        size = {"acc": lambda c: 1, "acc_norm": len, "acc_bytes": lambda c: len(c.encode())}
+        pick = max(range(len(choices)), key=lambda j: lls[j] / size[metric](choices[j]))
+        row = frame.loc[f"toy_mcn/{i}"]
+        assert row["answer"] == "AB"[pick], (qid, metric)
+        assert _verdict(row["correct"]) is (pick == gold) is (scored[qid] == 1.0), (qid, metric)
+
+
+def test_a_list_target_is_a_list_of_gold_answers(lm_eval_dir: Path, tmp_path: Path) -> None:
+    """lm-eval writes ``str(target)``: a task whose target is a list of aliases (TriviaQA,
+    NQ-Open) leaves "['4', '4.0']" in the file; each repeat must be graded against the
+    aliases, not against that string (which marked every repeat wrong)."""
+    out = tmp_path / "run"
+    assert main(["import", "lm-eval", str(samples_file(lm_eval_dir, "toy_alias")),
+                 "--out", str(out)]) == 0
+    with open_run(out) as run:
+        frame = run.samples().set_index(["problem_id", "sample_index"])
+        problems = {p.id: p for p, _ in run.problems()}
+    for i, (aliases, responses) in enumerate(ALIAS.values()):
+        pid = f"toy_alias/{i}"
+        assert problems[pid].answer == aliases[0]
+        assert problems[pid].meta["golds"] == aliases
+        for j, text in enumerate(responses):
+            assert _verdict(frame.loc[(pid, j), "correct"]) is (text.rpartition(" ")[2] in aliases)
+
+
+def test_a_misspelt_score_is_refused_even_where_repeats_are_graded_by_ttc(
+        lm_eval_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With repeats the metric is not read (ttc grades each repeat), so ``--score
+    exact_macth`` used to import happily; a name the file does not have is refused."""
+    out = tmp_path / "run"
+    assert main(["import", "lm-eval", str(samples_file(lm_eval_dir, "toy_gen")),
+                 "--out", str(out), "--score", "exact_macth"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no metric 'exact_macth' (it has exact_match)" in err and "\n" not in err
+    assert not out.exists()

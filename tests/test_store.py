@@ -131,7 +131,10 @@ def test_scorer_and_header_credentials_never_reach_the_run(
     tmp_path: Path, addition_dataset: Path
 ) -> None:
     cfg = config_from_dict({
-        "model": {"provider": "simulated", "headers": {"x-api-key": "SECRET-MODEL"}},
+        "model": {"provider": "simulated", "headers": {"x-api-key": "SECRET-MODEL"},
+                  # pasted into extra_body, a key must not become part of the run's identity
+                  "extra_body": {"api_key": "SECRET-BODY", "top_k": 5,
+                                 "metadata": {"X-Access-Token": "SECRET-NESTED"}}},
         "dataset": {"path": str(addition_dataset)},
         "sweep": {"budgets": [1024], "samples": 1},
         "scorers": [
@@ -144,12 +147,25 @@ def test_scorer_and_header_credentials_never_reach_the_run(
     })
     asyncio.run(Sweep(cfg, tmp_path / "run").run())
     blob = b"".join(p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file())
-    for secret in (b"SECRET-MODEL", b"SECRET-RM", b"SECRET-KEY", b"SECRET-VER"):
+    for secret in (b"SECRET-MODEL", b"SECRET-RM", b"SECRET-KEY", b"SECRET-VER",
+                   b"SECRET-BODY", b"SECRET-NESTED"):
         assert secret not in blob
     with RunStore(tmp_path / "run") as store:
         scorers = store.meta()["config"]["scorers"]
+        assert store.meta()["config"]["model"]["extra_body"] == {"top_k": 5, "metadata": {}}
     assert scorers[0]["options"]["url"] == "http://127.0.0.1:9/score"
     assert scorers[0]["options"]["key"] == "kept"
+
+
+def test_a_key_pasted_into_extra_body_is_not_part_of_the_model_identity() -> None:
+    """The fingerprint (stored with every run) carries extra_body minus secret-named keys."""
+    from ttc.config import ModelConfig
+    from ttc.providers.openai import OpenAIProvider
+
+    model = ModelConfig(provider="openai", name="m", base_url="http://127.0.0.1:9/v1",
+                        extra_body={"Api-Key": "sk-SECRET", "reasoning": {"auth_token": "t"},
+                                    "top_k": 5})
+    assert OpenAIProvider(model).describe()["extra_body"] == {"reasoning": {}, "top_k": 5}
 
 
 def test_mcq_export_carries_the_shown_order(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ class BetaCoverageFit:
             raise ValueError(f"ks must be at least 1, got {int(kk.min())}")
         kk = kk.astype(np.int64)
         point = beta_pass_at_k(self.alpha, self.beta, kk)
-        if len(self.boot):
+        if len(self.boot) >= 2:  # one replicate is a point, not an interval
             reps = beta_pass_at_k(self.boot[:, :1], self.boot[:, 1:], kk[None, :])
             spread = ProblemBootstrap(self.n_problems, n_boot=len(reps), level=self.level)
             res = spread.interval(point, reps, n_problems=self.n_problems)
@@ -237,7 +237,10 @@ def fit_beta_coverage(
     problem-bootstrap refits give the intervals (0 for none).
 
     Raises ValueError when no problem was ever solved, or every problem always was:
-    the likelihood then has no maximum and no forecast would be honest.
+    the likelihood then has no maximum and no forecast would be honest; and when every
+    problem has one sample: any Beta with the observed mean then fits equally well, so
+    the spread of success rates, which is all that pass@k for k > 1 depends on beyond
+    the mean, is not in the data.
     """
     c_arr = check_count_array(c, "c")
     n_arr = check_count_array(n, "n")
@@ -252,10 +255,16 @@ def fit_beta_coverage(
         raise ValueError(f"need 0 <= c <= n, got c={c_arr[i]}, n={n_arr[i]} at problem {i}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
+        raise ValueError(f"n_boot must be a whole number >= 0, got {n_boot!r}")
     if (c_arr == 0).all():
         raise ValueError("no problem was ever solved: the Beta fit has no information")
     if (c_arr == n_arr).all():
         raise ValueError("every sample of every problem is correct: nothing to fit")
+    if n_arr.max() == 1:
+        raise ValueError("every problem has one sample: only the mean success rate is "
+                         "identified, not the spread that pass@k for k > 1 depends on; draw "
+                         "at least 2 samples for some problems")
 
     # the likelihood depends on the data only through the (c, n) pairs and their counts
     pairs, pair_of = np.unique(np.column_stack([c_arr, n_arr]), axis=0, return_inverse=True)

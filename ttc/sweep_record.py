@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ttc._secrets import without_secrets
 from ttc.concurrency import AdaptiveLimit
 from ttc.config import Config
 from ttc.errors import StoreWriteError, UserInputError
@@ -87,19 +88,7 @@ def public_config(cfg: Config) -> dict[str, Any]:
     Header tables and secret-named keys are dropped at any depth, so a scorer's or a
     verifier model's credentials never reach the run directory either.
     """
-    data = _without_secrets(dataclasses.asdict(cfg))
+    data = without_secrets(dataclasses.asdict(cfg))
     data["path"] = str(cfg.path) if cfg.path else None
     data.pop("set_keys", None)  # how the config was given, not what it is
     return data
-
-
-_SECRET_KEYS = {"headers", "api_key", "token", "password", "secret", "authorization"}
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()
-                if str(k).lower() not in _SECRET_KEYS}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value

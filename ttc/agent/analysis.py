@@ -108,7 +108,8 @@ def step_curves(run: Any, *, n_boot: int = 1000, seed: int = 0, level: float = 0
     """Mean over problems at each (thinking budget, step budget, metric) with a 95% band.
 
     Columns: ``budget, steps, metric, value, ci_low, ci_high, n_problems``. A problem
-    with no valid trajectory at some s is left out at that s (``n_problems`` says so).
+    with no valid trajectory at some s is left out at that s (``n_problems`` says so);
+    with fewer than two problems at some s there is no interval (NaN bounds).
     """
     return curves_from_values(step_values(run), n_boot=n_boot, seed=seed, level=level)
 

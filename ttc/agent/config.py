@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["AgentConfig", "check_agent", "effective_step_budgets"]
+__all__ = ["MAX_STEPS", "MAX_TASKS", "AgentConfig", "check_agent", "effective_step_budgets"]
+
+#: Largest step budget: every step resends the whole conversation, so cost grows with the
+#: square of the steps and 100,000 steps is far past any context window (and budgets past
+#: 2**63 do not fit the step store's integers at all).
+MAX_STEPS = 100_000
+#: Most generated tasks: each is a ``Problem`` in memory before the first request.
+MAX_TASKS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +76,19 @@ def check_agent(
     for s in step_budgets:
         if s <= 0:
             raise error("sweep.step_budgets", f"step budgets must be positive integers, got {s}")
+        if s > MAX_STEPS:
+            raise error("sweep.step_budgets", f"step budgets above {MAX_STEPS:,} are refused "
+                                              f"(got {s:,}): each step resends the whole "
+                                              f"conversation")
         if s in seen:
             raise error("sweep.step_budgets", f"step budget {s} is listed twice")
         seen.add(s)
     if agent.max_steps < 0:
         raise error("agent.max_steps", "agent.max_steps must be positive")
+    if agent.max_steps > MAX_STEPS:
+        raise error("agent.max_steps", f"agent.max_steps above {MAX_STEPS:,} is refused (got "
+                                       f"{agent.max_steps:,}): each step resends the whole "
+                                       f"conversation")
     if not step_budgets and agent.max_steps == 0:
         raise error("agent", "[agent] needs max_steps or [sweep] step_budgets")
     if step_budgets and agent.max_steps and agent.max_steps < max(step_budgets):
@@ -82,6 +97,12 @@ def check_agent(
                     f"({max(step_budgets)})")
     if agent.tasks < 0:
         raise error("agent.tasks", "agent.tasks must not be negative")
+    if agent.tasks > MAX_TASKS:
+        raise error("agent.tasks", f"agent.tasks above {MAX_TASKS:,} is refused (got "
+                                   f"{agent.tasks:,})")
+    if agent.difficulty < 1:
+        raise error("agent.difficulty", f"agent.difficulty must be at least 1, got "
+                                        f"{agent.difficulty}")
     if has_dataset and agent.tasks:
         raise error("agent.tasks", "[agent] tasks generates tasks; remove it or the [dataset]")
     if not has_dataset and not agent.tasks:

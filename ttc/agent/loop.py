@@ -39,6 +39,7 @@ from ttc.ratelimit import RequestLimiter, TokenBucket
 __all__ = [
     "DEFAULT_SYSTEM",
     "NOT_EXECUTED",
+    "EnvironmentContractError",
     "Limits",
     "ReplayMismatchError",
     "Trajectory",
@@ -50,6 +51,11 @@ __all__ = [
 DEFAULT_SYSTEM = ("You are an agent acting in an environment through tools. Call exactly one "
                   "tool per turn and read its result before the next action.")
 NOT_EXECUTED = "Error: one action per step; this call was not executed."
+
+
+class EnvironmentContractError(TTCError):
+    """The environment broke its contract outside ``step`` (``reset`` raised or returned
+    something else than (text, tools)); the runner reports it against the config."""
 
 
 class ReplayMismatchError(TTCError):
@@ -143,6 +149,24 @@ def _safe_step(env: Environment, call: ToolCall) -> StepResult:
     return result
 
 
+def _reset(env: Environment, job: Trajectory) -> tuple[str, list[ToolSpec]]:
+    """``env.reset``, checked: a user environment's bug there is reported, not a traceback."""
+    try:
+        started: Any = env.reset(job.problem, job.env_seed)
+    except Exception as exc:  # user code: any failure is the environment's
+        text = " ".join(str(exc).split())[:200]
+        raise EnvironmentContractError(
+            f"failed in reset() on problem {job.problem.id!r}: {type(exc).__name__}: {text}"
+        ) from None
+    if not (isinstance(started, tuple) and len(started) == 2 and isinstance(started[0], str)
+            and isinstance(started[1], list)
+            and all(isinstance(t, ToolSpec) for t in started[1])):
+        raise EnvironmentContractError(
+            f"reset() must return (observation text, list of ToolSpec), got "
+            f"{type(started).__name__}")
+    return started[0], started[1]
+
+
 async def _apply(env: Environment, turn: Turn, tools: list[ToolSpec]) -> tuple[
     StepResult, tuple[ToolResult, ...], str | None, ToolCall | None
 ]:
@@ -191,7 +215,7 @@ async def run_trajectory(
     Raises ``ttc.sampler.SweepAborted`` for errors every request would hit; a step that
     fails its retries ends this call with the trajectory marked "failed" (resumable).
     """
-    observation, tools = env.reset(job.problem, job.env_seed)
+    observation, tools = _reset(env, job)
     first = observation + (horizon_note(job.horizon) if job.horizon else "")
     conversation: list[Entry] = [Entry("user", text=first)]
     stored = store.load(job.key)

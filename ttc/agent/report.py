@@ -58,9 +58,11 @@ def write_agent_report(run: Any, out: Path, *, n_boot: int = 1000, seed: int = 0
     for budget, g in top.groupby("budget", sort=False):
         g = g.sort_values("steps")
         first, last = g.iloc[0], g.iloc[-1]
+        n = int(last["n_problems"])
+        ci = (f"[{last['ci_low']:.3f}, {last['ci_high']:.3f}] " if n >= 2
+              else "(no interval from 1 problem) ")
         lines.append(f"Thinking budget {budget}: pass@1 {first['value']:.3f} at {first['steps']} "
-                     f"steps -> {last['value']:.3f} [{last['ci_low']:.3f}, {last['ci_high']:.3f}] "
-                     f"at {last['steps']} steps ({int(last['n_problems'])} problems).")
+                     f"steps -> {last['value']:.3f} {ci}at {last['steps']} steps ({n} problems).")
     _append(out, meta, lines, rows, figures)
     return figures
 

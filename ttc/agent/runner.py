@@ -25,7 +25,14 @@ from typing import Any
 
 from ttc.agent.config import AgentConfig, effective_step_budgets
 from ttc.agent.envs import EnvironmentSpecError, resolve_environment
-from ttc.agent.loop import DEFAULT_SYSTEM, Limits, Trajectory, TrajectoryOutcome, run_trajectory
+from ttc.agent.loop import (
+    DEFAULT_SYSTEM,
+    EnvironmentContractError,
+    Limits,
+    Trajectory,
+    TrajectoryOutcome,
+    run_trajectory,
+)
 from ttc.agent.steps import StepStore, TrajectoryState
 from ttc.config import Config, config_error
 from ttc.errors import ConfigError
@@ -36,6 +43,10 @@ from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
 
 __all__ = ["AgentPlan", "AgentResult", "AgentSweep", "sample_label", "sweep_command"]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def sample_label(label: str, horizon: int) -> str:
@@ -99,7 +110,24 @@ class AgentSweep:
             raise config_error(cfg, "agent.tasks", f"environment {agent.environment!r} does not "
                                f"generate tasks (no tasks() method); give a [dataset]")
         ident = f"tasks\0{agent.environment}\0{agent.tasks}\0{agent.difficulty}\0{cfg.sweep.seed}"
-        problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
+        name = agent.environment
+        try:
+            problems = list(make(agent.tasks, cfg.sweep.seed, agent.difficulty))
+        except ValueError as exc:  # the environment refuses these settings: say so, located
+            raise config_error(cfg, "agent.difficulty" if "difficult" in str(exc)
+                               else "agent.tasks", str(exc)) from None
+        except Exception as exc:  # user code: its bug is reported against the config
+            raise config_error(cfg, "agent.environment", f"tasks() of {name!r} failed: "
+                               f"{type(exc).__name__}: {_one_line(exc)}") from None
+        seen: set[str] = set()
+        for problem in problems:
+            if not isinstance(problem, Problem):
+                raise config_error(cfg, "agent.environment", f"tasks() of {name!r} returned a "
+                                   f"{type(problem).__name__}, not a ttc.problems.Problem")
+            if problem.id in seen:
+                raise config_error(cfg, "agent.environment", f"tasks() of {name!r} returned "
+                                   f"problem id {problem.id!r} twice")
+            seen.add(problem.id)
         return problems, hashlib.sha256(ident.encode()).hexdigest()
 
     def _load(self, *, check_key: bool) -> tuple[type[Any], list[Problem], Provider,
@@ -138,7 +166,12 @@ class AgentSweep:
         return self.agent.system or self.config.prompt.system or DEFAULT_SYSTEM
 
     # ------------------------------------------------------------ planning
-    def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState]) -> AgentPlan:
+    def plan(self, problems: list[Problem], states: dict[Any, TrajectoryState],
+             written: set[tuple[str, str, int]] | None = None) -> AgentPlan:
+        """The trajectories left to run. A finished one counts as done only when its row
+        in ``samples`` (``written``: the store's ``done_keys``) exists too: the two are
+        separate commits, and a kill between them must not leave the row missing for
+        good. Such a trajectory is planned again and only replayed (no request)."""
         cfg = self.config
         jobs: list[Trajectory] = []
         total = 0
@@ -153,12 +186,15 @@ class AgentSweep:
                         job = Trajectory(problem, budget, label, horizon, i, cap,
                                          env_seed=cfg.sweep.seed, request_seed=seed)
                         state = states.get(job.key)
+                        row = (problem.id, sample_label(label, horizon), i)
                         if state is not None and (state.status == "ended" or (
-                                state.status == "capped" and state.n_steps >= cap)):
+                                state.status == "capped" and state.n_steps >= cap)) and (
+                                written is None or row in written):
                             continue
                         jobs.append(job)
-        max_requests = sum(j.cap - (states[j.key].n_steps if j.key in states else 0)
-                           for j in jobs)
+        max_requests = sum(max(0, j.cap - (states[j.key].n_steps if j.key in states else 0))
+                           for j in jobs if not (j.key in states
+                                                 and states[j.key].status == "ended"))
         return AgentPlan(total, total - len(jobs), jobs, max_requests)
 
     def prepare(self) -> tuple[RunStore, StepStore, Provider, AgentPlan]:
@@ -174,7 +210,7 @@ class AgentSweep:
             store.set_meta(config=public_config(self.config), n_problems=len(problems),
                            agent=self.describe(), sample_budgets=self.sample_budgets())
             steps = StepStore(self.run_dir / DB_NAME)
-            plan = self.plan(problems, steps.states())
+            plan = self.plan(problems, steps.states(), store.done_keys())
         except BaseException:
             store.close()
             raise
@@ -183,12 +219,14 @@ class AgentSweep:
     def prepare_dry(self) -> tuple[Provider, AgentPlan]:
         _env_cls, problems, provider, fingerprint = self._load(check_key=False)
         states: dict[Any, TrajectoryState] = {}
+        written: set[tuple[str, str, int]] = set()
         if (self.run_dir / DB_NAME).exists():
             with RunStore(self.run_dir) as store:
                 store.check(fingerprint)
+                written = store.done_keys()
             with StepStore(self.run_dir / DB_NAME) as steps:
                 states = steps.states()
-        return provider, self.plan(problems, states)
+        return provider, self.plan(problems, states, written)
 
     def sample_budgets(self) -> list[str]:
         """The ``samples.budget`` labels this run writes, each holding problems x samples
@@ -243,9 +281,13 @@ class AgentSweep:
                       steps: StepStore, limits: Limits, result: AgentResult,
                       bar: SweepProgress) -> None:
         for job in jobs:
-            outcome = await run_trajectory(
-                job, self._env_cls(), provider, steps, limits, system=self.system,
-                store_thinking=self.config.sweep.store_thinking)
+            try:
+                outcome = await run_trajectory(
+                    job, self._env_cls(), provider, steps, limits, system=self.system,
+                    store_thinking=self.config.sweep.store_thinking)
+            except EnvironmentContractError as exc:
+                raise config_error(self.config, "agent.environment", f"environment "
+                                   f"{self.agent.environment!r} {exc}") from None
             row = self._sample_row(job, outcome)
             store.write_samples([row])
             bar.advance(row)
@@ -254,7 +296,7 @@ class AgentSweep:
             result.capped += status == "capped"
             if status == "failed":
                 result.failed += 1
-                key = (outcome.state.error or "error").split(":")[0][:60]
+                key = (outcome.state.error or "error").split(": ")[0][:60]
                 result.errors[key] = result.errors.get(key, 0) + 1
             result.steps += outcome.new_steps
             result.cost += outcome.cost

@@ -11,6 +11,7 @@ refused in microseconds instead of hanging for hours.
 from __future__ import annotations
 
 import re
+from decimal import Context, Decimal
 from fractions import Fraction
 
 __all__ = [
@@ -168,9 +169,20 @@ def evaluate(text: object) -> Fraction:
     return value
 
 
+_FLOAT_RANGE = (Fraction(1, 10**300), Fraction(10**300))
+
+
 def format_number(value: Fraction) -> str:
-    """An integer as an integer; anything else as a decimal of up to 12 significant digits."""
+    """An integer as an integer; anything else as a decimal of up to 12 significant digits.
+
+    Outside float range (results up to 2**2048 are allowed) the digits come from exact
+    decimal division, not from a float that would say "inf" or "0".
+    """
     if value.denominator == 1:
         return str(value.numerator)
-    text = f"{float(value):.12g}" if abs(value) < Fraction(10) ** 300 else "inf"
-    return text
+    if _FLOAT_RANGE[0] < abs(value) < _FLOAT_RANGE[1]:
+        return f"{float(value):.12g}"
+    digits = Context(prec=12, Emax=MAX_RESULT_BITS, Emin=-MAX_RESULT_BITS).divide(
+        Decimal(value.numerator), Decimal(value.denominator))
+    mantissa, _, exponent = f"{digits:.12g}".lower().partition("e")
+    return f"{mantissa}e{int(exponent):+03d}" if exponent else mantissa

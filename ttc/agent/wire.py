@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,8 +102,10 @@ def anthropic_tools(tools: tuple[ToolSpec, ...] | list[ToolSpec]) -> list[dict[s
             for t in tools]
 
 
-def anthropic_messages(conversation: tuple[Entry, ...]) -> list[dict[str, Any]]:
-    """``MessageParam`` list: tool results go back as ``tool_result`` blocks in a user turn."""
+def _messages(conversation: tuple[Entry, ...],
+              results: Callable[[tuple[ToolResult, ...]], list[dict[str, Any]]]
+              ) -> list[dict[str, Any]]:
+    """User text and verbatim assistant messages; tool results in the format's own shape."""
     out: list[dict[str, Any]] = []
     for entry in conversation:
         if entry.kind == "user":
@@ -111,11 +113,15 @@ def anthropic_messages(conversation: tuple[Entry, ...]) -> list[dict[str, Any]]:
         elif entry.kind == "assistant":
             out.append(entry.message)
         else:
-            out.append({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": r.id, "content": r.content,
-                 "is_error": r.is_error} for r in entry.results
-            ]})
+            out += results(entry.results)
     return out
+
+
+def anthropic_messages(conversation: tuple[Entry, ...]) -> list[dict[str, Any]]:
+    """``MessageParam`` list: tool results go back as ``tool_result`` blocks in a user turn."""
+    return _messages(conversation, lambda results: [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": r.id, "content": r.content,
+         "is_error": r.is_error} for r in results]}])
 
 
 def parse_anthropic_turn(data: dict[str, Any]) -> Turn:
@@ -150,16 +156,9 @@ def openai_tools(tools: tuple[ToolSpec, ...] | list[ToolSpec]) -> list[dict[str,
 
 def openai_messages(conversation: tuple[Entry, ...], system: str = "") -> list[dict[str, Any]]:
     """Chat messages: assistant ``tool_calls`` answered by ``role: "tool"`` messages."""
-    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    for entry in conversation:
-        if entry.kind == "user":
-            out.append({"role": "user", "content": entry.text})
-        elif entry.kind == "assistant":
-            out.append(entry.message)
-        else:
-            out += [{"role": "tool", "tool_call_id": r.id, "content": r.content}
-                    for r in entry.results]
-    return out
+    head: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    return head + _messages(conversation, lambda results: [
+        {"role": "tool", "tool_call_id": r.id, "content": r.content} for r in results])
 
 
 def parse_openai_turn(data: dict[str, Any]) -> Turn:

@@ -4,7 +4,8 @@ Each estimator is the average of a metric over all C(n, k) subsets of size k of 
 n samples of one problem (a U-statistic: unbiased for the metric on k fresh samples,
 and the minimum-variance unbiased estimator among functions of the n samples). Peers
 take the first k samples or average random permutations; here every k comes from a
-closed form that stays exact (errors ~1e-13 or below) for n = 10,000 and beyond, and a
+closed form that stays exact (errors ~1e-13 or below; ~1e-11 where thousands of answers
+tie) for n = 10,000 and beyond, and a
 whole curve k = 1..n costs little more than one point. Formulas, numerics, input rules
 and references: ``docs/estimators.md``.
 

@@ -71,6 +71,8 @@ def g_pass_at_k(n: int, c: int, k: int | KArray, tau: float) -> float | FloatArr
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must lie in (0, 1], got {tau}")
     ks, scalar = check_ks(k, n)
-    need = np.ceil(tau * ks - 1e-12).astype(np.int64)
+    # at least one correct sample whatever tau is (a tiny tau must not need 0 of k); the
+    # 1e-12 keeps tau * k = 3.0000000000000004 from asking for 4
+    need = np.maximum(np.ceil(tau * ks - 1e-12), 1).astype(np.int64)
     values = stats.hypergeom.sf(need - 1, n, c, ks).astype(np.float64)
     return out(np.clip(values, 0.0, 1.0), scalar)

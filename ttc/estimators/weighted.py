@@ -178,13 +178,18 @@ def weighted_majority_at_k(
 
     Each class scores the sum of its members' scores (finite, nonnegative vote weights:
     use probabilities, not logits); the highest total wins, totals within 1e-12 of the
-    whole weight tie and share the credit. Exact (enumerating all subsets) where
-    C(n, k) * min(k, n - k) <= ``exact_limit``; else the mean over the first k of
+    whole weight tie and share the credit. Only ratios of weights matter (they are
+    divided by the largest), so sequence probabilities of 1e-40 vote as well as 0.4.
+    Exact (enumerating all subsets) where C(n, k) * min(k, n - k) <= ``exact_limit``;
+    else the mean over the first k of
     ``n_mc`` random permutations, with its standard error, and ``exact`` False.
     """
     ids, credit, _ = answer_classes(answers, correct)
     n = ids.size
     w = check_weights(scores, n)
+    top = float(w.max()) if w.size else 0.0
+    if top > 0.0:  # the vote is scale-free: in units of the largest weight nothing
+        w = w / top  # overflows, and the tie tolerance is relative at any scale
     ks, scalar = check_ks(k, n)
     exact_limit = check_count(exact_limit, "exact_limit")
     value = np.empty(ks.size)

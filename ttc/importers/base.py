@@ -10,9 +10,10 @@ for all three harnesses, so "correct" means the same thing whichever tool wrote 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,12 +33,18 @@ __all__ = [
     "file_sha256",
     "letter",
     "check_unique",
+    "LOG_DATE",
+    "log_files",
+    "read_json_object",
     "one_line",
     "sources_sha256",
     "task_matches",
 ]
 
 DEFAULT_BUDGET = "default"
+#: the date part of lm-eval's and lighteval's file names (``datetime.isoformat()`` with
+#: the colons replaced): ``2025-01-01T00-00-00.000000``
+LOG_DATE = r"(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)"
 #: fields naming a problem's category, looked up in this order (dataset rows, metadata)
 CATEGORY_KEYS = ("subject", "category", "subtask", "subset", "topic", "domain", "type")
 #: inspect_ai's default ``value_to_float`` sentinels, and the words it maps too
@@ -158,6 +165,47 @@ def sources_sha256(paths: Sequence[Path]) -> str:
     for path in sorted(paths, key=lambda p: p.name):
         digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+def log_files(path: Path, pattern: re.Pattern[str], shape: str, task: str | None,
+              keep: Callable[[list[Path]], set[str]] | None = None) -> list[Path]:
+    """The files one import reads: PATH itself (whose task must match ``--task`` when its
+    name says which it is), or the files of the folder PATH whose names match
+    ``pattern`` (groups ``task`` and ``date``), those of ``--task`` when given (its name,
+    a name without suite / few-shot parts, or one of ``keep(files)``, an lm-eval group's
+    subtasks), all from one evaluation (one date)."""
+    if not path.exists():
+        raise UserInputError(f"{path}: no such file or directory")
+    if path.is_file():
+        match = pattern.match(path.name)
+        if task is not None and match and not task_matches(task, match.group("task")):
+            raise LogFormatError(f"{path}: task {task!r} is not in this file "
+                                 f"(it holds {match.group('task')!r})")
+        return [path]
+    found = {p: m for p in sorted(path.iterdir()) if p.is_file() and (m := pattern.match(p.name))}
+    if not found:
+        raise LogFormatError(f"{path}: no {shape} files here")
+    if task is not None:
+        extra = keep(list(found)) if keep else set()
+        found = {p: m for p, m in found.items()
+                 if task_matches(task, m.group("task")) or m.group("task") in extra}
+        if not found:
+            raise LogFormatError(f"{path}: task {task!r} is not in this folder")
+    dates = sorted({m.group("date") for m in found.values()})
+    if len(dates) > 1:
+        raise LogFormatError(f"{path}: files of {len(dates)} evaluations ({', '.join(dates[:3])}"
+                             f"{'...' if len(dates) > 3 else ''}); name one file or one --task")
+    return list(found)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A results file beside the samples: a JSON object, or {} when absent or unreadable
+    (it only names the model and version; the samples are read without it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def task_matches(wanted: str, *names: str | None) -> bool:

@@ -65,12 +65,16 @@ def read_inspect(path: Path, *, task: str | None = None, score: str | None = Non
     budget = (str(config.reasoning_tokens) if getattr(config, "reasoning_tokens", None)
               else str(getattr(config, "reasoning_effort", None) or DEFAULT_BUDGET))
     problems: dict[str, Problem] = {}
+    original: dict[str, Any] = {}
     records: list[SampleRecord] = []
     notes: list[str] = []
     for sample in log.samples:
         pid = str(sample.id)
         if pid not in problems:
-            problems[pid] = _problem(sample)
+            problems[pid], original[pid] = _problem(sample), sample.id
+        elif original[pid] != sample.id:  # inspect_ai ids are int | str: 7 and "7" differ
+            raise LogFormatError(f"{file}: sample ids {original[pid]!r} and {sample.id!r} are "
+                                 f"two samples in inspect_ai but both become problem {pid!r}")
         records.append(_record(sample, problems[pid], budget, (scorer, key, answers_recorded),
                                file, notes))
     check_unique(records, file)

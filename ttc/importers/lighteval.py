@@ -20,7 +20,6 @@ beside the ``details/`` folder names the model.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,23 @@ from typing import Any
 from ttc.errors import UserInputError
 from ttc.importers.base import (
     DEFAULT_BUDGET,
+    LOG_DATE,
     ImportedLog,
     LogFormatError,
     category_from,
     check_unique,
     credit_of,
     letter,
+    log_files,
     one_line,
-    task_matches,
+    read_json_object,
 )
 from ttc.problems import Problem
 from ttc.store import SampleRecord
 
 __all__ = ["read_lighteval"]
 
-FILE_RE = re.compile(r"^details_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.parquet$")
+FILE_RE = re.compile(rf"^details_(?P<task>.+)_{LOG_DATE}\.parquet$")
 _COLUMNS = ("doc", "model_response", "metric")
 _OLD_COLUMNS = ("example", "predictions", "metrics")
 
@@ -94,22 +95,7 @@ def _task_name(file: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def _pick_files(path: Path, task: str | None) -> list[Path]:
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or directory")
-    if path.is_file():
-        match = FILE_RE.match(path.name)
-        if task is not None and match and not task_matches(task, match.group("task")):
-            raise LogFormatError(f"{path}: task {task!r} is not in this file "
-                                 f"(it holds {match.group('task')!r})")
-        return [path]
-    found = sorted(p for p in path.iterdir() if FILE_RE.match(p.name) and p.is_file())
-    if task is not None:
-        found = [p for p in found
-                 if task_matches(task, FILE_RE.match(p.name).group("task"))]  # type: ignore[union-attr]
-    if not found:
-        what = f" for task {task!r}" if task else ""
-        raise LogFormatError(f"{path}: no lighteval details_<task>_<date>.parquet files{what}")
-    return found
+    return log_files(path, FILE_RE, "lighteval details_<task>_<date>.parquet", task)
 
 
 def _rows(file: Path, pq: Any) -> list[dict[str, Any]]:
@@ -191,6 +177,8 @@ def _document(row: dict[str, Any], index: int, task: str, score: str | None, *, 
         notes.append("lighteval keeps its extracted answers inside its metrics: the answers "
                      "that votes count are ttc's extraction from the text")
     else:
+        if score is not None:  # not read here, but a name the row lacks is a mistake
+            _metric(metric, score, where)
         notes.append("lighteval scores a document with several samples once (maj@n, pass@k); "
                      "each sample was graded by ttc against the gold choice")
     return problem, records
@@ -224,9 +212,4 @@ def _results(file: Path) -> dict[str, Any]:
         return {}
     parts = file.parts
     root = Path(*parts[: len(parts) - 1 - parts[::-1].index("details")])
-    target = root / "results" / model / f"results_{match.group('date')}.json"
-    try:
-        data = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(root / "results" / model / f"results_{match.group('date')}.json")

@@ -21,27 +21,30 @@ Two response shapes carry answers:
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from ttc.errors import UserInputError
 from ttc.importers.base import (
     DEFAULT_BUDGET,
+    LOG_DATE,
     ImportedLog,
     LogFormatError,
     category_from,
     check_unique,
     credit_of,
     letter,
+    log_files,
+    read_json_object,
 )
 from ttc.problems import Problem
 from ttc.store import SampleRecord
 
 __all__ = ["read_lm_eval"]
 
-FILE_RE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.]+)\.jsonl$")
+FILE_RE = re.compile(rf"^samples_(?P<task>.+)_{LOG_DATE}\.jsonl$")
 _REQUIRED = ("doc_id", "resps", "filtered_resps")
 _NOT_METRICS = {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter",
                 "metrics", "doc_hash", "prompt_hash", "target_hash"}
@@ -89,26 +92,8 @@ def _task_name(file: Path) -> str:
 
 
 def _pick_files(path: Path, task: str | None) -> list[Path]:
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file or directory")
-    if path.is_file():
-        if task is not None and FILE_RE.match(path.name) and _task_name(path) != task:
-            raise LogFormatError(f"{path}: task {task!r} is not in this file "
-                                 f"(it holds {_task_name(path)!r})")
-        return [path]
-    found = sorted(p for p in path.iterdir() if FILE_RE.match(p.name) and p.is_file())
-    if not found:
-        raise LogFormatError(f"{path}: no lm-eval samples_<task>_<date>.jsonl files here")
-    if task is not None:
-        subtasks = _group_subtasks(found, task)
-        found = [p for p in found if _task_name(p) == task or _task_name(p) in subtasks]
-        if not found:
-            raise LogFormatError(f"{path}: task {task!r} is not in this folder")
-    dates = sorted({FILE_RE.match(p.name).group("date") for p in found})  # type: ignore[union-attr]
-    if len(dates) > 1:
-        raise LogFormatError(f"{path}: samples of {len(dates)} evaluations ({', '.join(dates[:3])}"
-                             f"...); name one file or one --task")
-    return found
+    return log_files(path, FILE_RE, "lm-eval samples_<task>_<date>.jsonl", task,
+                     keep=lambda files: _group_subtasks(files, task) if task else set())
 
 
 def _group_subtasks(files: list[Path], group: str) -> set[str]:
@@ -129,12 +114,7 @@ def _results(samples_file: Path) -> dict[str, Any]:
     match = FILE_RE.match(samples_file.name)
     if not match:
         return {}
-    path = samples_file.with_name(f"results_{match.group('date')}.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(samples_file.with_name(f"results_{match.group('date')}.json"))
 
 
 def _lines(file: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -235,8 +215,9 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
                 notes: list[str]) -> tuple[Problem, list[SampleRecord]]:
     texts: list[str] = line["resps"][0]
     filtered = line["filtered_resps"][0] if line["filtered_resps"] else None
-    gold = str(line.get("target", ""))
-    problem = Problem(id=pid, question=prompt, answer=gold, kind="math", subject=subject)
+    golds = _golds(str(line.get("target", "")))
+    problem = Problem(id=pid, question=prompt, answer=golds[0], kind="math", subject=subject,
+                      meta={"golds": golds} if len(golds) > 1 else {})
     if len(texts) == 1:
         name = _metric(line, metric, None, where)
         credit = credit_of(line[name], f"{where} metric {name}")
@@ -249,6 +230,8 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
             notes.append("partial credit (0 < credit < 1) counts as incorrect; the credit is kept "
                          "in extra['credit']")
         return problem, [record]
+    if metric is not None:  # not read for repeats, but a name the file lacks is a mistake
+        _metric(line, metric, None, where)
     notes.append("lm-eval scores a document with repeats once, after its filter aggregates them; "
                  "each repeat was graded by ttc against the target")
     per_repeat = filtered if isinstance(filtered, list) and len(filtered) == len(texts) else None
@@ -259,6 +242,23 @@ def _generation(line: dict[str, Any], pid: str, subject: str | None, prompt: str
         for i, text in enumerate(texts)
     ]
     return problem, records
+
+
+def _golds(target: str) -> list[str]:
+    """The gold answers in a ``target`` field: lm-eval writes ``str(doc_to_target(doc))``,
+    and a template that renders a list (TriviaQA's and NQ-Open's aliases) comes back as a
+    list, so the file holds "['Paris', 'paris']". Only a list of strings is read as
+    several golds: "[1, 2]" may be an interval, and stays one answer."""
+    text = target.strip()
+    if len(text) > 2 and text[0] == "[" and text[-1] == "]":
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return [target]
+        if (isinstance(value, list) and value
+                and all(isinstance(v, str) and v.strip() for v in value)):
+            return [v.strip() for v in value]
+    return [target]
 
 
 def _answer(value: Any) -> str | None:
@@ -272,11 +272,18 @@ def _multiple_choice(line: dict[str, Any], pid: str, subject: str | None, prompt
                      metric: str | None, where: str) -> tuple[Problem, list[SampleRecord]]:
     args = line.get("arguments") or {}
     n = len(line["resps"])
-    choices = [_arg(args, i, 1).strip() for i in range(n)]
+    # the request's continuation is target_delimiter + choice; the delimiter is " " unless
+    # a task sets another, and lm-eval measures the choice alone
+    raw = [_arg(args, i, 1) for i in range(n)]
+    raw = [c[1:] if c.startswith(" ") else c for c in raw]
+    choices = [c.strip() for c in raw]
     lls = [float(r[0][0]) for r in line["resps"]]  # checked by _is_loglikelihood
     name = _metric(line, metric, "acc", where)
-    if name == "acc_norm":  # lm-eval's acc_norm: log-likelihood per character of the choice
-        lls = [ll / max(1, len(_arg(args, i, 1))) for i, ll in enumerate(lls)]
+    # lm-eval's picks: acc the raw log-likelihood, acc_norm per character of the choice,
+    # acc_bytes per UTF-8 byte (``ConfigurableTask.process_results``, multiple_choice)
+    size = {"acc_norm": len, "acc_bytes": lambda c: len(c.encode("utf-8"))}.get(name)
+    if size is not None:
+        lls = [ll / max(1, size(c)) for c, ll in zip(raw, lls, strict=True)]
     pick = max(range(n), key=lambda i: lls[i])
     gold = _gold_letter(str(line.get("target", "")), choices)
     credit = credit_of(line[name], f"{where} metric {name}")

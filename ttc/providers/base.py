@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from ttc._secrets import without_secrets
 from ttc.config import Budget, ModelConfig, SweepConfig
 from ttc.errors import APIError, ConfigError, StreamCutError
 from ttc.http import HTTPResponse, Transport
@@ -162,7 +163,7 @@ class Provider(abc.ABC):
             "name": c.name,
             "temperature": c.temperature,
             "top_p": c.top_p,
-            "extra_body": c.extra_body,
+            "extra_body": without_secrets(c.extra_body),  # a pasted key is not an identity
         }
 
 

@@ -22,7 +22,8 @@ CALCULATOR_TOOLS = [
     ToolSpec(
         name="calculate",
         description="Evaluate an arithmetic expression with + - * / ** and parentheses, "
-        "e.g. '(16 - 3 - 4) * 2'. Returns the exact result.",
+        "e.g. '(16 - 3 - 4) * 2'. Whole numbers come back exactly, others to 12 "
+        "significant digits.",
         parameters={
             "type": "object",
             "properties": {"expression": {"type": "string", "description": "the expression"}},

@@ -100,7 +100,14 @@ class RoomsEnv:
 
     @staticmethod
     def tasks(n: int, seed: int, difficulty: int = 2) -> list[Problem]:
-        """``n`` generated worlds; world i depends only on (seed, difficulty, i)."""
+        """``n`` generated worlds; world i depends only on (seed, difficulty, i).
+
+        ``difficulty`` is the number of locked doors, 1 to one per key colour; a value
+        outside that is refused rather than quietly built as another difficulty.
+        """
+        if not 1 <= difficulty <= len(_COLORS):
+            raise ValueError(f"rooms has 1 to {len(_COLORS)} locked doors (the difficulty), "
+                             f"got {difficulty}")
         out = []
         for i in range(n):
             pid = f"rooms-d{difficulty}-s{seed}-{i:04d}"
