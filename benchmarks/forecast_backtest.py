@@ -156,7 +156,7 @@ def main() -> None:
             reps = min(args.reps, args.sim_samples // n_fit)
             _report(data, n_fit, ks, backtest(data, n_fit, ks, reps, args.n_boot, args.seed))
     print(f"\n({time.perf_counter() - t0:.1f} s; forecasts at k > {4}x n_fit are extrapolations "
-          f"and say so in CoverageForecast.extrapolated)")
+          f"and say so in BetaForecast.extrapolated)")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,32 @@ def test_an_interval_needs_two_bootstrap_replicates() -> None:
     assert np.isnan(fc.confidence_interval.high).all()
     with pytest.raises(ValueError, match="n_boot"):
         fit_beta_coverage(c, n, n_boot=-5)
+
+
+def test_reports_forecast_with_both_forecasters_on_one_draw(tmp_path: Path) -> None:
+    """analyze() runs the coverage law and the Beta-binomial forecaster side by side, each
+    marking forecasts beyond 4x the largest measured k, and the report states both."""
+    import asyncio
+
+    from ttc.config import config_from_dict
+    from ttc.report import write_report
+    from ttc.run import open_run
+    from ttc.sampler import Sweep
+
+    cfg = config_from_dict({"model": {"provider": "simulated", "seed": 3},
+                            "dataset": {"builtin": "arithmetic", "size": 40},
+                            "sweep": {"budgets": [2048], "samples": 8}})
+    asyncio.run(Sweep(cfg, tmp_path / "run").run())
+    with open_run(tmp_path / "run") as run:
+        analysis = run.analyze(n_boot=200)
+        out = write_report(run, tmp_path / "report", n_boot=200)
+    methods = {f.method: f for f in analysis.forecasts}
+    assert set(methods) == {"coverage_law", "beta_binomial"}
+    beta = methods["beta_binomial"]
+    assert beta.error is None and beta.params["alpha"] > 0 and beta.params["beta"] > 0
+    for forecast in methods.values():
+        assert [p.k for p in forecast.points] == [32, 128]  # 4x and 16x the largest k = 8
+        assert [p.extrapolated for p in forecast.points] == [False, True]
+        assert all(0.0 <= p.ci_low <= p.value <= p.ci_high <= 1.0 for p in forecast.points)
+    text = (out / "report.md").read_text()
+    assert "Beta-binomial forecast at budget 2048" in text and "Coverage law at budget" in text

@@ -30,7 +30,8 @@ MODULES = {
     "ttc.bootstrap": ["NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
                       "PairedDifference", "ProblemBootstrap", "paired_bootstrap"],
     "ttc.coverage": ["CoverageData", "CoverageFit", "CoverageForecast", "CoverageForecaster",
-                     "ForecastPoint", "coverage_law", "fit_coverage_law"],
+                     "ForecastPoint", "beta_binomial", "coverage_law", "fit_coverage_law"],
+    "ttc.forecast": ["BetaCoverageFit", "BetaForecast", "beta_pass_at_k", "fit_beta_coverage"],
     "ttc.curves": ["CURVE_COLUMNS", "DEFAULT_METRICS", "PAIRED_COLUMNS", "SAMPLE_COLUMNS",
                    "SCORE_COLUMNS", "compare_runs", "compute_curves", "paired_difference",
                    "per_problem_values"],
@@ -46,7 +47,7 @@ MODULES = {
                    "summary_dict", "write_report"],
     "ttc.run": ["Run", "open_run"],
 }
-PRIVATE = ("ttc._frames", "ttc._pass", "ttc._render", "ttc._sources")
+PRIVATE = ("ttc._frames", "ttc._pass", "ttc._render", "ttc._secrets", "ttc._sources")
 
 
 def test_top_level_all_is_pinned() -> None:

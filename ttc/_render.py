@@ -101,8 +101,14 @@ def _findings(analysis: Analysis, summary: dict[str, Any], details: dict[str, An
             f"pass@{f['k']} = {f['pass']:.3f} {pair_text(f['ci'], 2)}"
             + (f" (extrapolated: beyond 4x the largest measured k = {params['k_range'][1]})"
                if f["extrapolated"] else "") for f in cov["forecast"])
-        lines.append(f"Coverage law at budget {cov['budget']}: log pass@k = {params['a']:.3f} * "
-                     f"k^{params['b']:.3f}; forecast {points}.")
+        if cov["method"] == "beta_binomial":
+            notes = "".join(f" Note: {w}." for w in params.get("warnings", []))
+            lines.append(f"Beta-binomial forecast at budget {cov['budget']} (Schaeffer et al. "
+                         f"2025): success rates ~ Beta({params['alpha']:.3g}, "
+                         f"{params['beta']:.3g}); forecast {points}.{notes}")
+        else:
+            lines.append(f"Coverage law at budget {cov['budget']}: log pass@k = "
+                         f"{params['a']:.3f} * k^{params['b']:.3f}; forecast {points}.")
     failed = sum(details["failed_samples"].values())
     lines.append(f"Failed samples (excluded from every number): {failed}.")
     return lines

@@ -29,7 +29,13 @@ from ttc._pass import DEFAULT_METRICS, PassResult, pass_over
 from ttc._sources import store_subjects
 from ttc.bootstrap import SIGN_CONVENTION, PairedDifference, ProblemBootstrap, paired_bootstrap
 from ttc.config import Budget
-from ttc.coverage import CoverageData, CoverageForecast, CoverageForecaster, coverage_law
+from ttc.coverage import (
+    CoverageData,
+    CoverageForecast,
+    CoverageForecaster,
+    beta_binomial,
+    coverage_law,
+)
 from ttc.curves import curve_frame, long_frame, subject_sets
 from ttc.errors import UserInputError
 from ttc.fits import FitComparison, LogLinearFit, compare_fits, fit_log_linear
@@ -150,7 +156,7 @@ def analyze(
     seed: int = 0,
     level: float = 0.95,
     n_mc: int = 200,
-    forecasters: Sequence[CoverageForecaster] = (coverage_law,),
+    forecasters: Sequence[CoverageForecaster] = (coverage_law, beta_binomial),
     progress: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Analyze a ``Run`` (read problem by problem from its store) or a samples frame.

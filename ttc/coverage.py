@@ -2,9 +2,10 @@
 
 ``fit_coverage_law`` fits ``log pass@k = a * k**b`` to a run's exact pass@k curve;
 ``CoverageForecaster`` is the one-method protocol a forecaster implements (the
-coverage law here; a Beta-binomial forecaster of per-problem success rates, Schaeffer
-et al., can be added beside it), so ``ttc.analysis`` and reports forecast with every
-forecaster the same way. A forecast beyond ``EXTRAPOLATION_FACTOR`` x the largest
+coverage law, and ``beta_binomial``: the Beta-binomial forecaster of per-problem
+success rates of Schaeffer et al. 2025, ``ttc.forecast``), so ``ttc.analysis`` and
+reports forecast with every forecaster the same way, on the same bootstrap draw. A
+forecast beyond ``EXTRAPOLATION_FACTOR`` x the largest
 measured k is marked ``extrapolated``: nothing in the run checks it out there.
 """
 
@@ -26,6 +27,7 @@ __all__ = [
     "CoverageForecast",
     "CoverageForecaster",
     "ForecastPoint",
+    "beta_binomial",
     "coverage_law",
     "fit_coverage_law",
 ]
@@ -191,4 +193,41 @@ def coverage_law(data: CoverageData) -> CoverageForecast:
         "coverage_law", data.budget,
         params={"a": law.a, "b": law.b, "ci_a": list(law.ci_a), "ci_b": list(law.ci_b),
                 "k_range": list(law.k_range)},
+        points=points)
+
+
+def beta_binomial(data: CoverageData) -> CoverageForecast:
+    """Schaeffer et al. 2025 as a forecaster: a Beta fitted to per-problem success counts.
+
+    It reads the raw counts (correct of n graded samples per problem), not the pass@k
+    curve, so it needs whole verdicts; graded credit gets an error, not a guess.
+    """
+    from ttc.forecast import fit_beta_coverage
+
+    n = np.asarray(data.n, dtype=float)
+    correct = np.asarray(data.correct, dtype=float)
+    keep = np.isfinite(n) & np.isfinite(correct) & (n > 0)
+    if not keep.any():
+        return CoverageForecast("beta_binomial", data.budget, error="no graded samples")
+    whole = np.round(correct[keep])
+    if not np.allclose(correct[keep], whole, atol=1e-9):
+        return CoverageForecast("beta_binomial", data.budget,
+                                error="it needs right/wrong verdicts, and this run has "
+                                      "graded credit")
+    boot = data.bootstrap if keep.all() else data.bootstrap.subset(keep, "beta_binomial")
+    try:
+        fit = fit_beta_coverage(whole.astype(np.int64), n[keep].astype(np.int64),
+                                bootstrap=boot)
+    except ValueError as exc:
+        return CoverageForecast("beta_binomial", data.budget, error=str(exc))
+    result = fit.forecast(np.asarray(list(data.horizon), dtype=np.int64))
+    points = [ForecastPoint(int(k), float(v), float(lo), float(hi), bool(ex))
+              for k, v, lo, hi, ex in zip(result.k, result.point, result.confidence_interval.low,
+                                          result.confidence_interval.high, result.extrapolated,
+                                          strict=True)]
+    return CoverageForecast(
+        "beta_binomial", data.budget,
+        params={"alpha": fit.alpha, "beta": fit.beta, "ci_alpha": list(fit.ci_alpha),
+                "ci_beta": list(fit.ci_beta), "k_range": [1, fit.max_n],
+                "warnings": list(fit.warnings)},
         points=points)

@@ -19,8 +19,9 @@ bootstrap engine) and refit each replicate. A forecast at k more than 4x the lar
 n_i is marked ``extrapolated``; a fit says in ``warnings`` when the data cannot carry
 it (too few problems, a parameter at its bound, replicates that failed).
 
-Compare ``ttc.fits.fit_coverage_law`` (Brown et al.: log pass@k = a k^b fitted to the
-coverage curve); ``benchmarks/forecast_backtest.py`` backtests both on held-out k.
+Compare ``ttc.coverage.fit_coverage_law`` (Brown et al.: log pass@k = a k^b fitted to the
+coverage curve); ``benchmarks/forecast_backtest.py`` backtests both on held-out k, and
+``ttc.coverage.beta_binomial`` runs this one in every report beside the law.
 """
 
 from __future__ import annotations
@@ -33,21 +34,18 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from ttc.bootstrap import ProblemBootstrap
+from ttc.bootstrap import ConfidenceInterval, ProblemBootstrap
 from ttc.estimators._inputs import check_count_array
+from ttc.fits import EXTRAPOLATION_FACTOR
 
 __all__ = [
-    "EXTRAPOLATION_FACTOR",
     "BetaCoverageFit",
-    "ConfidenceInterval",
-    "CoverageForecast",
+    "BetaForecast",
     "beta_pass_at_k",
     "fit_beta_coverage",
 ]
 
 FloatArray = NDArray[np.float64]
-#: A forecast at k beyond this multiple of the largest observed n is an extrapolation.
-EXTRAPOLATION_FACTOR = 4
 #: Bounds on log(alpha) and log(beta): a fit that reaches one is reported, not trusted.
 _LOG_BOUND = 12.0
 #: Fewer problems than this and the fitted tail is mostly prior guesswork.
@@ -65,15 +63,7 @@ def beta_pass_at_k(alpha: ArrayLike, beta: ArrayLike, k: ArrayLike) -> FloatArra
 
 
 @dataclass(frozen=True)
-class ConfidenceInterval:
-    """Percentile bootstrap interval, aligned with the forecast's k (scipy's shape)."""
-
-    low: FloatArray
-    high: FloatArray
-
-
-@dataclass(frozen=True)
-class CoverageForecast:
+class BetaForecast:
     """pass@k forecast at each k: point, problem-bootstrap interval, extrapolation flag."""
 
     k: NDArray[np.int64]
@@ -113,7 +103,7 @@ class BetaCoverageFit:
     warnings: tuple[str, ...]
     boot: np.ndarray = field(default_factory=lambda: np.empty((0, 2)), repr=False)
 
-    def forecast(self, ks: int | Sequence[int] | NDArray[np.integer]) -> CoverageForecast:
+    def forecast(self, ks: int | Sequence[int] | NDArray[np.integer]) -> BetaForecast:
         """pass@k at each k (ints >= 1), with the problem-bootstrap interval."""
         kk = np.atleast_1d(np.asarray(ks))
         if kk.dtype.kind not in "iu" or kk.ndim != 1:
@@ -129,7 +119,7 @@ class BetaCoverageFit:
             low, high, se = res.low, res.high, res.standard_error
         else:
             low = high = se = np.full(kk.size, np.nan)
-        return CoverageForecast(
+        return BetaForecast(
             k=kk,
             point=point,
             confidence_interval=ConfidenceInterval(
@@ -231,10 +221,13 @@ def fit_beta_coverage(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    bootstrap: ProblemBootstrap | None = None,
 ) -> BetaCoverageFit:
     """Fit Beta(alpha, beta) to per-problem success rates by beta-binomial maximum
     likelihood on the counts (``c[i]`` correct of ``n[i]`` samples); ``n_boot``
-    problem-bootstrap refits give the intervals (0 for none).
+    problem-bootstrap refits give the intervals (0 for none). ``bootstrap`` (over the
+    same problems) replaces ``n_boot``, ``seed`` and ``level``, so a report's forecasts
+    resample the same problems as its other intervals.
 
     Raises ValueError when no problem was ever solved, or every problem always was:
     the likelihood then has no maximum and no forecast would be honest; and when every
@@ -253,10 +246,16 @@ def fit_beta_coverage(
     if ((c_arr < 0) | (c_arr > n_arr)).any():
         i = int(np.flatnonzero((c_arr < 0) | (c_arr > n_arr))[0])
         raise ValueError(f"need 0 <= c <= n, got c={c_arr[i]}, n={n_arr[i]} at problem {i}")
+    if bootstrap is not None:
+        if bootstrap.n_problems != c_arr.size:
+            raise ValueError(f"bootstrap is over {bootstrap.n_problems} problems, "
+                             f"the counts over {c_arr.size}")
+        n_boot, level = bootstrap.n_boot, bootstrap.level
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 0:
         raise ValueError(f"n_boot must be a whole number >= 0, got {n_boot!r}")
+    boot_draw = bootstrap or ProblemBootstrap(c_arr.size, n_boot=n_boot, seed=seed, level=level)
     if (c_arr == 0).all():
         raise ValueError("no problem was ever solved: the Beta fit has no information")
     if (c_arr == n_arr).all():
@@ -286,7 +285,7 @@ def fit_beta_coverage(
     boot = np.empty((0, 2))
     ci_a = ci_b = (float("nan"), float("nan"))
     if n_boot > 0:
-        weights = ProblemBootstrap(c_arr.size, n_boot=n_boot, seed=seed).weights
+        weights = boot_draw.weights
         order = np.argsort(pair_of, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(pair_of[order]) != 0])
         per_pair = np.add.reduceat(weights[:, order], starts, axis=1)
