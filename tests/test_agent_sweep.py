@@ -253,7 +253,7 @@ def test_cli_sweep_status_export_report(tmp_path: Path) -> None:
     report = ttc("report", "run", "--bootstrap", "100", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     folder = tmp_path / "run" / "report"
-    curves = json.loads((folder / "step_curves.json").read_text())
+    curves = json.loads((folder / "summary.json").read_text())["step_curves"]
     assert curves and all(set(r) == {"budget", "steps", "metric", "value", "ci_low", "ci_high"}
                           for r in curves)
     assert {r["metric"] for r in curves} == {"pass@1", "milestones"}

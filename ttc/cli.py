@@ -366,7 +366,7 @@ def _report(args: argparse.Namespace) -> int:
 
             write_agent_report(run, out, n_boot=args.bootstrap)
     print(f"report written to {out}")
-    for name in ("summary.json", "step_curves.json", "report.md", "report.html"):
+    for name in ("summary.json", "report.md", "report.html"):
         if (out / name).exists():
             print(f"  {out / name}")
     return 0

@@ -1,8 +1,7 @@
 """The action-scaling part of ``ttc report`` for agent runs: step curves, figures, a section.
 
-Writes ``step_curves.json`` (rows with exactly ``budget, steps, metric, value, ci_low,
-ci_high``; the integrator folds it into ``summary.json``), the agent figures next to the
-standard ones, and appends an "Action scaling" section to ``report.md`` and
+Adds ``step_curves`` to ``summary.json`` (rows with exactly ``budget, steps, metric,
+value, ci_low, ci_high``), writes the agent figures next to the standard ones, and appends an "Action scaling" section to ``report.md`` and
 ``report.html``, including what the step axis means for the run's mode.
 """
 
@@ -50,8 +49,10 @@ def write_agent_report(run: Any, out: Path, *, n_boot: int = 1000, seed: int = 0
     meta = dict(run.meta["agent"])
     curves = step_curves(run, n_boot=n_boot, seed=seed)
     rows = step_curve_rows(curves)
-    atomic_write_text(out / "step_curves.json", json.dumps(rows, indent=1, allow_nan=False)
-                      + "\n")
+    summary_path = out / "summary.json"  # one summary per run: agent runs carry step curves
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    summary["step_curves"] = rows
+    atomic_write_text(summary_path, json.dumps(summary, indent=1, allow_nan=False) + "\n")
     figures = _figures(run, curves, out / "figures")
     lines = [mode_note(meta)]
     top = curves[curves["metric"] == "pass@1"]
