@@ -1,8 +1,9 @@
 """The action-scaling part of ``ttc report`` for agent runs: step curves, figures, a section.
 
 Adds ``step_curves`` to ``summary.json`` (rows with exactly ``budget, steps, metric,
-value, ci_low, ci_high``), writes the agent figures next to the standard ones, and appends an "Action scaling" section to ``report.md`` and
-``report.html``, including what the step axis means for the run's mode.
+value, ci_low, ci_high``), writes the agent figures next to the standard ones, and
+appends an "Action scaling" section to ``report.md`` and ``report.html``, including
+what the step axis means for the run's mode.
 """
 
 from __future__ import annotations
