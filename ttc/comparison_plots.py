@@ -36,13 +36,13 @@ __all__ = ["FIGURES", "plot_category_bars", "plot_differences", "write_compariso
 HORIZONTAL_ABOVE = 6
 #: figure stem -> caption (compare.md repeats them under each figure)
 FIGURES = {
-    "compare_bars": "{metric} per category for each run, in the order given, with 95% "
+    "compare_bars": "{metric} per category for each run, in the order given, with {level} "
                     "problem-bootstrap intervals on the {n} problems every run shares "
                     "(n per category on the axis).",
     "compare_differences": "Paired difference in {metric} per category, later run minus "
-                           "earlier (b - a, in the order given), with 95% paired "
-                           "problem-bootstrap intervals; filled markers: significant after "
-                           "Holm adjustment over the categories (shown with more than 3).",
+                           "earlier (b - a, in the order given), with {level} paired "
+                           "problem-bootstrap intervals; filled markers: p <= {alpha} (with "
+                           "more than 3 categories, the categories' p after Holm adjustment).",
 }
 
 
@@ -55,7 +55,9 @@ def _tick(subject: str, n: int, width: int = 18) -> str:
 
 
 def _caption(stem: str, cmp: Comparison) -> str:
-    return FIGURES[stem].format(metric=cmp.metric_text, n=cmp.n_problems)
+    level = float(cmp.settings["level"])
+    return FIGURES[stem].format(metric=cmp.metric_text, n=cmp.n_problems, level=f"{level:.0%}",
+                                alpha=f"{1 - level:.2g}")
 
 
 def _order(cmp: Comparison) -> list[str]:
@@ -105,7 +107,8 @@ def plot_category_bars(cmp: Comparison, *, ax: Axes | None = None) -> Axes:
     ax.legend(title="run (date), in order", fontsize=8, title_fontsize=8,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(f"{cmp.metric_text} by {cmp.by or 'run'}, runs in order\n"
-                 f"n = {cmp.n_problems} shared problems, 95% problem-bootstrap intervals",
+                 f"n = {cmp.n_problems} shared problems, {cmp.settings['level']:.0%} "
+                 f"problem-bootstrap intervals",
                  fontsize=10)
     return ax
 
@@ -131,8 +134,7 @@ def plot_differences(cmp: Comparison, *, ax: Axes | None = None) -> Axes:
         color = palette[p]
         ax.errorbar(diff, y, xerr=np.vstack([lo, hi]), fmt="none", ecolor=color, lw=1.2,
                     capsize=2)
-        flagged = part["holm_significant"].map(lambda v: v is True).to_numpy(dtype=bool)
-        filled = flagged if cmp.holm_shown else np.ones(len(cats), dtype=bool)
+        filled = _significant(part, cmp)
         ax.scatter(diff[filled], y[filled], color=color, zorder=3, s=22,
                    label=f"{b} - {a}")
         if (~filled).any():
@@ -144,11 +146,22 @@ def plot_differences(cmp: Comparison, *, ax: Axes | None = None) -> Axes:
     ax.set_xlabel(f"difference in {cmp.metric_text} (later run minus earlier)")
     ax.legend(title="pair (later - earlier)", fontsize=8, title_fontsize=8, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), frameon=False)
-    note = "; filled = significant after Holm" if cmp.holm_shown else ""
-    ax.set_title(f"Paired differences, later minus earlier{note}\n"
-                 f"n = {cmp.n_problems} shared problems, 95% paired problem-bootstrap "
-                 f"intervals", fontsize=10)
+    alpha = f"{1 - cmp.settings['level']:.2g}"
+    note = f"filled: p <= {alpha}" + (" (categories: after Holm)" if cmp.holm_shown else "")
+    ax.set_title(f"Paired differences, later minus earlier; {note}\n"
+                 f"n = {cmp.n_problems} shared problems, {cmp.settings['level']:.0%} paired "
+                 f"problem-bootstrap intervals", fontsize=10)
     return ax
+
+
+def _significant(part: Any, cmp: Comparison) -> np.ndarray:
+    """Filled markers: p at most alpha; with Holm shown, categories use the adjusted p."""
+    alpha = 1.0 - float(cmp.settings["level"])
+    raw = part["p_value"].to_numpy(dtype=float) <= alpha
+    if not cmp.holm_shown:
+        return raw
+    holm = part["holm_significant"].map(lambda v: v is True).to_numpy(dtype=bool)
+    return np.where(part.index.to_numpy() == "all", raw, holm)
 
 
 def _json_default(value: Any) -> Any:
@@ -176,8 +189,10 @@ def write_comparison(cmp: Comparison, out: str | Path) -> list[Path]:
                            ("compare_differences", plot_differences)):
             ax = draw(cmp)
             fig: Figure = ax.figure  # type: ignore[assignment]
-            fig.text(0.0, -0.02, textwrap.fill(_caption(stem, cmp), 110), fontsize=7,
-                     ha="left", va="top", color="0.3")
+            ax.annotate(textwrap.fill(_caption(stem, cmp), 100), xy=(0.0, 0.0),
+                        xycoords=("axes fraction", ax.xaxis.label), xytext=(0, -8),
+                        textcoords="offset points", ha="left", va="top", fontsize=7,
+                        color="0.3")
             try:
                 for suffix in ("png", "svg"):
                     with atomic_path(folder / f"{stem}.{suffix}") as tmp:
