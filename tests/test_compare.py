@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def test_paired_differences_by_hand(pair: tuple[Path, Path]) -> None:
         assert row["value_b"] == pytest.approx(np.mean([b[p] for p in ids]))
         assert row["diff"] == pytest.approx(np.mean([b[p] - a[p] for p in ids]))
     assert rows["all"]["diff"] == pytest.approx(0.25)  # 11/12 - 2/3
-    assert rows["alg"]["diff"] == pytest.approx(1 / 6) and rows["geo"]["diff"] == pytest.approx(1 / 3)
+    assert rows["alg"]["diff"] == pytest.approx(1 / 6)
+    assert rows["geo"]["diff"] == pytest.approx(1 / 3)
     # the interval and p-value of "all": percentiles of the replicate means of b - a
     d = np.array([b[p] - a[p] for p in groups["all"]])
     w = ProblemBootstrap(4, n_boot=400, seed=3).weights
@@ -391,3 +393,43 @@ def test_json_degenerate_category_is_null(tmp_path: Path,
     lonely = next(r for r in json.loads(out)["rows"] if r["subject"] == "lonely")
     assert code == 0 and lonely["n_problems"] == 1 and lonely["degenerate"] is True
     assert lonely["ci_low"] is None and lonely["p_value"] is None and lonely["diff"] == 0.0
+
+
+def test_a_partly_scored_run_drops_those_problems(tmp_path: Path) -> None:
+    scores = {(p, i): 1.0 - 0.1 * i for p in PROBLEMS for i in range(3)}
+    a = make_run(tmp_path / "a", "m1", RUN_A, scores=scores)
+    partial = {key: s for key, s in scores.items() if key != ("p4", 2)}
+    b = make_run(tmp_path / "b", "m2", RUN_B, scores=partial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said in the notes, not as a Python warning
+        cmp = build_comparison([a, b], metric="best_of:verifier", k=3, n_boot=50)
+    assert cmp.n_problems == 3 and cmp.n_dropped == 1
+    assert any("did not score every sample" in n for n in cmp.notes)
+    assert any("1 shared problem(s) have no value of best_of:verifier@3" in n
+               for n in cmp.notes)
+
+
+# ----------------------------------------------------------------- Run.curves(by=...)
+
+
+def test_run_curves_by(tmp_path: Path) -> None:
+    meta = {"p1": {"level": 1}, "p2": {"level": 2}, "p3": {"level": 2}, "p4": {"level": 1}}
+    path = make_run(tmp_path / "a", "m1", RUN_A, meta=meta)
+    with ttc.open_run(path) as run:
+        by_subject = run.curves(n_boot=200)
+        assert set(by_subject["subject"]) == {"all", "alg", "geo"}
+        assert set(run.curves(by=None, n_boot=200)["subject"]) == {"all"}
+        by_level = run.curves(by="level", n_boot=200)
+        assert list(by_level.columns) == ["budget", "metric", "k", "value", "ci_low",
+                                          "ci_high", "level", "n_problems"]
+        assert set(by_level["level"]) == {"all", "1", "2"}
+        # "all" is the analysis's own numbers: same per-problem values, same draw
+        mine = by_level[by_level["level"] == "all"].reset_index(drop=True)
+        theirs = by_subject[by_subject["subject"] == "all"].reset_index(drop=True)
+        assert np.allclose(mine[["value", "ci_low", "ci_high"]].to_numpy(dtype=float),
+                           theirs[["value", "ci_low", "ci_high"]].to_numpy(dtype=float))
+        one = by_level[(by_level["level"] == "1") & (by_level["metric"] == "mean")]
+        assert one["value"].iloc[0] == pytest.approx((1 / 3 + 1) / 2)  # p1 and p4
+        assert one["n_problems"].iloc[0] == 2
+        with pytest.raises(UserInputError, match="no problem has 'grade'.*level"):
+            run.curves(by="grade")

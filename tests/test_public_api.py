@@ -19,8 +19,8 @@ import ttc
 TOP_LEVEL = [
     "APIError", "Analysis", "analyze", "best_of_k", "BootstrapResult", "compare", "Config",
     "ConfigError", "DatasetError", "Estimate", "g_pass_at_k", "load_config", "majority_at_k",
-    "open_run", "paired_difference", "PairedDifference", "pass_at_k", "pass_hat_k", "Problem", "Run",
-    "RunConflictError", "Sweep", "SweepResult", "TTCError", "UserInputError",
+    "open_run", "paired_difference", "PairedDifference", "pass_at_k", "pass_hat_k", "Problem",
+    "Run", "RunConflictError", "Sweep", "SweepResult", "TTCError", "UserInputError",
     "weighted_majority_at_k", "__version__",
 ]
 #: the analysis modules' own surfaces (other public modules pin theirs beside their code)
@@ -36,8 +36,8 @@ MODULES = {
     "ttc.coverage": ["CoverageData", "CoverageFit", "CoverageForecast", "CoverageForecaster",
                      "ForecastPoint", "coverage_law", "fit_coverage_law"],
     "ttc.curves": ["CURVE_COLUMNS", "DEFAULT_METRICS", "PAIRED_COLUMNS", "SAMPLE_COLUMNS",
-                   "SCORE_COLUMNS", "category_curves", "compare_runs", "compute_curves", "paired_difference",
-                   "per_problem_values"],
+                   "SCORE_COLUMNS", "category_curves", "compare_runs", "compute_curves",
+                   "paired_difference", "per_problem_values"],
     "ttc.export": ["EXPORT_COLUMNS", "EXPORT_DTYPES", "FORMATS", "export_frame", "export_run",
                    "read_export"],
     "ttc.fits": ["EXTRAPOLATION_FACTOR", "X_LABEL", "ExtrapolationWarning", "FitComparison",

@@ -201,8 +201,8 @@ def read_side(info: RunInfo, *, label: str, budget: Budget, metric: str, k: int,
         why = "; ".join(result.notes) or "no problem has a value"
         raise UserInputError(f"{info.name}: no value of {metric}@{k} at budget {budget} ({why})")
     meta = run.store.run_meta()
-    origin = meta.origin
-    if origin == "import":
+    origin = str(meta.origin)
+    if meta.origin == "import":
         origin = f"import ({(meta.import_info or {}).get('harness', '?')})"
     subjects = dict(zip(result.problem_ids, result.subjects, strict=True))
     golds = {p.id: (p.answer, p.kind) for p, _order in run.problems()}

@@ -8,7 +8,7 @@ Private: ``Comparison.text()`` and ``ttc.comparison_plots.write_comparison`` cal
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def _p(value: Any, n_boot: int) -> str:
     return f"<={floor:.3g}" if float(value) <= floor else f"{float(value):.3f}"
 
 
-def _ci(row: dict[str, Any]) -> str:
+def _ci(row: Mapping[Any, Any]) -> str:
     if row["degenerate"]:
         return f"degenerate ({row['n_problems']} problem)"
     if not math.isfinite(float(row["ci_low"])):
