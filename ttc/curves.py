@@ -330,7 +330,9 @@ def compare_runs(
     Pairing on problems removes problem difficulty from the comparison, so intervals
     are much tighter than two independent ones. Accepts ``Run`` objects (anything with
     ``per_problem(metrics=..., ks=...)``). Columns: budget, metric, k, then
-    ``ttc.curves.PAIRED_COLUMNS``; ``attrs["sign"]`` states the convention.
+    ``ttc.curves.PAIRED_COLUMNS``; ``attrs["sign"]`` states the convention. For one
+    budget per category, several runs, imported runs and Holm adjustment, see
+    ``ttc.compare`` (``ttc compare``).
     """
     def values(run: Any) -> pd.DataFrame:
         frame = run.per_problem(metrics=(metric,), ks=[k])
