@@ -387,6 +387,8 @@ def _import(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ttc.comparison import build_comparison
     from ttc.run import open_run
