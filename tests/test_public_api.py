@@ -17,10 +17,10 @@ import pytest
 import ttc
 
 TOP_LEVEL = [
-    "APIError", "Analysis", "analyze", "best_of_k", "BootstrapResult", "Config", "ConfigError",
-    "DatasetError", "Estimate", "g_pass_at_k", "load_config", "majority_at_k", "open_run",
-    "paired_difference", "PairedDifference", "pass_at_k", "pass_hat_k", "Problem", "Run",
-    "RunConflictError", "Sweep", "SweepResult", "TTCError", "UserInputError",
+    "APIError", "Analysis", "analyze", "best_of_k", "BootstrapResult", "compare", "Config",
+    "ConfigError", "DatasetError", "Estimate", "g_pass_at_k", "load_config", "majority_at_k",
+    "open_run", "paired_difference", "PairedDifference", "pass_at_k", "pass_hat_k", "Problem",
+    "Run", "RunConflictError", "Sweep", "SweepResult", "TTCError", "UserInputError",
     "weighted_majority_at_k", "__version__",
 ]
 #: the analysis modules' own surfaces (other public modules pin theirs beside their code)
@@ -29,12 +29,16 @@ MODULES = {
                      "budget_table"],
     "ttc.bootstrap": ["NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
                       "PairedDifference", "ProblemBootstrap", "paired_bootstrap"],
+    "ttc.comparison": ["COMPARE_KEYS", "HOLM_ABOVE", "ROW_KEYS", "SIGN", "Comparison",
+                       "build_comparison", "compare", "holm_adjust", "run_pairs"],
+    "ttc.comparison_plots": ["FIGURES", "plot_category_bars", "plot_differences",
+                             "write_comparison"],
     "ttc.coverage": ["CoverageData", "CoverageFit", "CoverageForecast", "CoverageForecaster",
                      "ForecastPoint", "beta_binomial", "coverage_law", "fit_coverage_law"],
     "ttc.forecast": ["BetaCoverageFit", "BetaForecast", "beta_pass_at_k", "fit_beta_coverage"],
     "ttc.curves": ["CURVE_COLUMNS", "DEFAULT_METRICS", "PAIRED_COLUMNS", "SAMPLE_COLUMNS",
-                   "SCORE_COLUMNS", "compare_runs", "compute_curves", "paired_difference",
-                   "per_problem_values"],
+                   "SCORE_COLUMNS", "category_curves", "compare_runs", "compute_curves",
+                   "paired_difference", "per_problem_values"],
     "ttc.export": ["EXPORT_COLUMNS", "EXPORT_DTYPES", "FORMATS", "export_frame", "export_run",
                    "read_export"],
     "ttc.fits": ["EXTRAPOLATION_FACTOR", "X_LABEL", "ExtrapolationWarning", "FitComparison",
@@ -47,7 +51,8 @@ MODULES = {
                    "summary_dict", "write_report"],
     "ttc.run": ["Run", "open_run"],
 }
-PRIVATE = ("ttc._frames", "ttc._pass", "ttc._render", "ttc._secrets", "ttc._sources")
+PRIVATE = ("ttc._compare_sides", "ttc._compare_text", "ttc._frames", "ttc._pass", "ttc._render",
+           "ttc._secrets", "ttc._sources")
 
 
 def test_top_level_all_is_pinned() -> None:
@@ -80,6 +85,15 @@ def test_private_modules_export_nothing() -> None:
         if info.name.rsplit(".", 1)[-1].startswith("_") and info.name in PRIVATE:
             assert importlib.import_module(info.name).__all__ == []
     assert set(PRIVATE) <= {i.name for i in pkgutil.iter_modules(ttc.__path__, "ttc.")}
+
+
+def test_compare_is_the_function_even_after_its_module_loads() -> None:
+    """The module is ``ttc.comparison``, not ``ttc.compare``: importing a submodule binds
+    its name on the package, which would shadow the function."""
+    import ttc.comparison
+    import ttc.comparison_plots  # noqa: F401
+
+    assert ttc.compare is ttc.comparison.compare and callable(ttc.compare)
 
 
 def test_import_ttc_stays_light() -> None:

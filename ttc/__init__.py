@@ -10,6 +10,7 @@ quickly: the analysis and estimator names below resolve on first use.
     run = ttc.open_run("runs/quickstart")
     analysis = ttc.analyze(run)          # or run.analyze()
     analysis.curves, analysis.fit, analysis.budgets
+    ttc.compare(["runs/gen1", "runs/gen2"], metric="pass", k=5, by="subject")
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ttc.sampler import Sweep, SweepResult
 if TYPE_CHECKING:
     from ttc.analysis import Analysis, analyze
     from ttc.bootstrap import BootstrapResult, PairedDifference
+    from ttc.comparison import compare
     from ttc.curves import paired_difference
     from ttc.estimators import (
         Estimate,
@@ -50,6 +52,7 @@ __all__ = [
     "analyze",
     "best_of_k",
     "BootstrapResult",
+    "compare",
     "Config",
     "ConfigError",
     "DatasetError",
@@ -81,6 +84,7 @@ _LAZY = {
     "analyze": "ttc.analysis",
     "BootstrapResult": "ttc.bootstrap",
     "PairedDifference": "ttc.bootstrap",
+    "compare": "ttc.comparison",
     "paired_difference": "ttc.curves",
     "Estimate": "ttc.estimators",
     "best_of_k": "ttc.estimators",

@@ -229,14 +229,16 @@ def _squeeze(result: BootstrapResult) -> BootstrapResult:
 
 
 def paired_bootstrap(
-    first: ArrayLike, second: ArrayLike, *, n_boot: int = 1000, seed: int = 0,
+    first: ArrayLike, second: ArrayLike, *, n_boot: int = 1000, seed: int | Sequence[int] = 0,
     level: float = 0.95, keep_distribution: bool = False,
 ) -> PairedDifference:
     """``second - first`` averaged over problems, resampling problems as pairs.
 
     Pairing removes problem difficulty from the comparison, so the interval is far
     tighter than two independent ones. Problems where either side is NaN are dropped
-    (the NaN policy); both arrays must align problem by problem.
+    (the NaN policy); both arrays must align problem by problem. ``seed`` may be a
+    ``ProblemBootstrap``'s seed (a list for a subset's keyed draw): without NaN, the
+    difference then sees exactly that bootstrap's replicates.
     """
     a = np.asarray(first, dtype=np.float64).ravel()
     b = np.asarray(second, dtype=np.float64).ravel()

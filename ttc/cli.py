@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
                         help="subjects to report, after the run's [dataset] subject_map "
                         "(default: all)")
 
+    cmp = sub.add_parser("compare", help="paired differences of runs on shared problems, "
+                         "per category (later run minus earlier)")
+    cmp.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="runs, in order")
+    cmp.add_argument("--metric", default="majority",
+                     help="majority | pass | mean | best_of:SCORER | weighted_majority:SCORER")
+    cmp.add_argument("--k", type=int, help="samples per vote (default: the most every run has)")
+    cmp.add_argument("--budget", help="one budget, or one per run: B or B1,B2,... "
+                     "(default: the highest all runs share)")
+    cmp.add_argument("--by", help="categories: subject, or a key of the problems' metadata")
+    cmp.add_argument("--label", action="append", default=[], metavar="RUN=NAME",
+                     help="a run's name (RUN: its letter A, B, ..., path or folder name)")
+    cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cmp.add_argument("--out", type=Path, help="write tables, compare.md and figures here")
+    cmp.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+
     imp = sub.add_parser("import", help="read inspect_ai / lm-eval / lighteval samples into a run")
     imp.add_argument("harness", choices=["inspect", "lm-eval", "lighteval"])
     imp.add_argument("path", type=Path, help="the log file (or the folder holding it)")
@@ -381,6 +396,39 @@ def _import(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"  note: {note}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ttc.comparison import build_comparison
+    from ttc.run import open_run
+
+    if len(args.runs) < 2:
+        raise UserInputError("ttc compare needs two or more runs")
+    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
+    if len(labels) < len(args.label):
+        raise UserInputError("--label takes RUN=NAME, e.g. --label A=gen-1")
+    budget = None if args.budget is None else [b.strip() for b in args.budget.split(",")]
+    runs = [open_run(path) for path in args.runs]
+    try:
+        for run in runs:
+            _refuse_mixed_grading(run.store)
+        result = build_comparison(runs, metric=args.metric, k=args.k,
+                                  budget=budget[0] if budget and len(budget) == 1 else budget,
+                                  by=args.by, labels=labels or None, n_boot=args.bootstrap)
+    finally:
+        for run in runs:
+            run.close()
+    for note in result.notes:
+        _say(f"ttc: warning: {note}")
+    print(json.dumps(result.to_dict(), indent=1) if args.json else result.text().rstrip("\n"))
+    if args.out is not None:
+        from ttc.comparison_plots import write_comparison
+
+        write_comparison(result, args.out)
+        _say(f"ttc: comparison written to {args.out}")
+    return 0
+
+
 def _refuse_mixed_grading(store: Any) -> None:
     """A report must not vote or average verdicts reached under different grading rules."""
     rules = store.grading_rules()
@@ -401,4 +449,5 @@ _COMMANDS = {
     "score": _score,
     "report": _report,
     "import": _import,
+    "compare": _compare,
 }

@@ -21,7 +21,7 @@ of ``ttc.bootstrap``), with a warning.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "PAIRED_COLUMNS",
     "SAMPLE_COLUMNS",
     "SCORE_COLUMNS",
+    "category_curves",
     "compare_runs",
     "compute_curves",
     "paired_difference",
@@ -234,6 +235,26 @@ def compute_curves(
     return out
 
 
+def category_curves(analysis: Any, categories: Mapping[str, object], name: str
+                    ) -> pd.DataFrame:
+    """Curves of an ``Analysis`` per category of ``categories`` (problem id -> label).
+
+    The per-problem values are the analysis's own (no second pass) and the bootstrap
+    its settings' (``n_boot``, ``seed``, ``level``): "all" keeps the analysis curves'
+    numbers, and each category resamples its own problems (a draw keyed by its name).
+    Columns: ``CURVE_COLUMNS`` with ``subject`` renamed to ``name``; problems without
+    a label count only in "all".
+    """
+    per = analysis.per_problem
+    budgets, columns, values, problems, _subjects = _matrices(per)
+    labels = [None if categories.get(p) is None else str(categories.get(p)) for p in problems]
+    settings = analysis.settings
+    boot = ProblemBootstrap(len(problems), n_boot=settings["n_boot"], seed=settings["seed"],
+                            level=settings["level"])
+    out = curve_frame(budgets, columns, values, subject_sets(labels, boot))
+    return out.rename(columns={"subject": name})
+
+
 # --------------------------------------------------------------------------- paired
 
 
@@ -309,7 +330,9 @@ def compare_runs(
     Pairing on problems removes problem difficulty from the comparison, so intervals
     are much tighter than two independent ones. Accepts ``Run`` objects (anything with
     ``per_problem(metrics=..., ks=...)``). Columns: budget, metric, k, then
-    ``ttc.curves.PAIRED_COLUMNS``; ``attrs["sign"]`` states the convention.
+    ``ttc.curves.PAIRED_COLUMNS``; ``attrs["sign"]`` states the convention. For one
+    budget per category, several runs, imported runs and Holm adjustment, see
+    ``ttc.compare`` (``ttc compare``).
     """
     def values(run: Any) -> pd.DataFrame:
         frame = run.per_problem(metrics=(metric,), ks=[k])

@@ -139,9 +139,29 @@ class Run:
         out.attrs["n_failed_dropped"] = int(result.n_failed.sum())
         return out
 
-    def curves(self, **kwargs: Any) -> pd.DataFrame:
-        """Curves with problem-bootstrap intervals: ``self.analyze(**kwargs).curves``."""
-        return self.analyze(**kwargs).curves
+    def curves(self, *, by: str | None = "subject", **kwargs: Any) -> pd.DataFrame:
+        """Curves with problem-bootstrap intervals, from the run's one analysis pass.
+
+        ``by="subject"`` (default): ``self.analyze(**kwargs).curves``, "all" plus one row
+        set per subject (after the run's ``subject_map``). ``by=None``: "all" only.
+        Another name: one row set per value of that key of the problems' stored metadata
+        (``by="level"`` for MATH), in a column of that name, from the same per-problem
+        values and the same seeded bootstrap as the analysis.
+        """
+        if by == "subject":
+            return self.analyze(**kwargs).curves
+        if by is None:
+            return self.analyze(**{**kwargs, "by_subject": False}).curves
+        from ttc.curves import category_curves
+
+        categories = {p.id: p.meta.get(by) for p, _order in self.problems()}
+        if all(value is None for value in categories.values()):
+            from ttc.errors import UserInputError
+
+            keys = sorted({key for p, _order in self.problems() for key in p.meta})
+            raise UserInputError(f"{self.path}: no problem has {by!r} in its metadata; use "
+                                 f"by='subject', None or one of: {', '.join(keys) or '(none)'}")
+        return category_curves(self.analyze(**kwargs), categories, by)
 
     def fit(self, **kwargs: Any) -> LogLinearFit | None:
         """Accuracy against log2 mean realized thinking tokens, with problem-bootstrap CI
