@@ -20,6 +20,10 @@ Three rules hold for every transport, because a sweep's correctness depends on t
 * **No redirects.** A 3xx comes back as the response it is; following it would hand the
   API key to whichever host the ``location`` names.
 
+Besides ``post`` and ``stream`` (model calls), batch mode (``ttc.batch``) needs ``get``
+(poll a batch), ``upload`` (a multipart file, OpenAI's batch input) and ``download``
+(a results file read in chunks, never whole in memory); the same rules hold for them.
+
 Network failures leave here as ttc's own ``ConnectionFailedError`` (``StreamCutError``
 once a stream is under way) and ``RequestTimeoutError``.
 """
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ttc.errors import ConnectionFailedError, RequestTimeoutError, StreamCutError
 from ttc.sse import SSEDecoder, SSEEvent
@@ -45,6 +50,7 @@ __all__ = [
     "HttpxTransport",
     "StreamResponse",
     "Transport",
+    "Upload",
 ]
 
 
@@ -96,6 +102,26 @@ class StreamResponse:
             for event in batch:
                 yield event
 
+    async def lines(self) -> AsyncGenerator[list[bytes], None]:
+        """The body as lines (JSONL), a list per received chunk; blank lines dropped.
+
+        A line split across chunks is joined; only the unfinished tail is held, so a
+        results file of gigabytes never sits in memory whole.
+        """
+        held: list[bytes] = []
+        async for chunk in self._chunks():
+            held.append(chunk)
+            if b"\n" not in chunk:  # a long line arriving: join it once, at its end
+                continue
+            parts = b"".join(held).split(b"\n")
+            held = [parts.pop()]
+            done = [line for line in parts if line.strip()]
+            if done:
+                yield done
+        tail = b"".join(held)
+        if tail.strip():
+            yield [tail]
+
     async def event_batches(self) -> AsyncGenerator[list[SSEEvent], None]:
         """The same events, a list per received chunk (one await per chunk, not per event)."""
         decoder = SSEDecoder()
@@ -108,8 +134,19 @@ class StreamResponse:
             yield tail
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One file for a multipart/form-data POST, with the form's plain fields."""
+
+    field: str
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+    fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
 class Transport(Protocol):
-    """Sends one POST; returns the whole response, or streams it, or raises a ttc error."""
+    """Sends one request; returns the whole response, or streams it, or raises a ttc error."""
 
     async def post(
         self, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float | None
@@ -122,6 +159,18 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: bytes,
         idle_timeout: float | None,
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]: ...
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout: float | None
+    ) -> HTTPResponse: ...
+
+    async def upload(
+        self, url: str, *, headers: Mapping[str, str], file: Upload, timeout: float | None
+    ) -> HTTPResponse: ...
+
+    def download(
+        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[StreamResponse]: ...
 
     async def aclose(self) -> None: ...
@@ -157,33 +206,74 @@ class AiohttpTransport:
     async def post(
         self, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float | None
     ) -> HTTPResponse:
+        return await self._send("POST", url, headers, body, timeout)
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout: float | None
+    ) -> HTTPResponse:
+        return await self._send("GET", url, headers, None, timeout)
+
+    async def upload(
+        self, url: str, *, headers: Mapping[str, str], file: Upload, timeout: float | None
+    ) -> HTTPResponse:
+        import aiohttp
+
+        form = aiohttp.FormData()
+        for name, value in file.fields.items():
+            form.add_field(name, value)
+        form.add_field(file.field, file.content, filename=file.filename,
+                       content_type=file.content_type)
+        # aiohttp writes the multipart content-type (with its boundary) itself
+        plain = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        return await self._send("POST", url, plain, form, timeout)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], data: object,
+        timeout: float | None,
+    ) -> HTTPResponse:
         import aiohttp
 
         session = self._client()
         try:
             async with asyncio.timeout(timeout):
-                async with session.post(
+                async with session.request(
+                    method,
                     url,
-                    data=body,
+                    data=data,
                     headers=dict(headers),
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=None),
                 ) as resp:
-                    data = await resp.read()
+                    body = await resp.read()
                     hdrs = {k.lower(): v for k, v in resp.headers.items()}
-                    return HTTPResponse(resp.status, hdrs, data)
+                    return HTTPResponse(resp.status, hdrs, body)
         except TimeoutError as exc:
             raise RequestTimeoutError(_late(url, timeout)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionFailedError(f"connection to {url} failed: {_describe(exc)}") from exc
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         url: str,
         *,
         headers: Mapping[str, str],
         body: bytes,
+        idle_timeout: float | None,
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("POST", url, headers, body, idle_timeout)
+
+    def download(
+        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("GET", url, headers, None, idle_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _streamed(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
         idle_timeout: float | None,
     ) -> AsyncIterator[StreamResponse]:
         import aiohttp
@@ -194,8 +284,9 @@ class AiohttpTransport:
             total=None, sock_connect=idle_timeout, sock_read=idle_timeout
         )
         try:
-            request = session.post(
-                url, data=body, headers=dict(headers), allow_redirects=False, timeout=limits
+            request = session.request(
+                method, url, data=body, headers=dict(headers), allow_redirects=False,
+                timeout=limits,
             )
             resp = await request.__aenter__()
         except TimeoutError as exc:
@@ -240,15 +331,36 @@ class HttpxTransport:
     async def post(
         self, url: str, *, headers: Mapping[str, str], body: bytes, timeout: float | None
     ) -> HTTPResponse:
+        return await self._send("POST", url, headers, timeout, content=body)
+
+    async def get(
+        self, url: str, *, headers: Mapping[str, str], timeout: float | None
+    ) -> HTTPResponse:
+        return await self._send("GET", url, headers, timeout)
+
+    async def upload(
+        self, url: str, *, headers: Mapping[str, str], file: Upload, timeout: float | None
+    ) -> HTTPResponse:
+        plain = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        return await self._send(
+            "POST", url, plain, timeout, data=dict(file.fields),
+            files={file.field: (file.filename, file.content, file.content_type)},
+        )
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], timeout: float | None,
+        **content: Any,
+    ) -> HTTPResponse:
         import httpx
 
         try:
-            resp = await self._client.post(
+            resp = await self._client.request(
+                method,
                 url,
-                content=body,
                 headers=dict(headers),
                 timeout=httpx.Timeout(timeout),
                 follow_redirects=False,
+                **content,
             )
         except httpx.TimeoutException as exc:
             raise RequestTimeoutError(_late(url, timeout)) from exc
@@ -257,13 +369,28 @@ class HttpxTransport:
         hdrs = {k.lower(): v for k, v in resp.headers.items()}
         return HTTPResponse(resp.status_code, hdrs, resp.content)
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         url: str,
         *,
         headers: Mapping[str, str],
         body: bytes,
+        idle_timeout: float | None,
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("POST", url, headers, body, idle_timeout)
+
+    def download(
+        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("GET", url, headers, None, idle_timeout)
+
+    @contextlib.asynccontextmanager
+    async def _streamed(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
         idle_timeout: float | None,
     ) -> AsyncIterator[StreamResponse]:
         import httpx
@@ -271,7 +398,7 @@ class HttpxTransport:
         # read= is per socket read in httpx: the idle limit; no total (the caller's)
         limits = httpx.Timeout(None, connect=idle_timeout, read=idle_timeout)
         request = self._client.build_request(
-            "POST", url, content=body, headers=dict(headers), timeout=limits
+            method, url, content=body, headers=dict(headers), timeout=limits
         )
         try:
             resp = await self._client.send(request, stream=True, follow_redirects=False)
