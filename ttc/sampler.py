@@ -255,7 +255,7 @@ class Sweep:
                 batches = BatchSweep(self, store, provider, bar, result)
                 if self.config.sweep.mode == "batch":
                     with bar:
-                        await batches.run(plan)
+                        await batches.run(plan, lambda: self.replan(store, problems, provider))
                     return result
                 if await batches.collect_ended():  # online: fold in batches that ended
                     plan = self.replan(store, problems, provider)

@@ -102,11 +102,16 @@ def _state(data: dict[str, Any]) -> BatchState:
 
 
 def _outcome(raw: bytes) -> Outcome | None:
-    """One results line; None when it names no custom id (its cell then has no result)."""
+    """One results line; None when it names no custom id (its cell then has no result).
+
+    A line that is not JSON means a damaged download: it raises, and the file is read
+    again (a resubmission would pay twice for what the provider already answered).
+    """
     try:
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
+    except orjson.JSONDecodeError:  # a damaged file: read it again, never resubmit for it
+        raise MalformedResponseError(
+            f"anthropic: a batch results line is not JSON: {raw[:80]!r}") from None
     if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
         return None
     custom_id = data["custom_id"]

@@ -111,8 +111,9 @@ def _outcome(raw: bytes) -> Outcome | None:
     """One output or error file line; None when it names no custom id."""
     try:
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
+    except orjson.JSONDecodeError:  # a damaged file: read it again, never resubmit for it
+        raise MalformedResponseError(
+            f"openai: a batch results line is not JSON: {raw[:80]!r}") from None
     if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
         return None
     custom_id = data["custom_id"]

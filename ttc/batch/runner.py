@@ -55,6 +55,7 @@ from ttc.providers.base import HTTPProvider, Provider
 from ttc.store import BatchRow, RunStore, SampleKey, SampleRecord
 
 if TYPE_CHECKING:
+    from ttc.plan import SweepPlan
     from ttc.progress import SweepProgress
     from ttc.sampler import Sweep, SweepResult
 
@@ -94,12 +95,17 @@ class BatchSweep:
         self._probed = False
 
     # ------------------------------------------------------------ entry points
-    async def run(self, plan: Any) -> None:
-        """Batch mode: submit the plan's cells, wait for every batch, store every result."""
+    async def run(self, plan: SweepPlan, replan: Callable[[], SweepPlan]) -> None:
+        """Batch mode: submit the plan's cells, wait for every batch, store every result.
+
+        ``replan`` plans again after re-attaching released cells (a batch never created).
+        """
         self.committer.start()
         try:
             api = await self._ready()
-            await self._reattach(api)
+            if await self._reattach(api):
+                plan = replan()
+                self.result.planned = len(plan.jobs)
             await self._submit_jobs(api, plan.jobs)
             await self._drain(api)
         finally:
@@ -150,19 +156,25 @@ class BatchSweep:
             self._probed = True
         return self._api
 
-    async def _reattach(self, api: BatchAPI) -> None:
-        """Settle batches whose create call never answered: adopt or release them."""
+    async def _reattach(self, api: BatchAPI) -> int:
+        """Settle batches whose create call never answered: adopt or release them.
+
+        Returns how many were released (their cells are to be sent again).
+        """
+        released = 0
         for row in self.ledger.batches(open_only=True):
             if row.status != "submitting":
                 continue
             found = await self._call(f"look up batch {row.token}", _finder(api, row, self._known()))
             if found is None:
                 self.ledger.release(row.local_id, "never created at the provider")
+                released += 1
                 self._say(f"batch {row.token} was never created; its {row.requests:,} "
                           f"requests are sent again")
             else:
                 self.ledger.mark_submitted(row.local_id, found, at=row.created_at)
                 self._say(f"re-attached to batch {found} ({row.requests:,} requests)")
+        return released
 
     # ------------------------------------------------------------ submitting
     async def _submit_jobs(self, api: BatchAPI, jobs: Iterable[Job]) -> None:
@@ -325,6 +337,8 @@ class BatchSweep:
         if retry and self._attempts[key] < self.config.sweep.max_attempts:
             self._again.append(key)
             self._queued.add(key)
+        else:
+            self._queued.discard(key)  # this failure is the cell's last word in this run
         job = self._job(key)
         return SampleRecord(problem_id=key[0], budget=key[1], sample_index=key[2],
                             status="failed", attempts=1, error=error[:500],

@@ -120,6 +120,8 @@ class BatchAPIs:
         self.entry_submissions: collections.Counter[str] = collections.Counter()
         #: each created batch's request bodies, for checks against the SDK types
         self.bodies: list[tuple[Api, list[dict[str, Any]]]] = []
+        #: the create calls' own bodies (Anthropic: ``{"requests"}``; OpenAI: the batch)
+        self.creates: list[tuple[Api, dict[str, Any]]] = []
         self._seen: collections.Counter[int] = collections.Counter()
         self._ids = itertools.count(1)
 
@@ -194,6 +196,7 @@ class BatchAPIs:
         problem = _check_entries("anthropic", entries, most)
         if problem:
             return self._bad("anthropic", problem)
+        self.creates.append(("anthropic", body))
         batch = self._create("anthropic", f"msgbatch_{next(self._ids):024d}", entries)
         return await self._answer(request, "anthropic", fault, self._anthropic_view(batch))
 
@@ -288,6 +291,7 @@ class BatchAPIs:
         if file_id not in self.files:
             return self._bad("openai", f"no file {file_id}")
         content = self.files[file_id][2]
+        self.creates.append(("openai", body))
         errors, entries = _read_input(content, *self._limits("openai"))
         batch = self._create("openai", f"batch_{next(self._ids):024d}", entries)
         batch.input_file_id, batch.metadata = file_id, body.get("metadata")

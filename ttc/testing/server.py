@@ -6,7 +6,8 @@ chat), ``POST /v1/completions`` (OpenAI legacy text, for budget forcing), each w
 with ``"stream": true``, as SSE; a chat request with ``tools`` is answered by the
 scripted tool model of ``ttc.testing.tools`` after the real APIs' tool-use checks, and
 meets the same fault plan; both batch APIs (``ttc.testing.batches``, unless
-``batches=False``: a server that 404s them); ``GET /health``; ``GET /_fake/stats`` and
+``batches=False``: a server that 404s them; counters at ``GET /_fake/batches``);
+``GET /health``; ``GET /_fake/stats`` and
 ``POST /_fake/plan`` (a ``FaultPlan`` as JSON; ``{"batch": {...}}`` sets the
 ``BatchPlan``) to steer a server in another process.
 """
@@ -101,6 +102,7 @@ class FakeServer:
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/_fake/stats", self._stats)
+        self.app.router.add_get("/_fake/batches", self._batch_stats)
         self.app.router.add_post("/_fake/plan", self._set_plan)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -142,8 +144,11 @@ class FakeServer:
     async def _stats(self, request: web.Request) -> web.Response:
         return _json(
             200, {"requests": self.count, "streamed": self.streamed, "faults": dict(self.faults),
-                  "refused": self.refused, "batches": self.batches.stats()}
+                  "refused": self.refused}
         )
+
+    async def _batch_stats(self, request: web.Request) -> web.Response:
+        return _json(200, self.batches.stats())
 
     async def _set_plan(self, request: web.Request) -> web.Response:
         try:
