@@ -229,7 +229,9 @@ def test_pack_counts_predicts_the_packer_exactly(
         batches.append(rest)
     real = [(len(b), overhead + sum(len(e.line) for e in b) + sep * (len(b) - 1))
             for b in batches]
-    assert list(pack_counts(groups, limits)) == real
+    predicted = list(pack_counts(groups, limits))
+    assert sorted(predicted) == sorted(real)  # an entry too large for any batch: on its own
+    assert [p for p in predicted if p[1] <= size] == [r for r in real if r[1] <= size]
     assert all(n <= most and (b <= size or n == 1) for n, b in real)
 
 

@@ -93,20 +93,21 @@ class Packer:
 
 def pack_counts(groups: Iterable[tuple[int, int]], limits: Limits) -> Iterator[tuple[int, int]]:
     """``(requests, bytes)`` of each batch that ``Packer`` would fill from groups of
-    ``(count, bytes per entry)``; O(groups + batches), for projections."""
+    ``(count, bytes per entry)``; O(groups + batches), for projections. An entry too
+    large for any batch (which ``Packer`` refuses) counts as a batch of its own."""
     n = 0
     size = limits.overhead
     for count, each in groups:
+        if limits.overhead + each > limits.max_bytes:  # Packer refuses these: one each
+            for _ in range(count):
+                yield 1, limits.overhead + each
+            continue
         step = each + limits.separator
         while count:
             room_n = limits.max_requests - n
             room_b = (limits.max_bytes - size + (limits.separator if n == 0 else 0)) // step
             take = min(count, room_n, max(0, room_b))
             if take == 0:
-                if n == 0:  # cannot fit even alone: Packer refuses it; count it as sent alone
-                    yield 1, limits.overhead + each
-                    count -= 1
-                    continue
                 yield n, size
                 n, size = 0, limits.overhead
                 continue

@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ttc.batch.ids import Entry, Packer, custom_id_for
 from ttc.batch.wire import BatchAPI, BatchState, OffOriginError, Outcome

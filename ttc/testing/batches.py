@@ -14,25 +14,33 @@ progress for ``delay_s``; limits on requests and bytes per batch; results files 
 in small pieces; a ``results_url`` on another origin; and a ``FaultPlan`` on the batch
 endpoints themselves (429s, 5xx, dropped connections; a dropped *create* is created
 first, so the answer is lost but the batch exists, as when a network cuts a reply).
+The shapes themselves are in ``ttc.testing.batch_shapes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import datetime
 import itertools
-import re
 import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from ttc.testing.faults import FAULTS, FaultPlan, unit
+from ttc.testing.batch_shapes import (
+    CHAT,
+    OUTCOMES,
+    BatchPlan,
+    FakeBatch,
+    anthropic_view,
+    check_entries,
+    openai_view,
+    read_input,
+    result_line,
+)
+from ttc.testing.faults import FAULTS, unit
 from ttc.testing.responders import Api, render_body
 
 if TYPE_CHECKING:
@@ -40,64 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTCOMES", "BatchAPIs", "BatchPlan", "FakeBatch"]
 
-#: what a batch entry can come to
-OUTCOMES = ("succeeded", "errored", "invalid", "expired", "canceled")
-_CUSTOM_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+#: the real APIs' limits: requests and bytes per batch
 _LIMITS = {"anthropic": (100_000, 256_000_000), "openai": (50_000, 200_000_000)}
-_CHAT = "/v1/chat/completions"
-
-
-@dataclass(frozen=True, slots=True)
-class BatchPlan:
-    """How the fake batches behave (see the module docstring).
-
-    ``per_entry[i]`` is the outcome of the i-th submission of a custom id (so "expired,
-    then fine" is exact under resubmission); else ``rates`` (outcome -> fraction, drawn
-    from ``seed`` and the custom id); else ``succeeded``. Limits of 0 are the real APIs'.
-    """
-
-    delay_s: float = 0.0
-    per_entry: tuple[str, ...] = ()
-    rates: Mapping[str, float] = field(default_factory=dict)
-    seed: int = 0
-    faults: FaultPlan = field(default_factory=FaultPlan)
-    max_requests: int = 0
-    max_bytes: int = 0
-    #: results files are written in pieces of this many bytes (0: whole)
-    chunk_bytes: int = 0
-    #: Anthropic's ``results_url`` on this origin instead (tests that it is refused)
-    results_origin: str = ""
-
-    def __post_init__(self) -> None:
-        for name in (*self.per_entry, *self.rates):
-            if name not in OUTCOMES:
-                raise ValueError(f"unknown batch outcome {name!r}; choose from {OUTCOMES}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BatchPlan:
-        values = dict(data)
-        if "faults" in values:
-            values["faults"] = FaultPlan.from_dict(values["faults"])
-        if "per_entry" in values:
-            values["per_entry"] = tuple(values["per_entry"])
-        return cls(**values)
-
-
-@dataclass(slots=True)
-class FakeBatch:
-    """One batch the server holds."""
-
-    api: Api
-    id: str
-    created: float
-    started: float
-    entries: list[tuple[str, dict[str, Any]]]
-    outcomes: list[str]
-    input_file_id: str = ""
-    metadata: dict[str, str] | None = None
-    failed: list[dict[str, Any]] | None = None
-    files: tuple[str | None, str | None] = (None, None)
-    results: bytes | None = None
 
 
 class BatchAPIs:
@@ -193,7 +145,7 @@ class BatchAPIs:
         if len(raw) > size:
             return self.server.error_response("anthropic", 413, "request_too_large: batch "
                                               f"of {len(raw):,} bytes is above {size:,}")
-        problem = _check_entries("anthropic", entries, most)
+        problem = check_entries("anthropic", entries, most)
         if problem:
             return self._bad("anthropic", problem)
         self.creates.append(("anthropic", body))
@@ -224,23 +176,8 @@ class BatchAPIs:
         return await self._send_file(request, "anthropic", self._results(batch), fault)
 
     def _anthropic_view(self, batch: FakeBatch) -> dict[str, Any]:
-        ended = self._ended(batch)
-        counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
-        if ended:
-            for outcome in batch.outcomes:
-                counts["errored" if outcome == "invalid" else outcome] += 1
-        else:
-            counts["processing"] = len(batch.entries)
-        base = self.plan.results_origin or self.server.base_url
-        return {
-            "id": batch.id, "type": "message_batch",
-            "processing_status": "ended" if ended else "in_progress",
-            "request_counts": counts, "created_at": _rfc3339(batch.created),
-            "expires_at": _rfc3339(batch.created + 86400),
-            "ended_at": _rfc3339(batch.created + self.plan.delay_s) if ended else None,
-            "archived_at": None, "cancel_initiated_at": None,
-            "results_url": f"{base}/v1/messages/batches/{batch.id}/results" if ended else None,
-        }
+        return anthropic_view(batch, ended=self._ended(batch), delay_s=self.plan.delay_s,
+                              base=self.plan.results_origin or self.server.base_url)
 
     # ---------------------------------------------------------------- OpenAI
     async def _file_create(self, request: web.Request) -> web.StreamResponse:
@@ -286,13 +223,13 @@ class BatchAPIs:
             file_id, endpoint = body["input_file_id"], body["endpoint"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             return self._bad("openai", f"invalid batch request: {exc!r}")
-        if body.get("completion_window") != "24h" or endpoint != _CHAT:
+        if body.get("completion_window") != "24h" or endpoint != CHAT:
             return self._bad("openai", "this server batches /v1/chat/completions within 24h")
         if file_id not in self.files:
             return self._bad("openai", f"no file {file_id}")
         content = self.files[file_id][2]
         self.creates.append(("openai", body))
-        errors, entries = _read_input(content, *self._limits("openai"))
+        errors, entries = read_input(content, *self._limits("openai"))
         batch = self._create("openai", f"batch_{next(self._ids):024d}", entries)
         batch.input_file_id, batch.metadata = file_id, body.get("metadata")
         batch.failed = errors or None
@@ -316,30 +253,9 @@ class BatchAPIs:
 
     def _openai_view(self, batch: FakeBatch) -> dict[str, Any]:
         ended = self._ended(batch)
-        status = "in_progress" if not ended else "completed"
-        if batch.failed:
-            status = "failed"
-        elif ended:
+        if ended and not batch.failed:
             self._results(batch)  # writes the output and error files
-            status = ("expired" if "expired" in batch.outcomes
-                      else "cancelled" if "canceled" in batch.outcomes else "completed")
-        good = batch.outcomes.count("succeeded") if ended and not batch.failed else 0
-        done_at = int(batch.created + self.plan.delay_s) if ended else None
-        return {
-            "id": batch.id, "object": "batch", "endpoint": _CHAT,
-            "errors": {"object": "list", "data": batch.failed} if batch.failed else None,
-            "input_file_id": batch.input_file_id, "completion_window": "24h",
-            "status": status, "output_file_id": batch.files[0], "error_file_id": batch.files[1],
-            "created_at": int(batch.created), "in_progress_at": int(batch.created),
-            "expires_at": int(batch.created) + 86400, "finalizing_at": done_at,
-            "completed_at": done_at if status == "completed" else None,
-            "failed_at": done_at if status == "failed" else None,
-            "expired_at": done_at if status == "expired" else None,
-            "cancelling_at": None, "cancelled_at": done_at if status == "cancelled" else None,
-            "request_counts": {"total": len(batch.entries), "completed": good,
-                               "failed": len(batch.entries) - good if ended else 0},
-            "metadata": batch.metadata,
-        }
+        return openai_view(batch, ended=ended, delay_s=self.plan.delay_s)
 
     # ---------------------------------------------------------------- shared
     def _limits(self, api: Api) -> tuple[int, int]:
@@ -404,30 +320,7 @@ class BatchAPIs:
                                    reasoning_field=server.reasoning_field)
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 outcome, data = "invalid", {"message": f"invalid request: {exc!r}"}
-        if api == "anthropic":
-            result: dict[str, Any] = {"type": outcome}
-            if outcome == "succeeded":
-                result["message"] = data
-            elif outcome in ("errored", "invalid"):
-                kind = "api_error" if outcome == "errored" else "invalid_request_error"
-                result = {"type": "errored", "error": {"type": "error", "error": {
-                    "type": kind, "message": f"injected batch outcome: {outcome}"}}}
-            return orjson.dumps({"custom_id": custom_id, "result": result}) + b"\n"
-        response: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
-        if outcome == "succeeded":
-            response = {"status_code": 200, "request_id": f"req_{n}", "body": data}
-        elif outcome in ("errored", "invalid"):
-            status = 500 if outcome == "errored" else 400
-            kind = "server_error" if outcome == "errored" else "invalid_request_error"
-            response = {"status_code": status, "request_id": f"req_{n}", "body": {"error": {
-                "message": f"injected batch outcome: {outcome}", "type": kind,
-                "param": None, "code": None}}}
-        else:
-            code = "batch_expired" if outcome == "expired" else "batch_cancelled"
-            error = {"code": code, "message": f"injected batch outcome: {outcome}"}
-        return orjson.dumps({"id": f"batch_req_{n}", "custom_id": custom_id,
-                             "response": response, "error": error}) + b"\n"
+        return result_line(api, custom_id, outcome, data if outcome == "succeeded" else None, n)
 
     async def _send_file(
         self, request: web.Request, api: Api, content: bytes, fault: str | None
@@ -454,62 +347,11 @@ class BatchAPIs:
         return self.server.error_response(api, 400, message)
 
 
-def _check_entries(api: Api, entries: list[tuple[Any, Any]], most: int) -> str:
-    """Why the real API would refuse these entries ("" if it would not)."""
-    if not entries:
-        return "requests: at least one request is required"
-    if len(entries) > most:
-        return f"requests: {len(entries):,} is above the limit of {most:,}"
-    seen: set[str] = set()
-    for custom_id, params in entries:
-        if not isinstance(custom_id, str) or not _CUSTOM_ID.fullmatch(custom_id):
-            return f"custom_id {custom_id!r} must match ^[a-zA-Z0-9_-]{{1,64}}$"
-        if custom_id in seen:
-            return f"custom_id {custom_id!r} is not unique within the batch"
-        seen.add(custom_id)
-        if not isinstance(params, dict) or params.get("stream"):
-            return f"params of {custom_id} must be a non-streaming Messages request"
-    return ""
-
-
-def _read_input(content: bytes, most: int, size: int) -> tuple[list[dict[str, Any]], list[
-        tuple[str, Any]]]:
-    """An OpenAI batch input file: (validation errors, entries)."""
-    if len(content) > size:
-        return [{"code": "file_too_large", "message": f"input of {len(content):,} bytes is "
-                 f"above {size:,}", "line": None, "param": None}], []
-    entries: list[tuple[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for number, line in enumerate(content.splitlines(), start=1):
-        try:
-            item = orjson.loads(line)
-            custom_id, body = item["custom_id"], item["body"]
-            ok = item["method"] == "POST" and item["url"] == _CHAT and isinstance(body, dict)
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            ok, custom_id, body = False, None, None
-        if not ok or custom_id in seen or body.get("stream"):
-            errors.append({"code": "invalid_request", "message": "bad line", "line": number,
-                           "param": None})
-            continue
-        seen.add(custom_id)
-        entries.append((custom_id, body))
-    if len(entries) > most:
-        errors.append({"code": "too_many_requests", "message": f"{len(entries):,} requests "
-                       f"is above the limit of {most:,}", "line": None, "param": None})
-    return errors, entries
-
-
 def _limit(request: web.Request, default: int, most: int) -> int:
     try:
         return max(1, min(most, int(request.query.get("limit", default))))
     except ValueError:
         return default
-
-
-def _rfc3339(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _json(data: Any) -> web.Response:
