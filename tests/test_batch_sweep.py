@@ -90,7 +90,7 @@ def test_a_batch_sweep_splits_within_the_limits_and_stores_each_cell_once(
     # nothing left: a second run sends nothing, not even a poll
     calls = len(server.batches.calls)
     assert sweep(batch_config(provider, server.base_url, data), tmp_path / "run").planned == 0
-    assert len(server.batches.calls) == calls + 1  # the probe only
+    assert len(server.batches.calls) == calls
 
 
 # ---------------------------------------------------------------- identical to online

@@ -271,3 +271,69 @@ def test_faults_on_batch_endpoints_are_the_usual_ones(server: FakeServer) -> Non
         client.messages.batches.list()
     assert client.messages.batches.list().data == []
     assert server.faults["batch_rate_limit"] == 1 and server.faults["batch_server_error"] == 1
+
+
+# ---------------------------------------------------------------- redirects, keys
+
+
+KEY = "sk-ant-batch-0123456789abcdefghijklmnopqrstuv"
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_no_batch_call_follows_a_redirect(client: str) -> None:
+    import httpx
+    from test_keys_and_http import redirecting
+
+    from ttc.batch.wire import BatchWire
+    from ttc.errors import RedirectRefusedError
+    from ttc.http import AiohttpTransport, HttpxTransport, Transport, Upload
+
+    async def calls(origin: str) -> list[str]:
+        transport: Transport = (AiohttpTransport() if client == "aiohttp" else
+                                HttpxTransport(httpx.AsyncClient(follow_redirects=True)))
+        wire = BatchWire(transport, base_url=origin, headers={"x-api-key": KEY}, secret=KEY,
+                         provider="anthropic")
+        refused = []
+
+        async def download() -> None:
+            async with wire.download(origin + "/results"):
+                pass
+
+        try:
+            for call in (wire.get_json(origin + "/v1/messages/batches"),
+                         wire.post_json(origin + "/v1/messages/batches", {"requests": []}),
+                         wire.upload(origin + "/v1/files", Upload("file", "f.jsonl", b"{}\n")),
+                         download()):
+                with pytest.raises(RedirectRefusedError) as info:
+                    await call
+                refused.append(str(info.value))
+        finally:
+            await transport.aclose()
+        return refused
+
+    with run_in_thread() as elsewhere, redirecting(307, elsewhere.base_url) as (origin, seen):
+        refused = asyncio.run(calls(origin))
+        assert elsewhere.count == 0 and elsewhere.batches.calls == []
+    assert len(seen) == 4 and all("redirect to 127.0.0.1" in r for r in refused)
+    assert all(KEY not in r for r in refused)
+
+
+def test_a_batch_sweep_against_a_redirect_stops_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batch_support import toml_config
+    from test_keys_and_http import redirecting
+
+    from ttc.cli import main
+
+    monkeypatch.setenv("FAKE_BATCH_KEY", KEY)
+    write_data(tmp_path, 2)
+    with run_in_thread() as elsewhere, redirecting(307, elsewhere.base_url) as (origin, seen):
+        toml_config(tmp_path, "anthropic", origin, mode="batch",
+                    model='api_key_env = "FAKE_BATCH_KEY"')
+        assert main(["sweep", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "run"),
+                     "--quiet"]) == 1
+        assert elsewhere.count == 0 and elsewhere.batches.calls == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "redirect to 127.0.0.1" in err[0] and KEY not in err[0]
+    assert len(seen) == 1  # the probe: refused before any batch was sent

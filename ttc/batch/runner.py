@@ -100,6 +100,8 @@ class BatchSweep:
 
         ``replan`` plans again after re-attaching released cells (a batch never created).
         """
+        if not plan.jobs and not self.ledger.has_open():
+            return  # nothing missing, nothing waiting: no call to make
         self.committer.start()
         try:
             api = await self._ready()
