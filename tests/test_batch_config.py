@@ -49,6 +49,9 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
         ("simulated", {"mode": "batch"}, "",
          "sweep.mode = \"batch\" needs a provider with a batch API (anthropic or openai); "
          "provider 'simulated' has none"),
+        ("local", {"mode": "batch"}, "",
+         "sweep.mode = \"batch\" needs a provider with a batch API (anthropic or openai); "
+         "provider 'local' has none"),
         ("openai", {"mode": "batch"}, "budget_forcing = { enabled = true }",
          "sweep.mode = \"batch\" cannot drive budget forcing"),
     ],
@@ -60,7 +63,7 @@ def test_bad_batch_settings_are_one_line_naming_the_key(
     write_data(tmp_path, 2)
     path = toml_config(tmp_path, provider, server.base_url, model=model, **sweep)
     text = path.read_text().replace('"nan"', "nan").replace('"inf"', "inf")
-    if provider == "simulated":
+    if provider in ("simulated", "local"):
         text = text.replace('name = "fake-model"\n', "").replace(
             f'base_url = "{server.base_url}"\n', "")
     path.write_text(text)

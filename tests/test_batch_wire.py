@@ -337,3 +337,59 @@ def test_a_batch_sweep_against_a_redirect_stops_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "redirect to 127.0.0.1" in err[0] and KEY not in err[0]
     assert len(seen) == 1  # the probe: refused before any batch was sent
+
+
+def test_every_batch_call_scrubs_the_key_from_its_errors() -> None:
+    import httpx
+
+    from ttc.batch.wire import BatchWire
+    from ttc.errors import APIError
+    from ttc.http import HttpxTransport, Upload
+
+    def echo(request: httpx.Request) -> httpx.Response:  # a server that quotes the key back
+        said = f"bad key {request.headers['x-api-key']} (and its head {KEY[:20]})"
+        return httpx.Response(401, json={"type": "error", "error": {
+            "type": "authentication_error", "message": said}})
+
+    async def calls() -> list[str]:
+        wire = BatchWire(HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(echo))),
+                         base_url="http://api.test", headers={"x-api-key": KEY}, secret=KEY,
+                         provider="anthropic")
+
+        async def download() -> None:
+            async with wire.download("http://api.test/r"):
+                pass
+
+        said = []
+        for call in (wire.get_json("http://api.test/b"), wire.post_json("http://api.test/b", {}),
+                     wire.upload("http://api.test/f", Upload("file", "f", b"x")), download()):
+            with pytest.raises(APIError) as info:
+                await call
+            said.append(str(info.value))
+        return said
+
+    said = asyncio.run(calls())
+    assert len(said) == 4 and all("bad key ***" in s for s in said)
+    assert not any(KEY[:8] in s for s in said)
+
+
+def test_a_batch_entry_error_quoting_the_key_is_stored_scrubbed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ttc.store import RunStore
+    from ttc.testing import batches
+
+    monkeypatch.setenv("FAKE_BATCH_KEY", KEY)
+    line = batches.result_line
+    monkeypatch.setattr(batches, "result_line", lambda *a: line(*a).replace(
+        b"injected batch outcome", f"key {KEY} refused".encode()))
+    data = write_data(tmp_path, 2)
+    with run_in_thread(batch_plan=BatchPlan(per_entry=("invalid",))) as server:
+        cfg = batch_config("anthropic", server.base_url, data,
+                           model={"api_key_env": "FAKE_BATCH_KEY"})
+        assert asyncio.run(Sweep(cfg, tmp_path / "run").run()).failed == 12
+    with RunStore(tmp_path / "run", read_only=True) as store:
+        errors = [r.error or "" for r in store.iter_samples()]
+    assert len(errors) == 12 and all("key *** refused" in e for e in errors), errors[0]
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file())
+    assert KEY[:8].encode() not in blob

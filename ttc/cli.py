@@ -276,6 +276,8 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
 
 
 def _size(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:,.1f} GB"
     return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
 
 

@@ -148,12 +148,19 @@ class BatchSweep:
             try:
                 await self._call("reach the batch API", self._api.probe)
             except FatalAPIError as exc:
-                if exc.status in (404, 405):
+                base = self._api.wire.base_url
+                if exc.status in (404, 405) and self.config.sweep.mode == "batch":
                     raise config_error(
                         self.config, "sweep.mode",
-                        f'sweep.mode = "batch", but {self._api.wire.base_url} has no batch '
-                        f'API (HTTP {exc.status}); use sweep.mode = "online" for this '
-                        f"server (nothing was sent)") from None
+                        f'sweep.mode = "batch", but {base} has no batch API (HTTP '
+                        f'{exc.status}); use sweep.mode = "online" for this server (nothing '
+                        f"was sent)") from None
+                if exc.status in (404, 405):
+                    raise config_error(
+                        self.config, "model.base_url",
+                        f"cells of this run wait on provider batches, but {base} has no batch "
+                        f"API (HTTP {exc.status}) to collect them from; point model.base_url "
+                        f"at the server that took the batches (nothing was sent)") from None
                 raise _abort(exc) from None
             self._probed = True
         return self._api
