@@ -250,28 +250,64 @@ def _run_sweep(sweep: Any) -> tuple[Any, int | None]:
 
 
 def _print_plan(sweep: object, config: object, out: Path) -> int:
+    from ttc.batch.projection import project_batches
+    from ttc.providers.base import HTTPProvider
     from ttc.sampler import Sweep
 
     assert isinstance(sweep, Sweep)
     store, problems, provider, plan = sweep.prepare_dry()
+    s, m = sweep.config.sweep, sweep.config.model
+    batch = project_batches(sweep, provider, plan)
     print(f"run directory : {out}")
-    print(f"model         : {provider.describe().get('name')} ({sweep.config.model.provider})")
+    print(f"model         : {provider.describe().get('name')} ({m.provider})")
+    print(f"mode          : {s.mode} (sweep.mode)")
     print(f"problems      : {len(problems)}")
-    print(f"budgets       : {', '.join(map(str, sweep.config.sweep.budgets))}")
-    print(f"samples       : {sweep.config.sweep.samples} per (problem, budget)")
+    print(f"budgets       : {', '.join(map(str, s.budgets))}")
+    print(f"samples       : {s.samples} per (problem, budget)")
     print(f"requests      : {len(plan.jobs):,} to send ({plan.done:,} of {plan.total:,} stored)")
-    if plan.total > sweep.config.sweep.confirm_above:
-        print(f"  above sweep.confirm_above ({sweep.config.sweep.confirm_above:,}): "
+    if plan.pending:
+        print(f"  {plan.pending:,} more wait on provider batches: collected, never sent again")
+    if plan.total > s.confirm_above:
+        print(f"  above sweep.confirm_above ({s.confirm_above:,}): "
               f"the real sweep needs --yes")
     if plan.regrade:
         print(f"  {plan.regrade:,} stored samples were graded under another rule; "
               f"the sweep regrades them first")
     for budget, n in plan.per_budget.items():
-        print(f"  budget {budget:>8}: {n:,} requests")
+        how = ""
+        if isinstance(provider, HTTPProvider):
+            parsed = next(b for b in s.budgets if str(b) == budget)
+            cap = provider.max_output_tokens(parsed)
+            how = (f", {'streamed' if provider.streams(parsed) else 'whole'} online "
+                   f"(up to {cap:,} output tokens each)")
+        print(f"  budget {budget:>8}: {n:,} requests{how}")
     print(f"input tokens  : ~{plan.projected_input_tokens:,}")
     print(f"output tokens : up to {plan.projected_output_tokens:,} (every sample at its cap)")
-    print(f"cost          : up to ${plan.projected_cost:,.2f} at the configured prices")
+    online = " <- sweep.mode" if s.mode == "online" else ""
+    print(f"cost online   : up to ${plan.projected_cost:,.2f} at the configured prices{online}")
+    if batch is None:
+        print(f"cost batch    : provider '{m.provider}' has no batch API")
+    else:
+        lim = batch.limits
+        chosen = " <- sweep.mode" if s.mode == "batch" else ""
+        print(f"cost batch    : up to ${batch.cost:,.2f} at model.batch_discount = "
+              f"{batch.discount:g}{chosen}")
+        print(f"  {batch.batches:,} batch{'es' if batch.batches != 1 else ''} of "
+              f"{batch.requests:,} requests, ~{_size(batch.bytes)} in all; nothing streams")
+        print(f"  (at most {lim.max_requests:,} requests and {_size(lim.max_bytes)} per batch; "
+              f"results within 24 h)")
     return 0
+
+
+def _size(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:,.1f} GB"
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} kB"
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -284,6 +320,8 @@ def _status(args: argparse.Namespace) -> int:
         meta = store.run_meta()
         errors = store.error_counts()
         rules = store.grading_rules()
+        batches = store.batches.batches()
+        via_batch = store.batches.via_batch()
     budgets = [str(b) for b in meta.budgets] or list(counts)
     expected = meta.n_problems * meta.samples
     holder = read_holder(args.run)
@@ -296,6 +334,8 @@ def _status(args: argparse.Namespace) -> int:
             "schema_version": meta.schema_version, "writer_pid": writer,
             "last_sweep": state.to_dict() if state else None,
             "grading_rules": {str(k): v for k, v in rules.items()},
+            "batches": [b.to_dict() for b in batches],
+            "via_batch": {"samples": via_batch[0], "cost": via_batch[1]},
         }, indent=2))
         return 0
     done_all = sum(n for c in counts.values() for st, n in c.items() if st != "failed")
@@ -321,12 +361,35 @@ def _status(args: argparse.Namespace) -> int:
         low = (f", lowest {state.min_concurrency}, {state.overloaded:,} rate-limit answers"
                if state.overloaded else "")
         print(f"  concurrency {when}: {state.effective_concurrency} of {state.concurrency}{low}")
+    if via_batch[0]:
+        print(f"  {via_batch[0]:,} samples came from provider batches (${via_batch[1]:.2f} of "
+              f"the spend, at model.batch_discount)")
+    _print_batches(batches)
     if len(rules) > 1:
         print(f"  graded under {len(rules)} different rules: run `ttc grade {args.run}` "
               f"before reporting")
     for error, n in errors[:5]:
         print(f"  {n} x {error}")
     return 0
+
+
+def _print_batches(batches: list[Any]) -> None:
+    """Open provider batches: their ids, age and request counts at the last poll."""
+    open_ = [b for b in batches if b.is_open]
+    if not open_:
+        return
+    cells = sum(b.pending for b in open_)
+    print(f"  {len(open_)} provider batch{'es' if len(open_) != 1 else ''} pending "
+          f"({cells:,} cells wait on them; the next sweep re-attaches):")
+    for b in open_:
+        if b.remote_id is None:
+            print(f"    {b.token} ({b.provider}): create unconfirmed {_age(b.age_s())} ago, "
+                  f"{b.requests:,} requests; looked up at the provider before anything is "
+                  f"sent again")
+            continue
+        counts = ", ".join(f"{n:,} {k}" for k, n in sorted(b.counts.items()) if n)
+        print(f"    {b.remote_id} ({b.provider}): {b.detail or b.status} for {_age(b.age_s())}, "
+              f"{b.requests:,} requests{': ' + counts if counts else ''}")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ class ModelConfig:
     anthropic_version: str = "2023-06-01"
     price_input_per_mtok: float = 0.0
     price_output_per_mtok: float = 0.0
+    #: fraction off both prices for requests sent through the provider's batch API
+    #: (``sweep.mode = "batch"``): 0.5 is the half price Anthropic and OpenAI charge
+    batch_discount: float = 0.5
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     # local provider
@@ -166,6 +169,11 @@ class SweepConfig:
     adaptive_concurrency: bool = True
     #: a sweep planning more samples than this needs --yes (a guard against typos)
     confirm_above: int = 1_000_000
+    #: "online": one request per sample; "batch": the provider's batch API (Anthropic
+    #: Message Batches, OpenAI Batch) at ``model.batch_discount`` off, results within 24 h
+    mode: Literal["online", "batch"] = "online"
+    #: seconds between polls of a pending batch
+    batch_poll_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from ttc.errors import ConfigError
 if TYPE_CHECKING:
     from ttc.config import Config
 
-__all__ = ["MAX_TOKENS", "check_values", "looks_like_key", "warnings_for"]
+__all__ = ["BATCH_PROVIDERS", "MAX_TOKENS", "check_values", "looks_like_key", "warnings_for"]
 
 Blame = Callable[[str, str], ConfigError]
 
@@ -56,7 +56,11 @@ _FLOATS = {  # key: (low, low_inclusive, high)
     "model.startup_timeout_s": (0.0, False, 86400.0),
     "model.price_input_per_mtok": (0.0, True, 1e6),
     "model.price_output_per_mtok": (0.0, True, 1e6),
+    "model.batch_discount": (0.0, True, 1.0),
+    "sweep.batch_poll_s": (0.0, False, 86400.0),
 }
+#: providers with a batch API (``sweep.mode = "batch"``)
+BATCH_PROVIDERS = ("anthropic", "openai")
 #: sampling temperature each provider accepts
 _TEMPERATURE = {"anthropic": 1.0, "openai": 2.0, "local": 2.0, "simulated": 2.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -117,8 +121,26 @@ def check_values(config: Config, blame: Blame) -> None:
     for subject, group in d.subject_map.items():
         if not subject.strip() or not group.strip():
             raise blame("dataset.subject_map", "dataset.subject_map names must not be empty")
+    _check_batch_mode(config, blame)
     _check_url(m.base_url, "model.base_url", blame)
     _check_key_env(m.api_key_env, "model.api_key_env", blame)
+
+
+def _check_batch_mode(config: Config, blame: Blame) -> None:
+    """Batch mode needs a provider with a batch API, sending plain chat requests."""
+    m = config.model
+    if config.sweep.mode != "batch":
+        return
+    if m.provider not in BATCH_PROVIDERS:
+        raise blame("sweep.mode", f'sweep.mode = "batch" needs a provider with a batch API '
+                    f"({' or '.join(BATCH_PROVIDERS)}); provider '{m.provider}' has none: "
+                    f'use sweep.mode = "online"')
+    if m.budget_forcing.enabled:
+        raise blame("sweep.mode", 'sweep.mode = "batch" cannot drive budget forcing (each '
+                    'sample is several dependent requests); use sweep.mode = "online"')
+    if config.agent is not None:
+        raise blame("sweep.mode", 'sweep.mode = "batch" cannot run agents (each step depends '
+                    'on the last); use sweep.mode = "online"')
 
 
 def _check_url(url: str, dotted: str, blame: Blame) -> None:

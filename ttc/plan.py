@@ -18,7 +18,7 @@ from ttc.problems import Problem
 from ttc.providers.base import Provider
 from ttc.store import SampleKey, budget_label
 
-__all__ = ["Job", "PlannedJobs", "SweepPlan", "make_plan"]
+__all__ = ["Job", "PlannedJobs", "SweepPlan", "job_for", "make_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +29,25 @@ class Job:
     order: tuple[int, ...] | None
 
 
+def job_for(
+    config: Config, problem: Problem, budget: Budget, index: int, base: tuple[int, ...] | None
+) -> Job:
+    """The job of one cell; ``base`` is the problem's stored choice order (per-sample
+    shuffling derives each sample's own order from the seed)."""
+    from ttc.prompts import choice_order
+
+    mode = config.dataset.shuffle_choices
+    if mode == "sample" and problem.kind == "mcq":
+        base = choice_order(problem, mode=mode, seed=config.sweep.seed, sample_index=index)
+    return Job(problem, budget, index, base)
+
+
 class PlannedJobs:
-    """The missing cells in budget, problem, sample order; ``len`` without generating."""
+    """The missing cells in budget, problem, sample order; ``len`` without generating.
+
+    ``done`` holds every cell not to request: stored ones, and ones waiting on a
+    provider batch (``pending``), which no sweep may send again.
+    """
 
     def __init__(
         self,
@@ -39,12 +56,25 @@ class PlannedJobs:
         orders: dict[str, tuple[int, ...] | None],
         done: set[SampleKey],
         missing: int,
+        stored: Counter[tuple[str, str]] | None = None,
     ) -> None:
         self._config = config
         self._problems = problems
         self._orders = orders
         self._done = done
         self._missing = missing
+        self._stored = stored or Counter()
+
+    def groups(self) -> Iterator[tuple[Job, int]]:
+        """``(first sample's job, cells missing)`` per (budget, problem), in job order,
+        without generating every job (for projections)."""
+        samples = self._config.sweep.samples
+        for budget in self._config.sweep.budgets:
+            label = budget_label(budget)
+            for problem in self._problems:
+                n = samples - self._stored[(problem.id, label)]
+                if n > 0:
+                    yield job_for(self._config, problem, budget, 0, self._orders[problem.id]), n
 
     def __len__(self) -> int:
         return self._missing
@@ -53,10 +83,8 @@ class PlannedJobs:
         return self._missing > 0
 
     def __iter__(self) -> Iterator[Job]:
-        from ttc.prompts import choice_order
-
         cfg = self._config
-        mode, seed, samples = cfg.dataset.shuffle_choices, cfg.sweep.seed, cfg.sweep.samples
+        mode, samples = cfg.dataset.shuffle_choices, cfg.sweep.samples
         done = self._done
         for budget in cfg.sweep.budgets:
             label = budget_label(budget)
@@ -66,9 +94,8 @@ class PlannedJobs:
                 for i in range(samples):
                     if done and (problem.id, label, i) in done:
                         continue
-                    order = (choice_order(problem, mode=mode, seed=seed, sample_index=i)
-                             if per_sample else base)
-                    yield Job(problem, budget, i, order)
+                    yield job_for(cfg, problem, budget, i, base) if per_sample else Job(
+                        problem, budget, i, base)
 
 
 @dataclass(slots=True)
@@ -84,6 +111,8 @@ class SweepPlan:
     per_budget: dict[str, int] = field(default_factory=dict)
     #: stored samples graded under another rule than this sweep's (regraded before it runs)
     regrade: int = 0
+    #: cells of this sweep waiting on a provider batch (neither done nor to request)
+    pending: int = 0
 
 
 def make_plan(
@@ -92,14 +121,24 @@ def make_plan(
     orders: dict[str, tuple[int, ...] | None],
     done: set[SampleKey],
     provider: Provider,
+    pending: set[SampleKey] | None = None,
 ) -> SweepPlan:
-    """Count and project the missing cells in O(problems x budgets), never per sample."""
+    """Count and project the missing cells in O(problems x budgets), never per sample.
+
+    ``pending`` cells wait on a provider batch: counted apart, never planned again.
+    """
     samples = config.sweep.samples
     ids = {p.id for p in problems}
     labels = {budget_label(b) for b in config.sweep.budgets}
-    stored: Counter[tuple[str, str]] = Counter(
-        (pid, label) for pid, label, i in done if i < samples and pid in ids and label in labels
-    )
+
+    def ours(keys: set[SampleKey]) -> Counter[tuple[str, str]]:
+        return Counter((pid, label) for pid, label, i in keys
+                       if i < samples and pid in ids and label in labels)
+
+    waiting = ours(pending - done) if pending else Counter()
+    stored = ours(done) + waiting
+    if pending:
+        done = done | pending
     per_budget: dict[str, int] = {}
     in_tokens = out_tokens = missing = 0
     for budget in config.sweep.budgets:
@@ -116,5 +155,7 @@ def make_plan(
     total = len(problems) * len(config.sweep.budgets) * samples
     m = config.model
     cost = (in_tokens * m.price_input_per_mtok + out_tokens * m.price_output_per_mtok) / 1e6
-    jobs = PlannedJobs(config, problems, orders, done if stored else set(), missing)
-    return SweepPlan(total, total - missing, jobs, in_tokens, out_tokens, cost, per_budget)
+    jobs = PlannedJobs(config, problems, orders, done if stored else set(), missing, stored)
+    n_pending = sum(waiting.values())
+    return SweepPlan(total, total - missing - n_pending, jobs, in_tokens, out_tokens, cost,
+                     per_budget, pending=n_pending)

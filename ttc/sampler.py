@@ -8,6 +8,10 @@ retryable errors are retried with exponential backoff and full jitter, honouring
 server's retry hints. Each finished sample is committed before its worker takes the
 next job (``ttc.commit``), so ``kill -9`` loses only what is in flight and a full disk
 stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed.
+
+``sweep.mode = "batch"`` hands the same plan to ``ttc.batch`` (the providers' batch
+APIs); cells waiting on a batch are never planned by either mode, and an online sweep
+first folds in the results of batches that have ended.
 """
 
 from __future__ import annotations
@@ -67,6 +71,19 @@ class SweepResult:
     min_concurrency: int = 0
     concurrency_ceiling: int = 0
 
+    def count(self, record: SampleRecord) -> None:
+        """Add one stored sample to the tallies."""
+        if record.status == "failed":
+            self.failed += 1
+            key = (record.error or "error").split(":")[0][:60]
+            self.errors[key] = self.errors.get(key, 0) + 1
+        else:
+            self.completed += 1
+            self.censored += record.status == "censored"
+        self.cost += record.cost
+        self.tokens += record.output_tokens
+        self.wasted_tokens += record.wasted_output_tokens
+
 
 class Sweep:
     """One configured sweep over one run directory."""
@@ -119,7 +136,8 @@ class Sweep:
                 dataset_info=dataset_info(self.config, fingerprint["dataset"], problems),
             )
             regraded = self._unify_grading(store)
-            plan = make_plan(self.config, problems, orders, store.done_keys(), provider)
+            plan = make_plan(self.config, problems, orders, store.done_keys(), provider,
+                             store.batches.pending_keys())
             plan.regrade = regraded
         except BaseException:
             store.close()
@@ -130,15 +148,17 @@ class Sweep:
         """Like ``prepare`` but writes nothing and needs no key or lock: for ``--dry-run``."""
         problems, provider, fingerprint, orders = self._load(check_key=False)
         done: set[SampleKey] = set()
+        pending: set[SampleKey] = set()
         regrade = 0
         if (self.run_dir / "samples.sqlite").exists():
             with RunStore(self.run_dir, read_only=True) as store:
                 refuse_import(store)
                 store.check(fingerprint)
                 done = store.done_keys()
+                pending = store.batches.pending_keys()
                 regrade = sum(n for rule, n in store.grading_rules().items()
                               if rule != self._rule)
-        plan = make_plan(self.config, problems, orders, done, provider)
+        plan = make_plan(self.config, problems, orders, done, provider, pending)
         plan.regrade = regrade
         return None, problems, provider, plan
 
@@ -229,6 +249,17 @@ class Sweep:
         committer = self._committer = Committer(store)
         state = StateWriter(store, self._limit)
         try:
+            if self.config.sweep.mode == "batch" or store.batches.has_open():
+                from ttc.batch.runner import BatchSweep
+
+                batches = BatchSweep(self, store, provider, bar, result)
+                if self.config.sweep.mode == "batch":
+                    with bar:
+                        await batches.run(plan, lambda: self.replan(store, problems, provider))
+                    return result
+                if await batches.collect_ended():  # online: fold in batches that ended
+                    plan = self.replan(store, problems, provider)
+                    result.planned = len(plan.jobs)
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
             await provider.start()
@@ -269,6 +300,12 @@ class Sweep:
                 await provider.aclose()
         return result
 
+    def replan(self, store: RunStore, problems: list[Problem], provider: Provider) -> SweepPlan:
+        """The plan again, after batch results changed what is stored or pending."""
+        orders = {p.id: order for p, order in store.problems()}
+        return make_plan(self.config, problems, orders, store.done_keys(), provider,
+                         store.batches.pending_keys())
+
     async def _tick(self, bar: Any, state: StateWriter) -> None:
         """Once a second: the progress line (printed even when stalled) and the run's state."""
         while True:
@@ -289,16 +326,7 @@ class Sweep:
         for job in jobs:
             record = await self._sample(job, provider, requests, tokens)
             await self._committer.commit(record)  # on disk before the next job is taken
-            if record.status == "failed":
-                result.failed += 1
-                key = (record.error or "error").split(":")[0][:60]
-                result.errors[key] = result.errors.get(key, 0) + 1
-            else:
-                result.completed += 1
-                result.censored += record.status == "censored"
-            result.cost += record.cost
-            result.tokens += record.output_tokens
-            result.wasted_tokens += record.wasted_output_tokens
+            result.count(record)
             bar.advance(record)
 
     def _prompt(self, job: Job) -> str:
@@ -313,19 +341,23 @@ class Sweep:
             self._prompts[key] = text
         return text
 
-    async def _sample(
-        self, job: Job, provider: Provider, requests: RequestLimiter, tokens: TokenBucket
-    ) -> SampleRecord:
-        sweep = self.config.sweep
-        request = SampleRequest(
+    def request_for(self, job: Job) -> SampleRequest:
+        """The request of one cell (the same online and in a batch)."""
+        return SampleRequest(
             problem=job.problem,
             prompt=self._prompt(job),
             budget=job.budget,
             sample_index=job.sample_index,
             system=self.config.prompt.system,
-            seed=_sample_seed(sweep.seed, job),
+            seed=_sample_seed(self.config.sweep.seed, job),
             choice_order=job.order,
         )
+
+    async def _sample(
+        self, job: Job, provider: Provider, requests: RequestLimiter, tokens: TokenBucket
+    ) -> SampleRecord:
+        sweep = self.config.sweep
+        request = self.request_for(job)
         label = budget_label(job.budget)
         error: str | None = None
         attempt = wasted = 0

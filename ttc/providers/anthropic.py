@@ -15,7 +15,7 @@ SDK's assumed 128k tokens an hour, or a model's own non-streaming limit).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -33,6 +33,9 @@ from ttc.providers.base import (
 )
 from ttc.providers.responses import error_from_payload
 from ttc.sse import SSEEvent
+
+if TYPE_CHECKING:
+    from ttc.batch.anthropic import AnthropicBatches
 
 __all__ = [
     "ANTHROPIC_EFFORTS",
@@ -144,6 +147,16 @@ class AnthropicProvider(HTTPProvider):
             assembler = MessageStream(self.max_text_bytes)
             return parse_message(await self._stream(body, assembler, request.on_tokens))
         return parse_message(await self._post(body))
+
+    # ------------------------------------------------------------------ batches
+    def parse_body(self, data: dict[str, Any]) -> Completion:
+        return parse_message(data)
+
+    def batch_api(self) -> AnthropicBatches:
+        """Message Batches (``/v1/messages/batches``) at this provider's origin."""
+        from ttc.batch.anthropic import AnthropicBatches
+
+        return AnthropicBatches(self.batch_wire())
 
 
 class MessageStream:

@@ -9,7 +9,9 @@ and streams add only ``sweep.idle_timeout_s`` (silence, not length).
 
 ``HTTPProvider.complete`` is the one exit of every HTTP backend, streamed or not:
 usage is checked for impossible values, stored text is capped at
-``sweep.max_text_bytes``, and the API key is scrubbed from any error there.
+``sweep.max_text_bytes``, and the API key is scrubbed from any error there. Batch
+results (``ttc.batch``) leave through ``batch_result``, which applies the same parse
+and the same checks to the body a batch returned, so a batch sample is the online one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import abc
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
@@ -40,6 +42,9 @@ from ttc.providers.responses import (
     scrub_secret,
 )
 from ttc.sse import SSEEvent
+
+if TYPE_CHECKING:
+    from ttc.batch.wire import BatchAPI, BatchWire
 
 __all__ = [
     "AUTO_STREAM_TOKENS",
@@ -244,6 +249,8 @@ class HTTPProvider(Provider):
 
         sweep = sweep or SweepConfig()
         self.stream_mode: bool | Literal["auto"] = sweep.stream
+        #: samples go through the provider's batch API (nothing streams there)
+        self.batch_mode = sweep.mode == "batch"
         self.idle_timeout_s = sweep.idle_timeout_s
         self.max_text_bytes = sweep.max_text_bytes
         self._owns_transport = transport is None
@@ -251,6 +258,7 @@ class HTTPProvider(Provider):
             max_connections=max_connections
         )
         base = (config.base_url or self.default_base_url).rstrip("/")
+        self._base = base
         self._url = base + self.endpoint
         key = config.api_key()
         self._secret = key or ""
@@ -275,7 +283,7 @@ class HTTPProvider(Provider):
 
     def check_budget(self, budget: Budget) -> None:
         """Refuse ``sweep.stream = false`` for a budget the API serves only as a stream."""
-        if self.stream_mode is False and self.requires_stream(budget):
+        if self.stream_mode is False and self.requires_stream(budget) and not self.batch_mode:
             raise ConfigError(
                 f"sweep.stream = false, but {self.kind} serves budget {budget!r} "
                 f"({self.max_output_tokens(budget)} output tokens) only as a stream; "
@@ -286,16 +294,49 @@ class HTTPProvider(Provider):
     async def complete(self, request: SampleRequest) -> Completion:
         """Draw one sample; usage checked, text capped, the key scrubbed from errors."""
         try:
-            completion = await self._complete(request)
-            check_usage(completion, self.output_cap(request), self.kind)
-            return cap_text(completion, self.max_text_bytes)
+            return self._checked(await self._complete(request), request)
         except APIError as exc:
             scrub_secret(exc, self._secret)
             raise
 
+    def _checked(self, completion: Completion, request: SampleRequest) -> Completion:
+        check_usage(completion, self.output_cap(request), self.kind)
+        return cap_text(completion, self.max_text_bytes)
+
     @abc.abstractmethod
     async def _complete(self, request: SampleRequest) -> Completion:
         """The wire-format work of ``complete``."""
+
+    # ------------------------------------------------------------ batch hooks
+    def batch_api(self) -> BatchAPI | None:
+        """This backend's batch API (``sweep.mode = "batch"``); None when it has none."""
+        return None
+
+    def batch_body(self, request: SampleRequest) -> dict[str, Any]:
+        """The body one batch entry carries: exactly the non-streaming ``build_body``."""
+        body: dict[str, Any] = self.build_body(request)  # type: ignore[attr-defined]
+        for key in ("stream", "stream_options"):
+            body.pop(key, None)
+        return body
+
+    def parse_body(self, data: dict[str, Any]) -> Completion:
+        """Read a non-streaming response body (what a batch entry returns)."""
+        raise NotImplementedError(f"{self.kind} has no batch API")
+
+    def batch_result(self, data: dict[str, Any], request: SampleRequest) -> Completion:
+        """The batch path's exit: the online parse, usage checks, text cap and scrub."""
+        try:
+            return self._checked(self.parse_body(data), request)
+        except APIError as exc:
+            scrub_secret(exc, self._secret)
+            raise
+
+    def batch_wire(self) -> BatchWire:
+        """HTTP to this backend's origin with its key (the key goes nowhere else)."""
+        from ttc.batch.wire import BatchWire
+
+        return BatchWire(self._transport, base_url=self._base, headers=self._headers,
+                         secret=self._secret, provider=self.kind)
 
     @property
     def max_tokens_key(self) -> str:

@@ -17,7 +17,7 @@ that stops without it was cut.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +34,9 @@ from ttc.providers.base import (
 )
 from ttc.providers.responses import error_from_payload
 from ttc.sse import SSEEvent
+
+if TYPE_CHECKING:
+    from ttc.batch.openai import OpenAIBatches
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -94,6 +97,16 @@ class OpenAIProvider(HTTPProvider):
                 await self._stream(body, assembler, request.on_tokens)
             )
         return parse_chat_completion(await self._post(body))
+
+    # ------------------------------------------------------------------ batches
+    def parse_body(self, data: dict[str, Any]) -> Completion:
+        return parse_chat_completion(data)
+
+    def batch_api(self) -> OpenAIBatches:
+        """The Batch API (``/files``, ``/batches``) at this provider's base URL."""
+        from ttc.batch.openai import OpenAIBatches
+
+        return OpenAIBatches(self.batch_wire())
 
 
 class ChunkStream:

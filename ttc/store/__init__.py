@@ -2,11 +2,13 @@
 
 ``RunStore`` (``_core``) reads and writes it; ``SampleRecord`` (``_records``) is one
 sample; ``RunMeta`` (``_meta``) is the run's typed record; ``_schema`` owns the layout,
-its version and migrations, and the checks that turn a damaged file into one line.
+its version and migrations, and the checks that turn a damaged file into one line;
+``BatchLedger`` (``_batches``) records provider batches and the cells waiting on them.
 """
 
 from __future__ import annotations
 
+from ttc.store._batches import BatchLedger, BatchRow
 from ttc.store._core import DB_NAME, RunStore
 from ttc.store._meta import ORIGINS, RunMeta, SweepState
 from ttc.store._records import SampleKey, SampleRecord, budget_label, grading_rule
@@ -14,6 +16,8 @@ from ttc.store._schema import SCHEMA_VERSION
 
 __all__ = [
     "DB_NAME",
+    "BatchLedger",
+    "BatchRow",
     "ORIGINS",
     "SCHEMA_VERSION",
     "RunMeta",

@@ -27,6 +27,7 @@ from ttc.errors import RunConflictError, StoreError, UserInputError
 from ttc.lock import Holder, RunLock
 from ttc.problems import Problem
 from ttc.store import _schema
+from ttc.store._batches import BatchLedger, resolve_cells
 from ttc.store._meta import ORIGINS, RunMeta
 from ttc.store._records import COLUMNS, HEAVY, SampleKey, SampleRecord, record_from_row, to_row
 
@@ -96,6 +97,9 @@ class RunStore:
                 _schema.migrate(self._db, self.path, self.schema_version)
                 self.schema_version = _schema.SCHEMA_VERSION
             self._sources = _schema.column_sources(self._db)
+            #: cells wait on a provider batch: writes resolve their markers (see _batches)
+            self._batch_cells_pending = self.batches.available and bool(self._all(
+                "SELECT EXISTS (SELECT 1 FROM batch_cells WHERE state = 'pending')")[0][0])
         except BaseException:
             self.close()
             raise
@@ -206,13 +210,24 @@ class RunStore:
 
         A record replaces a stored row only when that row failed: a stored ``ok`` or
         ``censored`` sample is kept and the newcomer dropped (exactly once, never lost).
+        A cell waiting on a provider batch has its marker resolved in the same
+        transaction, so a batch result is stored and resolved together or not at all.
         """
+        records = list(records)
         rows = [to_row(r) for r in records]
         if not rows:
             return 0
         with self._transaction():
             cursor = self._db.executemany(_UPSERT, rows)
-        return max(0, cursor.rowcount)
+            written = cursor.rowcount
+            if self._batch_cells_pending:
+                resolve_cells(self._db, records)
+        return max(0, written)
+
+    @property
+    def batches(self) -> BatchLedger:
+        """The run's provider batches and the cells waiting on them (batch mode)."""
+        return BatchLedger(self)
 
     def _select(self, cols: Sequence[str], prefix: str = "") -> str:
         return ", ".join(

@@ -6,7 +6,10 @@ Version history (``PRAGMA user_version``, mirrored as ``schema_version`` in ``me
 2. ``wasted_output_tokens``, ``logprobs`` and ``grading_rule`` per sample, and the
    budget as typed columns (``budget_tokens`` INTEGER for token budgets,
    ``budget_effort`` TEXT for effort names), generated from the key's label so they
-   can never disagree with it.
+   can never disagree with it;
+3. ``batches`` (one row per provider batch: its id, once known, and what it held) and
+   ``batch_cells`` (per cell: the custom id it was sent under, its batch, and whether
+   its result is still pending), for ``sweep.mode = "batch"`` (see ``ttc.store._batches``).
 
 A writer migrates an older store in place on open; a reader never writes, so it reads
 an older layout through ``column_sources`` instead. A newer store is refused.
@@ -27,7 +30,7 @@ from ttc.errors import StoreCorruptError, StoreError, StoreVersionError, StoreWr
 
 __all__ = ["SCHEMA_VERSION", "check_file", "connect", "migrate", "recovery_hint", "wrap_error"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _HEADER = b"SQLite format 3\x00"
 
 _BUDGET_TOKENS = (
@@ -43,6 +46,34 @@ _V2_COLUMNS = {
     "budget_tokens": f"INTEGER GENERATED ALWAYS AS ({_BUDGET_TOKENS}) VIRTUAL",
     "budget_effort": f"TEXT GENERATED ALWAYS AS ({_BUDGET_EFFORT}) VIRTUAL",
 }
+
+#: tables added by version 3 (batch mode); ``IF NOT EXISTS`` so a migration may rerun
+_V3_TABLES = """
+CREATE TABLE IF NOT EXISTS batches (
+    local_id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    remote_id TEXT UNIQUE,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    submitted_at REAL,
+    ended_at REAL,
+    requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    counts TEXT,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS batch_cells (
+    problem_id TEXT NOT NULL,
+    budget TEXT NOT NULL,
+    sample_index INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    local_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (problem_id, budget, sample_index)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batch_cells_by_batch ON batch_cells (local_id, state);
+"""
 
 _V1_TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -179,7 +210,7 @@ def connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
 
 
 def create_file(path: Path) -> None:
-    """Create a fresh v2 store atomically: a whole schema or no file at all.
+    """Create a fresh store of the current schema atomically: all of it or no file at all.
 
     Built under a temporary name and linked into place, so a crash never leaves the
     0-byte file that every later command would refuse.
@@ -193,6 +224,7 @@ def create_file(path: Path) -> None:
             db.executescript(_V1_TABLES)
             for name, decl in _V2_COLUMNS.items():
                 db.execute(f"ALTER TABLE samples ADD COLUMN {name} {decl}")
+            db.executescript(_V3_TABLES)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -242,6 +274,9 @@ def migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
         for name, decl in _V2_COLUMNS.items():
             if name not in have:
                 db.execute(f"ALTER TABLE samples ADD COLUMN {name} {decl}")
+        for statement in _V3_TABLES.split(";"):
+            if statement.strip():  # executescript would commit the open transaction
+                db.execute(statement)
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                    (str(SCHEMA_VERSION),))
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

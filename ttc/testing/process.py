@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ttc.testing.batches import OUTCOMES, BatchPlan
 from ttc.testing.faults import FAULTS, FaultPlan
 from ttc.testing.server import FakeServer
 from ttc.testing.tools import ScriptedToolModel
@@ -89,6 +90,8 @@ def start_subprocess(
     event_delay_s: float = 0.0,
     words_per_event: int = 16,
     tool_calcs: int = 2,
+    batch_delay_s: float = 0.0,
+    batch_outcomes: tuple[str, ...] = (),
 ) -> Iterator[ServerProcess]:
     """Start ``python -m ttc.testing.fake_server`` and yield it once it listens."""
     cmd = [
@@ -109,7 +112,11 @@ def start_subprocess(
         str(words_per_event),
         "--tool-calcs",
         str(tool_calcs),
+        "--batch-delay",
+        str(batch_delay_s),
     ]
+    for outcome in batch_outcomes:
+        cmd += ["--batch-outcome", outcome]
     for name, rate in (rates or {}).items():
         cmd += ["--fault", f"{name}={rate}"]
     env = dict(os.environ)
@@ -158,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="words of text one stream event carries")
     parser.add_argument("--tool-calcs", type=int, default=2,
                         help="calculate calls the scripted tool model makes before it submits")
+    parser.add_argument("--batch-delay", type=float, default=0.0,
+                        help="seconds a batch stays in progress")
+    parser.add_argument("--batch-outcome", action="append", default=[], choices=OUTCOMES,
+                        help="the outcome of the n-th submission of each batch entry "
+                        "(repeat: first, second, ...; later ones succeed)")
     args = parser.parse_args(argv)
     rates = {}
     for item in args.fault:
@@ -174,8 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     async def serve() -> None:
+        batch_plan = BatchPlan(delay_s=args.batch_delay, per_entry=tuple(args.batch_outcome))
         server = FakeServer(plan=plan, record_limit=args.record,
-                            tool_responder=ScriptedToolModel(calcs=args.tool_calcs))
+                            tool_responder=ScriptedToolModel(calcs=args.tool_calcs),
+                            batch_plan=batch_plan)
         url = await server.start(args.host, args.port)
         print(f"fake_server listening on {url}", flush=True)
         try:

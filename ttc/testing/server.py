@@ -5,8 +5,11 @@ Endpoints: ``POST /v1/messages`` (Anthropic), ``POST /v1/chat/completions`` (Ope
 chat), ``POST /v1/completions`` (OpenAI legacy text, for budget forcing), each whole or,
 with ``"stream": true``, as SSE; a chat request with ``tools`` is answered by the
 scripted tool model of ``ttc.testing.tools`` after the real APIs' tool-use checks, and
-meets the same fault plan; ``GET /health``; ``GET /_fake/stats`` and
-``POST /_fake/plan`` (a ``FaultPlan`` as JSON) to steer a server in another process.
+meets the same fault plan; both batch APIs (``ttc.testing.batches``, unless
+``batches=False``: a server that 404s them; counters at ``GET /_fake/batches``);
+``GET /health``; ``GET /_fake/stats`` and
+``POST /_fake/plan`` (a ``FaultPlan`` as JSON; ``{"batch": {...}}`` sets the
+``BatchPlan``) to steer a server in another process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from ttc.providers.base import EFFORT_TOKENS
+from ttc.testing.batches import BatchAPIs, BatchPlan
 from ttc.testing.faults import ERROR_TYPES, FAULTS, STREAM_FAULTS, FaultPlan
 from ttc.testing.responders import (
     Api,
@@ -66,6 +70,8 @@ class FakeServer:
         reasoning_field: str = "reasoning_content",
         budget_field: str = "thinking_token_budget",
         effort_field: str = "reasoning_effort",
+        batch_plan: BatchPlan | None = None,
+        batches: bool = True,
     ) -> None:
         self.plan = plan or FaultPlan()
         self.responder: Responder = responder or arithmetic_responder
@@ -89,9 +95,14 @@ class FakeServer:
         self.app.router.add_post("/v1/messages", self._model)
         self.app.router.add_post("/v1/chat/completions", self._model)
         self.app.router.add_post("/v1/completions", self._model)
+        #: the batch endpoints and what they were sent
+        self.batches = BatchAPIs(self, batch_plan)
+        if batches:
+            self.batches.add_routes(self.app.router)
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/_fake/stats", self._stats)
+        self.app.router.add_get("/_fake/batches", self._batch_stats)
         self.app.router.add_post("/_fake/plan", self._set_plan)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -120,6 +131,7 @@ class FakeServer:
         self.faults.clear()
         self.requests.clear()
         self._seen.clear()
+        self.batches.reset()
 
     # ---------------------------------------------------------------- handlers
 
@@ -135,9 +147,15 @@ class FakeServer:
                   "refused": self.refused}
         )
 
+    async def _batch_stats(self, request: web.Request) -> web.Response:
+        return _json(200, self.batches.stats())
+
     async def _set_plan(self, request: web.Request) -> web.Response:
         try:
-            self.plan = FaultPlan.from_dict(orjson.loads(await request.read()))
+            data = orjson.loads(await request.read())
+            if isinstance(data, dict) and "batch" in data:
+                self.batches.plan = BatchPlan.from_dict(data.pop("batch"))
+            self.plan = FaultPlan.from_dict(data)
         except (ValueError, TypeError, AttributeError) as exc:
             return _json(400, {"error": {"message": str(exc)}})
         return _json(200, {"ok": True})
@@ -165,11 +183,7 @@ class FakeServer:
             return _error(api, 400, "request body is not a JSON object")
         stream = body.get("stream") is True
         self.streamed += stream
-        fingerprint = hash(raw)
-        if len(self._seen) > 1_000_000:
-            self._seen.clear()
-        attempt = self._seen.get(fingerprint, 0)
-        self._seen[fingerprint] = attempt + 1
+        attempt = self.seen(raw)
         plan = self.plan
         if plan.latency_s > 0:
             await asyncio.sleep(plan.latency_s)
@@ -268,6 +282,29 @@ class FakeServer:
         if request.transport is not None:
             request.transport.abort()
         return response
+
+    def seen(self, raw: bytes) -> int:
+        """How often this exact body arrived before (batch entries count as arrivals)."""
+        fingerprint = hash(raw)
+        if len(self._seen) > 1_000_000:
+            self._seen.clear()
+        attempt = self._seen.get(fingerprint, 0)
+        self._seen[fingerprint] = attempt + 1
+        return attempt
+
+    def error_response(
+        self, api: Api, status: int, message: str, plan: FaultPlan | None = None
+    ) -> web.Response:
+        """An error in ``api``'s shape (with retry hints for 429/503/529)."""
+        headers: dict[str, str] = {}
+        if plan is not None and status in (429, 503, 529):
+            headers["retry-after"] = f"{plan.retry_after_s:g}"
+            headers["retry-after-ms"] = str(round(plan.retry_after_s * 1000))
+        return _error(api, status, message, headers)
+
+    def query(self, api: Api, body: dict[str, Any], number: int, attempt: int) -> Query:
+        """The request reduced to what the responder sees."""
+        return self._query(api, body, number, attempt)
 
     def _query(self, api: Api, body: dict[str, Any], number: int, attempt: int) -> Query:
         seed = body.get("seed")
