@@ -1,0 +1,272 @@
+"""Exact replay of a stop rule over every order of a problem's samples: a DP on count states.
+
+Draw the n samples of a pool in a uniformly random order. After t draws, the
+probability of any particular sequence of answer classes with class counts d is
+prod_a n_a^(d_a) / n^(t) (falling factorials): it depends on d only. A rule that reads a
+``Tally`` sees a function of d (plus, for ESC, the trailing run), so the process
+"counts so far, still drawing" is a Markov chain on count vectors: from d, the next
+sample is class a with probability (n_a - d_a) / (n - t). Pushing probability mass
+through this chain layer by layer (t = 1..n), and retiring the mass of every state
+where the rule stops, gives the exact law of the stopping state. From it:
+
+* accuracy = sum over stopping states of P(state) * plurality credit of its counts;
+* samples = sum of P(state) * t;
+* tokens = sum_a E[d_a at the stop] * (mean tokens of class a's samples): given the
+  counts, which samples of a class were drawn is a uniform subset, by exchangeability.
+
+Classes are anonymous to the rule, so classes with the same size and credit are
+interchangeable: their counts are kept sorted (one canonical state per multiset) and
+classes of size one collapse into a counter. For rules with ``memory`` > 0 (ESC) the
+state also carries the trailing run (which class, how long, capped at ``memory``), and
+only the size-one classes are merged. When a layer would exceed ``max_states`` the
+replay gives up (``None``) and the caller falls back to random orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ttc.adaptive.pool import FloatArray, IntArray, Outcome, Pool
+from ttc.adaptive.rules import StopRule, Tally, TallyBatch
+
+__all__ = ["Decider", "replay_exact"]
+
+_MEMBER, _COUNTER, _ABSTAIN = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """State columns: class members (sorted within a segment), singleton counters, abstain."""
+
+    cap: IntArray  # largest value of the column
+    kind: IntArray
+    credit: FloatArray  # credit of one member class of the column
+    unit_tokens: FloatArray  # expected tokens of one draw counted in the column
+    seg_start: IntArray  # members: first column of the segment (== own index if alone)
+    seg_end: IntArray
+
+
+def _layout(pool: Pool, *, merge: bool) -> _Layout:
+    counts = pool.counts
+    tok_sum = np.bincount(pool.classes[pool.classes >= 0], weights=pool.tokens[pool.classes >= 0],
+                          minlength=counts.size)
+    types: dict[tuple[int, float], list[int]] = {}
+    for c in range(counts.size):
+        types.setdefault((int(counts[c]), float(pool.credit[c])), []).append(c)
+    cap: list[int] = []
+    kind: list[int] = []
+    credit: list[float] = []
+    unit: list[float] = []
+    start: list[int] = []
+    end: list[int] = []
+    for (size, cred), members in sorted(types.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        type_tokens = float(tok_sum[members].sum()) / (size * len(members))
+        if size == 1:
+            cap.append(len(members))
+            kind.append(_COUNTER)
+            credit.append(cred)
+            unit.append(type_tokens)
+            start.append(len(cap) - 1)
+            end.append(len(cap))
+        elif merge:
+            first = len(cap)
+            for _ in members:
+                cap.append(size)
+                kind.append(_MEMBER)
+                credit.append(cred)
+                unit.append(type_tokens)
+                start.append(first)
+                end.append(first + len(members))
+        else:
+            for c in members:
+                cap.append(size)
+                kind.append(_MEMBER)
+                credit.append(cred)
+                unit.append(float(tok_sum[c]) / size)
+                start.append(len(cap) - 1)
+                end.append(len(cap))
+    abstain = pool.classes < 0
+    if abstain.any():
+        cap.append(int(abstain.sum()))
+        kind.append(_ABSTAIN)
+        credit.append(0.0)
+        unit.append(float(pool.tokens[abstain].mean()))
+        start.append(len(cap) - 1)
+        end.append(len(cap))
+    return _Layout(np.array(cap, np.int64), np.array(kind, np.int64), np.array(credit),
+                   np.array(unit), np.array(start, np.int64), np.array(end, np.int64))
+
+
+class Decider:
+    """Asks a rule about many states at once: one call per distinct tally, cached.
+
+    ``members``: vote counts of classes tracked one by one (any order); ``ones``: how
+    many size-one classes were drawn; ``abstained``; ``streak`` (already capped).
+    """
+
+    def __init__(self, rule: StopRule) -> None:
+        self.rule = rule
+        self.cache: dict[Tally, bool] = {}
+
+    def __call__(self, members: IntArray, ones: IntArray, abstained: IntArray,
+                 streak: IntArray) -> NDArray[np.bool_]:
+        width = members.shape[1]
+        ordered = -np.sort(-members, axis=1) if width else members
+        fast = getattr(self.rule, "stop_mask", None)
+        if fast is not None:
+            mask = fast(TallyBatch(ordered, ones, abstained, streak))
+            if mask is not None:
+                return np.asarray(mask, dtype=bool)
+        profile = np.column_stack([ordered, ones, abstained, streak]).astype(np.int64)
+        base = int(profile.max(initial=0)) + 1
+        if base ** profile.shape[1] < 2**62:  # one int64 key per profile: a fast unique
+            keys = profile @ (base ** np.arange(profile.shape[1], dtype=np.int64))
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            unique = profile[first]
+        else:
+            unique, inverse = np.unique(profile, axis=0, return_inverse=True)
+        out = np.empty(unique.shape[0], dtype=bool)
+        cache, rule = self.cache, self.rule
+        for i, row in enumerate(unique.tolist()):
+            counts = tuple(v for v in row[:width] if v > 0) + (1,) * row[width]
+            tally = Tally(counts, row[width + 1], row[width + 2])
+            decision = cache.get(tally)
+            if decision is None:
+                decision = cache[tally] = bool(rule.should_stop(tally))
+            out[i] = decision
+        return out[inverse.reshape(-1)]
+
+
+def _credit(states: IntArray, lay: _Layout) -> FloatArray:
+    """Plurality credit of each state; ties share; a state without votes earns 0."""
+    member = lay.kind == _MEMBER
+    counter = lay.kind == _COUNTER
+    m = states[:, member]
+    ones = states[:, counter]
+    top = m.max(axis=1) if m.shape[1] else np.zeros(states.shape[0], np.int64)
+    top = np.maximum(top, (ones.sum(axis=1) > 0).astype(np.int64))
+    at_top = (m == top[:, None]) & (top[:, None] > 0)
+    single = (top == 1)[:, None] * ones
+    numerator = at_top @ lay.credit[member] + single @ lay.credit[counter]
+    leaders = at_top.sum(axis=1) + single.sum(axis=1)
+    return np.divide(numerator, leaders, out=np.zeros(states.shape[0]), where=leaders > 0)
+
+
+def _merge(states: IntArray, weights: FloatArray, ptr: IntArray, run: IntArray,
+           radix: IntArray | None, memory: int) -> tuple[IntArray, FloatArray, IntArray, IntArray]:
+    """Sum the mass of identical states."""
+    if radix is not None:
+        keys = states @ radix[:-2]
+        if memory:
+            keys = keys + (ptr + 1) * radix[-2] + run * radix[-1]
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        stacked = np.column_stack([states, ptr, run])
+        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    mass = np.bincount(inverse, weights=weights, minlength=first.size).astype(np.float64)
+    return states[first], mass, ptr[first], run[first]
+
+
+def _radix(lay: _Layout, memory: int) -> IntArray | None:
+    """Mixed-radix weights for one int64 key per state, or None if it would overflow."""
+    sizes = [int(c) + 1 for c in lay.cap] + [lay.cap.size + 1, memory + 1]
+    weights, acc = [], 1
+    for size in sizes:
+        weights.append(acc)
+        acc *= size
+    return np.array(weights, dtype=np.int64) if acc < 2**62 else None
+
+
+def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
+                 negligible: float = 1e-15) -> Outcome | None:
+    """The rule's exact expected credit, samples and tokens over all orders of ``pool``.
+
+    States whose probability falls below ``negligible`` are dropped and their total mass
+    kept as ``Outcome.error_bound`` (credit lies in [0, 1], so the expected credit is off
+    by at most that much; samples by at most n times it). None when some layer of the
+    DP holds more than ``max_states`` live states.
+    """
+    n = pool.n
+    if n == 0:
+        return Outcome(0.0, 0.0, 0.0, exact=True)
+    memory = int(rule.memory)
+    lay = _layout(pool, merge=memory == 0)
+    width = lay.cap.size
+    member = np.nonzero(lay.kind == _MEMBER)[0]
+    counter = np.nonzero(lay.kind == _COUNTER)[0]
+    abstain = np.nonzero(lay.kind == _ABSTAIN)[0]
+    radix = _radix(lay, memory)
+    decide = Decider(rule)
+    states = np.zeros((1, width), dtype=np.int64)
+    mass = np.ones(1)
+    ptr = np.full(1, -1, dtype=np.int64)
+    run = np.zeros(1, dtype=np.int64)
+    acc_credit = acc_samples = acc_mass = dropped = 0.0
+    acc_draws = np.zeros(width)
+    for t in range(n):
+        parts: list[tuple[IntArray, FloatArray, IntArray, IntArray]] = []
+        for j in range(width):
+            v = states[:, j]
+            room = (lay.cap[j] - v).astype(np.float64)
+            s, e = int(lay.seg_start[j]), int(lay.seg_end[j])
+            if lay.kind[j] == _MEMBER and e - s > 1:
+                # sorted segment: only the leftmost of a run of equal counts moves, for all
+                lead = np.ones(v.size, bool) if j == s else states[:, j - 1] != v
+                ties = (states[:, j:e] == v[:, None]).sum(axis=1)
+                room = np.where(lead, room * ties, 0.0)
+            keep = np.nonzero(room > 0)[0]
+            if keep.size == 0:
+                continue
+            new = states[keep].copy()
+            new[:, j] += 1
+            w = mass[keep] * room[keep] / (n - t)
+            if not memory:
+                p, r = ptr[keep], run[keep]
+            elif lay.kind[j] == _ABSTAIN:
+                p, r = np.full(keep.size, -1), np.zeros(keep.size, np.int64)
+            elif lay.kind[j] == _COUNTER:  # a size-one class: its run can never grow
+                p, r = np.full(keep.size, -1), np.ones(keep.size, np.int64)
+            else:
+                same = ptr[keep] == j
+                p = np.full(keep.size, j)
+                r = np.where(same, np.minimum(run[keep] + 1, memory), 1)
+            parts.append((new, w, p.astype(np.int64), r.astype(np.int64)))
+        states = np.concatenate([x[0] for x in parts])
+        mass = np.concatenate([x[1] for x in parts])
+        ptr = np.concatenate([x[2] for x in parts])
+        run = np.concatenate([x[3] for x in parts])
+        if t + 1 == n:
+            stop = np.ones(mass.size, dtype=bool)
+        else:
+            ones = states[:, counter].sum(axis=1)
+            abst = states[:, abstain].sum(axis=1)
+            stop = decide(states[:, member], ones, abst, run if memory else np.zeros_like(run))
+        if stop.any():
+            w = mass[stop]
+            acc_credit += float(w @ _credit(states[stop], lay))
+            acc_samples += float(w.sum()) * (t + 1)
+            acc_mass += float(w.sum())
+            acc_draws += w @ states[stop]
+        live = ~stop
+        if not live.any():
+            break
+        states, mass, ptr, run = _merge(states[live], mass[live], ptr[live], run[live],
+                                        radix, memory)
+        tiny = mass < negligible
+        if tiny.any():
+            dropped += float(mass[tiny].sum())
+            kept = ~tiny
+            states, mass, ptr, run = states[kept], mass[kept], ptr[kept], run[kept]
+            if states.shape[0] == 0:
+                break
+        if states.shape[0] > max_states:
+            return None
+    if abs(acc_mass + dropped - 1.0) > 1e-9:
+        raise AssertionError(f"replay lost probability mass: {acc_mass + dropped!r}")
+    tokens = float(acc_draws @ lay.unit_tokens)
+    return Outcome(min(1.0, max(0.0, acc_credit)), acc_samples, tokens, exact=True,
+                   error_bound=dropped)
