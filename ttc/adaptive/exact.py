@@ -18,8 +18,13 @@ Classes are anonymous to the rule, so classes with the same size and credit are
 interchangeable: their counts are kept sorted (one canonical state per multiset) and
 classes of size one collapse into a counter. For rules with ``memory`` > 0 (ESC) the
 state also carries the trailing run (which class, how long, capped at ``memory``), and
-only the size-one classes are merged. When a layer would exceed ``max_states`` the
-replay gives up (``None``) and the caller falls back to random orders.
+only the size-one classes are merged.
+
+The number of live count vectors is what it costs: small for small pools or answers
+that agree (the rule retires the mass early), large for 256 samples split between
+several classes. States of negligible total probability (``tolerance``) are dropped
+with their mass reported as an error bound; past ``max_states`` live states a layer, or
+``max_work`` in all, the replay gives up (``None``) and the caller samples orders.
 """
 
 from __future__ import annotations
@@ -114,12 +119,12 @@ class Decider:
     def __call__(self, members: IntArray, ones: IntArray, abstained: IntArray,
                  streak: IntArray) -> NDArray[np.bool_]:
         width = members.shape[1]
-        ordered = -np.sort(-members, axis=1) if width else members
         fast = getattr(self.rule, "stop_mask", None)
         if fast is not None:
-            mask = fast(TallyBatch(ordered, ones, abstained, streak))
+            mask = fast(TallyBatch(members, ones, abstained, streak))
             if mask is not None:
                 return np.asarray(mask, dtype=bool)
+        ordered = -np.sort(-members, axis=1) if width else members
         profile = np.column_stack([ordered, ones, abstained, streak]).astype(np.int64)
         base = int(profile.max(initial=0)) + 1
         if base ** profile.shape[1] < 2**62:  # one int64 key per profile: a fast unique
@@ -182,13 +187,15 @@ def _radix(lay: _Layout, memory: int) -> IntArray | None:
 
 
 def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
-                 negligible: float = 1e-15) -> Outcome | None:
-    """The rule's exact expected credit, samples and tokens over all orders of ``pool``.
+                 max_work: int | None = None, tolerance: float = 1e-9) -> Outcome | None:
+    """The rule's expected credit, samples and tokens over all orders of ``pool``.
 
-    States whose probability falls below ``negligible`` are dropped and their total mass
-    kept as ``Outcome.error_bound`` (credit lies in [0, 1], so the expected credit is off
-    by at most that much; samples by at most n times it). None when some layer of the
-    DP holds more than ``max_states`` live states.
+    Exact up to ``tolerance``: in each layer the least likely states are dropped as long
+    as their total probability stays within ``tolerance / n``. The dropped mass is
+    returned as ``Outcome.error_bound``: credit lies in [0, 1], so the expected credit is
+    off by at most that much (samples by at most n times it, tokens by the pool's total
+    tokens times it). ``tolerance=0`` keeps every state. None when some layer holds more
+    than ``max_states`` live states, or all layers together more than ``max_work``.
     """
     n = pool.n
     if n == 0:
@@ -199,7 +206,11 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
     member = np.nonzero(lay.kind == _MEMBER)[0]
     counter = np.nonzero(lay.kind == _COUNTER)[0]
     abstain = np.nonzero(lay.kind == _ABSTAIN)[0]
+    segmented = [j for j in member if lay.seg_end[j] - lay.seg_start[j] > 1]
     radix = _radix(lay, memory)
+    eye = np.eye(width, dtype=np.int64)
+    # the trailing run after drawing from column j: class columns start or extend a run
+    resets = np.where(lay.kind == _ABSTAIN, 0, 1)
     decide = Decider(rule)
     states = np.zeros((1, width), dtype=np.int64)
     mass = np.ones(1)
@@ -207,44 +218,32 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
     run = np.zeros(1, dtype=np.int64)
     acc_credit = acc_samples = acc_mass = dropped = 0.0
     acc_draws = np.zeros(width)
+    work = 0
     for t in range(n):
-        parts: list[tuple[IntArray, FloatArray, IntArray, IntArray]] = []
-        for j in range(width):
-            v = states[:, j]
-            room = (lay.cap[j] - v).astype(np.float64)
+        room = (lay.cap[None, :] - states).astype(np.float64)
+        for j in segmented:  # sorted segment: only the leftmost of equal counts moves, for all
             s, e = int(lay.seg_start[j]), int(lay.seg_end[j])
-            if lay.kind[j] == _MEMBER and e - s > 1:
-                # sorted segment: only the leftmost of a run of equal counts moves, for all
-                lead = np.ones(v.size, bool) if j == s else states[:, j - 1] != v
-                ties = (states[:, j:e] == v[:, None]).sum(axis=1)
-                room = np.where(lead, room * ties, 0.0)
-            keep = np.nonzero(room > 0)[0]
-            if keep.size == 0:
-                continue
-            new = states[keep].copy()
-            new[:, j] += 1
-            w = mass[keep] * room[keep] / (n - t)
-            if not memory:
-                p, r = ptr[keep], run[keep]
-            elif lay.kind[j] == _ABSTAIN:
-                p, r = np.full(keep.size, -1), np.zeros(keep.size, np.int64)
-            elif lay.kind[j] == _COUNTER:  # a size-one class: its run can never grow
-                p, r = np.full(keep.size, -1), np.ones(keep.size, np.int64)
-            else:
-                same = ptr[keep] == j
-                p = np.full(keep.size, j)
-                r = np.where(same, np.minimum(run[keep] + 1, memory), 1)
-            parts.append((new, w, p.astype(np.int64), r.astype(np.int64)))
-        states = np.concatenate([x[0] for x in parts])
-        mass = np.concatenate([x[1] for x in parts])
-        ptr = np.concatenate([x[2] for x in parts])
-        run = np.concatenate([x[3] for x in parts])
+            v = states[:, j]
+            lead = np.ones(v.size, bool) if j == s else states[:, j - 1] != v
+            ties = (states[:, j:e] == v[:, None]).sum(axis=1)
+            room[:, j] = np.where(lead, room[:, j] * ties, 0.0)
+        src, col = np.nonzero(room > 0)
+        new_mass = mass[src] * room[src, col] / (n - t)
+        states = states[src] + eye[col]
+        if memory:
+            member_col = lay.kind[col] == _MEMBER
+            extend = member_col & (ptr[src] == col)
+            run = np.where(extend, np.minimum(run[src] + 1, memory), resets[col])
+            ptr = np.where(member_col, col, -1)
+        else:
+            run = np.zeros(col.size, dtype=np.int64)
+            ptr = run
+        mass = new_mass
         if t + 1 == n:
             stop = np.ones(mass.size, dtype=bool)
         else:
-            ones = states[:, counter].sum(axis=1)
-            abst = states[:, abstain].sum(axis=1)
-            stop = decide(states[:, member], ones, abst, run if memory else np.zeros_like(run))
+            stop = decide(states[:, member], states[:, counter].sum(axis=1),
+                          states[:, abstain].sum(axis=1), run)
         if stop.any():
             w = mass[stop]
             acc_credit += float(w @ _credit(states[stop], lay))
@@ -256,14 +255,17 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
             break
         states, mass, ptr, run = _merge(states[live], mass[live], ptr[live], run[live],
                                         radix, memory)
-        tiny = mass < negligible
-        if tiny.any():
-            dropped += float(mass[tiny].sum())
-            kept = ~tiny
-            states, mass, ptr, run = states[kept], mass[kept], ptr[kept], run[kept]
-            if states.shape[0] == 0:
-                break
-        if states.shape[0] > max_states:
+        if tolerance > 0 and mass.min() <= tolerance / n:
+            order = np.argsort(mass)
+            cut = int(np.searchsorted(np.cumsum(mass[order]), tolerance / n, side="right"))
+            if cut:
+                dropped += float(mass[order[:cut]].sum())
+                kept = np.sort(order[cut:])
+                states, mass, ptr, run = states[kept], mass[kept], ptr[kept], run[kept]
+                if states.shape[0] == 0:
+                    break
+        work += states.shape[0]
+        if states.shape[0] > max_states or (max_work is not None and work > max_work):
             return None
     if abs(acc_mass + dropped - 1.0) > 1e-9:
         raise AssertionError(f"replay lost probability mass: {acc_mass + dropped!r}")

@@ -13,7 +13,8 @@ that reads the whole prefix plus the prompt. Each check generates ``gen`` tokens
 Offline, stored thinking has no token boundaries, so a prefix of p of a trace's T
 thinking tokens is the first p / T of its characters. Given the checkpoint scores, every
 trace's fate at a threshold is fixed, so the replay is exact: accuracy is the plurality
-vote of the surviving traces of each problem (``majority_at_k`` at k = n, stopped traces abstaining).
+vote of the surviving traces of each problem (``majority_at_k`` at k = n, stopped
+traces abstaining).
 """
 
 from __future__ import annotations

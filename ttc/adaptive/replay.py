@@ -94,10 +94,16 @@ def _problem_rng(seed: int, index: int, tag: str) -> np.random.Generator:
     return np.random.default_rng([seed, index, zlib.crc32(tag.encode())])
 
 
-def replay_pool(pool: Pool, rule: StopRule, *, max_states: int = 20_000, n_orders: int = 2000,
+#: DP states (summed over layers) the exact replay may visit before random orders take
+#: over: about the cost of 2000 random orders of 256 samples, so a problem never costs
+#: much more than sampling would
+MAX_WORK = 60_000
+
+
+def replay_pool(pool: Pool, rule: StopRule, *, max_work: int = MAX_WORK, n_orders: int = 2000,
                 rng: np.random.Generator) -> Outcome:
-    """Exact when the count-state DP stays under ``max_states`` a layer, else random orders."""
-    exact = replay_exact(pool, rule, max_states=max_states)
+    """Exact (DP over count states) within ``max_work`` states, else ``n_orders`` orders."""
+    exact = replay_exact(pool, rule, max_work=max_work)
     if exact is not None:
         return exact
     return replay_monte_carlo(pool, rule, n_orders=n_orders, rng=rng)
@@ -144,14 +150,14 @@ def point_from_outcomes(param: dict[str, Any], outcomes: Sequence[Outcome], *, f
 
 
 def replay_rule(problems: Problems, rule: StopRule, param: dict[str, Any], *, full_tokens: float,
-                n_boot: int = 1000, seed: int = 0, max_states: int = 20_000,
+                n_boot: int = 1000, seed: int = 0, max_work: int = MAX_WORK,
                 n_orders: int = 2000,
                 progress: Callable[[int], None] | None = None) -> Point:
     """One rule setting on every problem."""
     tag = repr(sorted(param.items()))
     outcomes = []
     for i, pool in enumerate(problems.pools):
-        outcomes.append(replay_pool(pool, rule, max_states=max_states, n_orders=n_orders,
+        outcomes.append(replay_pool(pool, rule, max_work=max_work, n_orders=n_orders,
                                     rng=_problem_rng(seed, i, tag)))
         if progress is not None:
             progress(i + 1)

@@ -64,7 +64,7 @@ class Tally:
 class TallyBatch:
     """Many tallies at once, for rules that offer a vectorized ``stop_mask``.
 
-    ``members``: counts of some classes, each row sorted largest first (zero padded);
+    ``members``: vote counts of some classes per row, in no particular order;
     ``ones``: further classes with one vote each; ``abstained`` and ``streak`` per row.
     A rule may define ``stop_mask(batch) -> bool array | None`` agreeing with
     ``should_stop`` row by row; the replay uses it when present (None: not vectorized).
@@ -82,9 +82,12 @@ class TallyBatch:
     def top(self, i: int) -> NDArray[np.int64]:
         """The (i+1)-th largest vote count of each row (0 when fewer classes)."""
         width = self.members.shape[1]
-        v = self.members[:, i] if i < width else np.zeros(self.ones.size, np.int64)
+        if i < width:
+            v = -np.partition(-self.members, i, axis=1)[:, i]
+        else:
+            v = np.zeros(self.ones.size, np.int64)
         nonzero = (self.members > 0).sum(axis=1)
-        return np.where(v > 0, v, np.where(i - nonzero < self.ones, 1, 0))
+        return np.asarray(np.where(v > 0, v, np.where(i - nonzero < self.ones, 1, 0)))
 
 
 @runtime_checkable
