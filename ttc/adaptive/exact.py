@@ -17,8 +17,9 @@ where the rule stops, gives the exact law of the stopping state. From it:
 Classes are anonymous to the rule, so classes with the same size and credit are
 interchangeable: their counts are kept sorted (one canonical state per multiset) and
 classes of size one collapse into a counter. For rules with ``memory`` > 0 (ESC) the
-state also carries the trailing run (which class, how long, capped at ``memory``), and
-only the size-one classes are merged.
+state also carries the trailing run (which class, how long, capped at ``memory``, or at
+the rule's ``streak_cap(drawn)`` when it promises that later decisions read no more),
+and only the size-one classes are merged.
 
 The number of live count vectors is what it costs: small for small pools or answers
 that agree (the rule retires the mass early), large for 256 samples split between
@@ -212,6 +213,7 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
     # the trailing run after drawing from column j: class columns start or extend a run
     resets = np.where(lay.kind == _ABSTAIN, 0, 1)
     decide = Decider(rule)
+    streak_cap = getattr(rule, "streak_cap", None) if memory else None
     states = np.zeros((1, width), dtype=np.int64)
     mass = np.ones(1)
     ptr = np.full(1, -1, dtype=np.int64)
@@ -220,6 +222,9 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
     acc_draws = np.zeros(width)
     work = 0
     for t in range(n):
+        work += states.size  # candidate transitions: live states x columns
+        if max_work is not None and work > max_work:
+            return None
         room = (lay.cap[None, :] - states).astype(np.float64)
         for j in segmented:  # sorted segment: only the leftmost of equal counts moves, for all
             s, e = int(lay.seg_start[j]), int(lay.seg_end[j])
@@ -253,8 +258,11 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
         live = ~stop
         if not live.any():
             break
-        states, mass, ptr, run = _merge(states[live], mass[live], ptr[live], run[live],
-                                        radix, memory)
+        states, mass, ptr, run = states[live], mass[live], ptr[live], run[live]
+        if streak_cap is not None:  # runs longer than any later decision reads are merged
+            run = np.minimum(run, int(streak_cap(t + 1)))
+            ptr = np.where(run > 0, ptr, -1)
+        states, mass, ptr, run = _merge(states, mass, ptr, run, radix, memory)
         if tolerance > 0 and mass.min() <= tolerance / n:
             order = np.argsort(mass)
             cut = int(np.searchsorted(np.cumsum(mass[order]), tolerance / n, side="right"))
@@ -264,8 +272,7 @@ def replay_exact(pool: Pool, rule: StopRule, *, max_states: int = 200_000,
                 states, mass, ptr, run = states[kept], mass[kept], ptr[kept], run[kept]
                 if states.shape[0] == 0:
                     break
-        work += states.shape[0]
-        if states.shape[0] > max_states or (max_work is not None and work > max_work):
+        if states.shape[0] > max_states:
             return None
     if abs(acc_mass + dropped - 1.0) > 1e-9:
         raise AssertionError(f"replay lost probability mass: {acc_mass + dropped!r}")

@@ -94,10 +94,10 @@ def _problem_rng(seed: int, index: int, tag: str) -> np.random.Generator:
     return np.random.default_rng([seed, index, zlib.crc32(tag.encode())])
 
 
-#: DP states (summed over layers) the exact replay may visit before random orders take
-#: over: about the cost of 2000 random orders of 256 samples, so a problem never costs
-#: much more than sampling would
-MAX_WORK = 60_000
+#: candidate transitions (DP states x columns, summed over layers) the exact replay may
+#: weigh before random orders take over: a few tens of milliseconds, about what 2,000
+#: random orders cost, so no problem costs much more than sampling would
+MAX_WORK = 300_000
 
 
 def replay_pool(pool: Pool, rule: StopRule, *, max_work: int = MAX_WORK, n_orders: int = 2000,

@@ -167,6 +167,11 @@ class ESC:
     def stop_mask(self, batch: TallyBatch) -> NDArray[np.bool_]:
         return np.asarray((batch.drawn % self.window == 0) & (batch.streak >= self.window))
 
+    def streak_cap(self, drawn: int) -> int:
+        """Later decisions read only the run inside the current window: after ``drawn``
+        samples, at most ``drawn % window`` of it (an optional hint to the replay)."""
+        return drawn % self.window
+
     def __repr__(self) -> str:
         return f"ESC(window={self.window})"
 
@@ -302,6 +307,10 @@ class Bounded:
         if self.max_samples is not None and drawn >= self.max_samples:
             return True
         return drawn >= self.min_samples and self.rule.should_stop(tally)
+
+    def streak_cap(self, drawn: int) -> int:
+        inner: Any = getattr(self.rule, "streak_cap", None)
+        return int(inner(drawn)) if inner is not None else self.memory
 
     def stop_mask(self, batch: TallyBatch) -> NDArray[np.bool_] | None:
         inner: Any = getattr(self.rule, "stop_mask", None)
