@@ -31,7 +31,7 @@ __all__ = ["AdaptiveReport", "adaptive_report", "make_rule", "parse_params", "ru
 #: parameters of each rule and their defaults; a list is swept, one point per value
 DEFAULTS: dict[str, dict[str, Any]] = {
     "esc": {"window": [2, 3, 4, 5, 6, 8], "min": 1, "max": None},
-    "adaptive_consistency": {"threshold": [0.6, 0.7, 0.8, 0.9, 0.95, 0.99],
+    "adaptive_consistency": {"threshold": [0.8, 0.9, 0.95, 0.99],
                              "criterion": "beta", "min": 1, "max": None},
     "deepconf": {"percentile": [10, 50, 90], "warmup": None, "window": 2048},
     "prefix": {"threshold": None, "every": 512, "cache": 1, "read": None, "gen": 1},

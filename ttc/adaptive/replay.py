@@ -97,7 +97,7 @@ def _problem_rng(seed: int, index: int, tag: str) -> np.random.Generator:
 #: candidate transitions (DP states x columns, summed over layers) the exact replay may
 #: weigh before random orders take over: a few tens of milliseconds, about what 2,000
 #: random orders cost, so no problem costs much more than sampling would
-MAX_WORK = 300_000
+MAX_WORK = 100_000
 
 
 def replay_pool(pool: Pool, rule: StopRule, *, max_work: int = MAX_WORK, n_orders: int = 2000,
