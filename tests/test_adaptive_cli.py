@@ -97,6 +97,9 @@ def test_text_output_and_files(sim_run: Path, tmp_path: Path,
     (["--rule", "deepconf", "--param", "percentile=150"], "percentile must lie in [0, 100]"),
     (["--rule", "prefix:judge"], "no scorer of that name"),
     (["--rule", "esc", "--budget", "777"], "no samples at budget '777'"),
+    (["--rule", "esc", "--bootstrap", "0"], "--bootstrap must be a positive number"),
+    (["--rule", "prefix:signal", "--param", "every=0"], "every must be an integer >= 1"),
+    (["--rule", "deepconf", "--param", "warmup=2.5"], "warmup must be an integer >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(sim_run: Path, args: list[str], message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:

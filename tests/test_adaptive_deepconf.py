@@ -8,12 +8,14 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ttc.adaptive.deepconf import (
+    ConfidenceMonitor,
     TraceConfidence,
+    deepconf_bar,
     filtered_vote_credit,
     group_confidence,
     replay_deepconf,
@@ -65,6 +67,21 @@ def test_weighted_and_filtered_votes() -> None:
     assert filtered_vote_credit([1, 1, 0], [2.0, 3.0, 4.0], credit, keep=1.0) == 0.0
     with pytest.raises(ValueError):
         filtered_vote_credit([0], [1.0], credit, keep=0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 60), st.integers(1, 4)),
+              elements=st.floats(0, 8, allow_nan=False)),
+       st.integers(1, 10), st.floats(0, 8))
+def test_online_monitor_cuts_where_the_replay_does(neg: np.ndarray, window: int,
+                                                   bar: float) -> None:
+    """The streaming monitor the sampler will use stops at the replay's token count."""
+    conf = token_confidence(neg)
+    assume(np.all(np.abs(group_confidence(conf, window) - bar) > 1e-9))  # no rounding ties
+    monitor = ConfidenceMonitor(window, bar)
+    stopped = next((i + 1 for i, row in enumerate(neg) if monitor.add(row)), None)
+    assert stopped == TraceConfidence.from_confidence(conf, window).stop_at(bar)
+    assert deepconf_bar([1.0, 2.0, 3.0, 4.0], 50) == 2.5
 
 
 # ---------------------------------------------------------------- exact replay

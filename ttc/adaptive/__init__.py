@@ -8,7 +8,13 @@ adaptive`` runs. Method, proofs and measured figures: ``docs/adaptive.md``.
 """
 
 from ttc.adaptive.command import AdaptiveReport, adaptive_report, make_rule, rule_grid
-from ttc.adaptive.deepconf import TraceConfidence, group_confidence, replay_deepconf
+from ttc.adaptive.deepconf import (
+    ConfidenceMonitor,
+    TraceConfidence,
+    deepconf_bar,
+    group_confidence,
+    replay_deepconf,
+)
 from ttc.adaptive.exact import replay_exact
 from ttc.adaptive.logprobs import decode_logprobs, encode_logprobs, token_confidence
 from ttc.adaptive.montecarlo import replay_monte_carlo, simulate_orders
@@ -29,6 +35,7 @@ __all__ = [
     "AdaptiveConsistency",
     "AdaptiveReport",
     "Bounded",
+    "ConfidenceMonitor",
     "FixedSamples",
     "FullRun",
     "Outcome",
@@ -40,6 +47,7 @@ __all__ = [
     "Votes",
     "adaptive_report",
     "decode_logprobs",
+    "deepconf_bar",
     "encode_logprobs",
     "full_run",
     "group_confidence",

@@ -216,6 +216,8 @@ async def adaptive_report(run: Run, rule: str, params: Sequence[str] = (), *,
 
     base = _base(rule)
     grid = rule_grid(rule, parse_params(params))
+    if n_boot < 1:
+        raise UserInputError(f"--bootstrap must be a positive number of resamples, got {n_boot}")
     frame, chosen = _select_budget(run.samples(with_text=base == "prefix"), budget)
     problems = problems_from_frame(frame)
     problems = Problems(problems.ids, problems.pools, problems.rows, chosen)

@@ -21,6 +21,7 @@ probability. See ``docs/adaptive.md``.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,9 @@ from scipy.special import gammaln
 from ttc.adaptive.pool import FloatArray, IntArray, Outcome, Pool
 
 __all__ = [
+    "ConfidenceMonitor",
     "TraceConfidence",
+    "deepconf_bar",
     "filtered_vote_credit",
     "group_confidence",
     "replay_deepconf",
@@ -75,6 +78,45 @@ class TraceConfidence:
         """Tokens generated when DeepConf cuts the trace at ``bar``; None if it never does."""
         below = int(np.searchsorted(-self.running_min, -bar, side="right"))
         return None if below >= self.running_min.size else below + self.window
+
+
+def deepconf_bar(warmup_lowest: ArrayLike, percentile: float) -> float:
+    """The stop bar: ``percentile`` of the warm-up traces' lowest group confidences."""
+    values = np.asarray(warmup_lowest, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("DeepConf needs at least one warm-up trace")
+    return float(np.percentile(values, percentile))
+
+
+class ConfidenceMonitor:
+    """Online DeepConf for one streamed trace: feed tokens, learn when to cut it.
+
+    ``add`` takes one token's top-k negative log-probabilities (a row of the codec's
+    array) and returns True once a full window's mean confidence is below ``bar``: the
+    same token count ``TraceConfidence.stop_at(bar)`` finds offline.
+    """
+
+    def __init__(self, window: int, bar: float) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self.bar = bar
+        self.tokens = 0  # tokens with a confidence so far
+        self._recent: deque[float] = deque()
+        self._sum = 0.0
+
+    def add(self, neg_logprobs: ArrayLike) -> bool:
+        row = np.asarray(neg_logprobs, dtype=np.float64).ravel()
+        row = row[~np.isnan(row)]
+        if row.size == 0:
+            return False  # a token without alternatives carries no confidence
+        conf = float(row.mean())
+        self.tokens += 1
+        self._recent.append(conf)
+        self._sum += conf
+        if len(self._recent) > self.window:
+            self._sum -= self._recent.popleft()
+        return len(self._recent) == self.window and self._sum / self.window < self.bar
 
 
 def weighted_vote_credit(classes: ArrayLike, weights: ArrayLike, credit: FloatArray) -> float:
