@@ -187,3 +187,29 @@ def test_prefix_verifier_against_the_fake_server(addition_dataset: Path, tmp_pat
     # cached reading: a right trace costs its 150 words read + 3 generated, a wrong one 102
     assert 0 < view["overhead"] < 1
     assert "wrong stopped" in capsys.readouterr().out
+
+
+def test_stored_logprobs_are_decoded_and_checked(tmp_path: Path) -> None:
+    """The store's ``logprobs`` column (the codec's bytes) feeds DeepConf; bad blobs and
+    partly missing logprobs are one-line errors."""
+    import numpy as np
+
+    from ttc.adaptive.logprobs import encode_logprobs
+    from ttc.adaptive.sources import logprob_rows
+    from ttc.errors import UserInputError
+    from ttc.run import open_run
+
+    with open_run(foreign_run(tmp_path / "run")) as run:
+        frame = run.samples()
+        rows = [np.full((10 + i, 3), 0.5 + i) for i in range(len(frame))]
+        frame["logprobs"] = [encode_logprobs(r) for r in rows]
+        decoded = logprob_rows(run, frame)
+        assert [decoded[label].shape for label in frame.index] == [r.shape for r in rows]
+        broken = frame.copy()
+        broken.loc[broken.index[2], "logprobs"] = b"TLP\x01garbage"
+        with pytest.raises(UserInputError, match="sample 2 are unreadable"):
+            logprob_rows(run, broken)
+        partial = frame.copy()
+        partial.loc[partial.index[0], "logprobs"] = None
+        with pytest.raises(UserInputError, match="1 of 12 samples have no logprobs"):
+            logprob_rows(run, partial)

@@ -86,6 +86,14 @@ def problems_from_frame(frame: pd.DataFrame, *, tokens: str = "output_tokens") -
     return Problems(ids, pools, rows)
 
 
+def problem_interval(values: FloatArray, *, n_boot: int, seed: int,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of a mean over problems, resampling problems: the project's one
+    bootstrap engine, seeded alike for every point so that points compare pairwise."""
+    return bootstrap_mean_ci(values, n_boot=n_boot, rng=np.random.default_rng(seed),
+                             level=level)
+
+
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
@@ -136,8 +144,7 @@ def point_from_outcomes(param: dict[str, Any], outcomes: Sequence[Outcome], *, f
                         n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Point:
     """Average per-problem outcomes; the interval resamples problems (seeded: paired)."""
     acc = np.array([o.accuracy for o in outcomes])
-    low, high = bootstrap_mean_ci(acc, n_boot=n_boot, rng=np.random.default_rng(seed),
-                                  level=level)
+    low, high = problem_interval(acc, n_boot=n_boot, seed=seed, level=level)
     tokens = float(np.mean([o.tokens for o in outcomes]))
     se = np.array([o.stderr for o in outcomes])
     return Point(
@@ -215,13 +222,11 @@ def full_run(problems: Problems, *, n_boot: int = 1000, seed: int = 0,
     matrix = np.array(curves)
     low, high = [], []
     for j in range(len(ks)):
-        lo, hi = bootstrap_mean_ci(matrix[:, j], n_boot=n_boot,
-                                   rng=np.random.default_rng(seed), level=level)
+        lo, hi = problem_interval(matrix[:, j], n_boot=n_boot, seed=seed, level=level)
         low.append(lo)
         high.append(hi)
     acc = np.array(finals)
-    a_lo, a_hi = bootstrap_mean_ci(acc, n_boot=n_boot, rng=np.random.default_rng(seed),
-                                   level=level)
+    a_lo, a_hi = problem_interval(acc, n_boot=n_boot, seed=seed, level=level)
     return FullRun(
         accuracy=float(acc.mean()), ci_low=a_lo, ci_high=a_hi,
         mean_samples=float(np.mean([p.n for p in problems.pools])),

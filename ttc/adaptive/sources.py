@@ -29,10 +29,31 @@ if TYPE_CHECKING:
 __all__ = ["deepconf_points", "logprob_rows", "prefix_points"]
 
 
+def _stored_blobs(run: Run, frame: pd.DataFrame) -> pd.Series | None:
+    """The store's ``logprobs`` bytes aligned with ``frame``; None if it keeps no such column."""
+    import pandas as pd
+
+    if "logprobs" in frame.columns:
+        return frame["logprobs"]
+    load: Any = run.store.samples_frame
+    try:  # a store with the column loads it only when asked
+        stored = load(with_logprobs=True)
+    except TypeError:
+        return None
+    if "logprobs" not in stored.columns:
+        return None
+    by_key = {(str(p), str(b), int(i)): blob for p, b, i, blob in zip(
+        stored["problem_id"], stored["budget"], stored["sample_index"], stored["logprobs"],
+        strict=True)}
+    keys = zip(frame["problem_id"], frame["budget"], frame["sample_index"], strict=True)
+    return pd.Series([by_key.get((str(p), str(b), int(i))) for p, b, i in keys],
+                     index=frame.index, dtype=object)
+
+
 def logprob_rows(run: Run, frame: pd.DataFrame) -> dict[Any, np.ndarray]:
     """(tokens x k) negative log-probabilities of every row of ``frame``, by row label."""
-    if "logprobs" in frame.columns:
-        blobs = frame["logprobs"]
+    blobs = _stored_blobs(run, frame)
+    if blobs is not None:
         missing = int(sum(not isinstance(b, (bytes, bytearray, memoryview)) for b in blobs))
         if missing == 0:
             out = {}
