@@ -104,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--task", help="the task (or lm-eval group) to import from the log")
     imp.add_argument("--score", help="the scorer / metric to read (default: the log's first)")
     imp.add_argument("--regrade", action="store_true", help="grade every sample with ttc too")
+
+    adaptive = sub.add_parser("adaptive", help="replay a stop rule on a finished run: savings, "
+                              "accuracy and the trade-off figure")
+    adaptive.add_argument("run", type=Path)
+    adaptive.add_argument("--rule", required=True,
+                          help="esc | adaptive_consistency | deepconf | prefix:SCORER")
+    adaptive.add_argument("--param", action="append", default=[], metavar="KEY=V[,V...]",
+                          help="rule parameter; several values are swept, e.g. window=2,4,8")
+    adaptive.add_argument("--budget", help="which budget's samples (default: the largest)")
+    adaptive.add_argument("--json", action="store_true", help="machine-readable output")
+    adaptive.add_argument("--out", type=Path, help="write adaptive.json and the figure here")
+    adaptive.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     return parser
 
 
@@ -504,6 +516,21 @@ def _refuse_mixed_grading(store: Any) -> None:
         )
 
 
+def _adaptive(args: argparse.Namespace) -> int:
+    from ttc.adaptive import adaptive_report
+    from ttc.run import open_run
+
+    with open_run(args.run) as run:
+        _refuse_mixed_grading(run.store)
+        result = asyncio.run(adaptive_report(run, args.rule, args.param, budget=args.budget,
+                                             n_boot=args.bootstrap))
+    written = result.write(args.out) if args.out is not None else []
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
+    for path in written if not args.json else []:
+        print(f"  wrote {path}")
+    return 0
+
+
 _COMMANDS = {
     "sweep": _sweep,
     "status": _status,
@@ -513,4 +540,5 @@ _COMMANDS = {
     "report": _report,
     "import": _import,
     "compare": _compare,
+    "adaptive": _adaptive,
 }

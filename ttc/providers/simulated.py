@@ -17,7 +17,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ttc.config import Budget, ModelConfig
 from ttc.problems import LETTERS, Problem
@@ -146,6 +146,36 @@ class SimulatedModel:
             right = False
         signal = rng.gauss(1.0 if right else 0.0, self.signal_noise)
         return answer, max(used, 1), False, signal
+
+    def token_logprobs(self, problem_id: str, budget: Budget, sample_index: int, *,
+                       tokens: int, correct: bool, top_k: int = 5) -> Any:
+        """Per-token top-k negative log-probabilities of one sample, (tokens x top_k).
+
+        Seeded by the sample's key, and tied to its correctness the way DeepConf found
+        real traces to be: a right trace is more certain on average (top-1 logit ~
+        N(2.4, 0.6) against N(2.0, 0.6)), and more wrong traces (60%, against 25% of
+        right ones) pass through a stretch of collapsed confidence. Certainty wanders as
+        an AR(1) process; the rest of each token's mass falls geometrically over ranks.
+        """
+        import numpy as np
+        from scipy.signal import lfilter
+
+        rng = np.random.default_rng(_unit_hash(self.seed, "logprobs", problem_id, budget,
+                                               sample_index))
+        n = max(int(tokens), 1)
+        level = rng.normal(2.4 if correct else 2.0, 0.6)
+        phi = 0.98
+        wander = lfilter([1.0], [1.0, -phi], rng.normal(0.0, 0.6 * math.sqrt(1 - phi**2), n))
+        z = level + wander
+        if rng.random() < (0.25 if correct else 0.6):
+            start = int(rng.uniform(0.05, 0.85) * n)
+            length = max(64, int(0.15 * n * rng.uniform(0.5, 1.5)))
+            z[start:start + length] -= rng.normal(0.8 if correct else 1.5, 0.3)
+        p_top = 1.0 / (1.0 + np.exp(-z))
+        ranks = 0.45 ** np.arange(top_k - 1)
+        rest = (1.0 - p_top)[:, None] * (ranks / ranks.sum())[None, :]
+        probs = np.column_stack([p_top, rest])
+        return np.sort(-np.log(np.maximum(probs, 1e-30)), axis=1).astype(np.float32)
 
 
 class SimulatedProvider(Provider):
