@@ -206,3 +206,43 @@ def test_grading_section_in_config(tmp_path: Path, addition_dataset: Path) -> No
         "grading": {"number_fallback": False},
     })
     assert cfg.grading.number_fallback is False
+
+
+def test_variable_names_survive_and_secrets_do_not() -> None:
+    """``api_key_env`` names a variable (ttc score reads it back from the stored config);
+    ``api_key``, ``x-api-key`` or ``access_token`` hold the secret itself."""
+    from ttc._secrets import is_secret_name, without_secrets
+
+    kept = ["api_key_env", "API_KEY_ENV", "token_env", "key", "max_tokens", "thinking_tokens",
+            "answer_tokens", "tokens_per_minute", "max_tokens_field"]
+    dropped = ["api_key", "X-Api-Key", "apikey", "access_token", "Authorization", "headers",
+               "client_secret", "password", "bearer", "refresh-token"]
+    assert [n for n in kept if is_secret_name(n)] == []
+    assert [n for n in dropped if not is_secret_name(n)] == []
+    scorer = {"kind": "reward_model", "api_key_env": "RM_KEY", "api_key": "sk-x"}
+    assert without_secrets({"scorers": [scorer]}) == {
+        "scorers": [{"kind": "reward_model", "api_key_env": "RM_KEY"}]}
+
+
+def test_the_stored_config_keeps_every_setting_but_headers() -> None:
+    """Dropping secrets must not drop settings: every field of every section survives
+    (``answer_tokens``, ``tokens_per_minute``, ``api_key_env``...), only headers go."""
+    import dataclasses
+
+    from ttc.config import Config, ModelConfig, SweepConfig
+    from ttc.sweep_record import public_config
+
+    cfg = config_from_dict({
+        "model": {"provider": "openai", "name": "m", "base_url": "http://127.0.0.1:9/v1",
+                  "api_key_env": "MY_KEY", "headers": {"x-api-key": "SECRET"}},
+        "dataset": {"builtin": "arithmetic", "size": 4},
+        "scorers": [{"name": "rm", "kind": "reward_model", "url": "http://127.0.0.1:9/score",
+                     "api_key_env": "RM_KEY"}],
+    })
+    stored = public_config(cfg)
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"headers"}
+    assert model_fields <= set(stored["model"])
+    assert {f.name for f in dataclasses.fields(SweepConfig)} <= set(stored["sweep"])
+    assert stored["model"]["api_key_env"] == "MY_KEY"
+    assert stored["scorers"][0]["options"]["api_key_env"] == "RM_KEY"
+    assert {f.name for f in dataclasses.fields(Config)} - {"set_keys"} <= set(stored)

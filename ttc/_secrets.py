@@ -15,18 +15,31 @@ __all__: list[str] = []  # private: ttc.sweep_record and the providers import by
 
 #: whole tables dropped because they carry credentials by design
 _SECRET_TABLES = {"headers"}
-#: a key whose name (lower case, separators removed) contains one of these is a secret
-_SECRET_PARTS = ("apikey", "token", "password", "passwd", "secret", "authorization",
-                 "credential", "bearer", "cookie", "privatekey")
+#: a name with one of these words holds a credential ("tokens", plural, are counts)
+_SECRET_WORDS = {"apikey", "token", "password", "passwd", "secret", "authorization", "auth",
+                 "credential", "credentials", "bearer", "cookie", "privatekey"}
+#: ... or one of these word pairs ("x-api-key", "private_key")
+_SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key")}
+#: names that hold the NAME of a variable, not a secret: ttc needs them back to
+#: authenticate later (``ttc score RUN`` reads the stored config)
+_VARIABLE_NAMES = ("env", "envvar", "variable")
 
 
 def is_secret_name(name: object) -> bool:
-    """Whether a config key's name says it holds a credential (``api_key``, ``X-Api-Key``...)."""
-    text = str(name).lower()
-    if text in _SECRET_TABLES:
+    """Whether a config key's name says it holds a credential (``api_key``, ``X-Api-Key``...).
+
+    Names are read as words: ``access_token`` is a secret, ``max_tokens`` a count, and
+    ``api_key_env`` names an environment variable, so it is kept.
+    """
+    text = str(name)
+    if text.lower() in _SECRET_TABLES:
         return True
-    squashed = re.sub(r"[^a-z0-9]", "", text)
-    return any(part in squashed for part in _SECRET_PARTS)
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text).lower()  # camelCase -> words
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+    if words and words[-1] in _VARIABLE_NAMES:
+        return False
+    return bool(_SECRET_WORDS.intersection(words)) or any(
+        pair in _SECRET_PAIRS for pair in zip(words, words[1:], strict=False))
 
 
 def without_secrets(value: Any) -> Any:
