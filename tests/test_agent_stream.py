@@ -320,7 +320,7 @@ def test_one_deadline_per_attempt_cuts_a_stalled_tool_stream(
 
 
 def test_retry_policy_aborts_fails_and_times_out() -> None:
-    from ttc.agent.retry import AttemptsFailed, call_with_retries
+    from ttc.retry import AttemptsFailed, call_with_retries
     from ttc.errors import FatalAPIError, RedirectRefusedError
     from ttc.providers.base import Completion
     from ttc.ratelimit import RequestLimiter, TokenBucket

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,29 +28,18 @@ from typing import Any
 from ttc.commit import Committer
 from ttc.concurrency import AdaptiveLimit
 from ttc.config import Config, config_error
-from ttc.errors import (
-    APIError,
-    ConfigError,
-    FatalAPIError,
-    RedirectRefusedError,
-    RequestTimeoutError,
-    RetryableError,
-    StoreWriteError,
-)
+from ttc.errors import ConfigError, StoreWriteError
 from ttc.lock import Holder
 from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
 from ttc.progress import AttemptTokens, SweepProgress
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.retry import AttemptsFailed, SweepAborted, backoff, call_with_retries
 from ttc.store import RunStore, SampleKey, SampleRecord, budget_label, grading_rule
 from ttc.sweep_record import StateWriter, dataset_info, public_config, refuse_import
 
 __all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
-
-class SweepAborted(APIError):
-    """A fatal error that every further request would hit too (bad key, unknown model)."""
-
 
 @dataclass(slots=True)
 class SweepResult:
@@ -356,67 +344,34 @@ class Sweep:
     async def _sample(
         self, job: Job, provider: Provider, requests: RequestLimiter, tokens: TokenBucket
     ) -> SampleRecord:
-        sweep = self.config.sweep
         request = self.request_for(job)
         label = budget_label(job.budget)
-        error: str | None = None
-        attempt = wasted = 0
-        while attempt < sweep.max_attempts:
-            attempt += 1
-            if self._committer is not None:
-                await self._committer.wait_writable()  # no request while answers can't be saved
-            await requests.acquire()
-            reserved = provider.max_output_tokens(job.budget) // 2
-            await tokens.reserve(reserved)
-            slot = await self._limit.acquire()
-            started = time.perf_counter()
-            live = AttemptTokens(self._bar)  # streamed tokens, live in the progress line
-            try:
-                # the one total deadline of an attempt; providers and transports set none
-                async with asyncio.timeout(sweep.timeout_s):
-                    completion = await provider.complete(
-                        dataclasses.replace(request, on_tokens=live)
-                    )
-            except (RetryableError, TimeoutError) as exc:
-                if isinstance(exc, TimeoutError):
-                    exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s",
-                                              output_tokens=live.output_tokens)
-                slot.done(exc)
-                wasted += exc.output_tokens
-                tokens.settle(reserved, exc.output_tokens)
-                error = str(exc)
-                if attempt < sweep.max_attempts:
-                    await asyncio.sleep(self._backoff(attempt, exc.retry_after))
-                continue
-            except FatalAPIError as exc:
-                slot.done(exc)
-                wasted += exc.output_tokens
-                tokens.settle(reserved, exc.output_tokens)
-                # bad key, unknown model, a redirect, or a backend that died (no HTTP
-                # status): every further request would fail the same way
-                if exc.status in (401, 403, 404, None) or isinstance(exc, RedirectRefusedError):
-                    raise SweepAborted(str(exc), status=exc.status) from None
-                error = str(exc)
-                break
-            finally:
-                live.close()
-            slot.done()
-            latency = time.perf_counter() - started
-            tokens.settle(reserved, completion.input_tokens + completion.output_tokens)
-            return await self._record(job, label, completion, attempt, latency, provider, wasted)
-        return SampleRecord(
-            problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
-            status="failed", attempts=attempt, error=error, choice_order=job.order,
-            wasted_output_tokens=wasted, cost=_waste_cost(provider, wasted),
-        )
+        committer = self._committer
+        watch = job.watch
+
+        async def call(live: AttemptTokens) -> Completion:
+            return await provider.complete(dataclasses.replace(
+                request, on_tokens=live, watch=watch() if watch is not None else None))
+
+        try:
+            done = await call_with_retries(
+                call, sweep=self.config.sweep, requests=requests, tokens=tokens,
+                reserve=provider.max_output_tokens(job.budget) // 2,
+                progress=self._bar,
+                limit=self._limit,
+                writable=committer.wait_writable if committer is not None else None)
+        except AttemptsFailed as exc:
+            return SampleRecord(
+                problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
+                status="failed", attempts=exc.attempts, error=str(exc), choice_order=job.order,
+                wasted_output_tokens=exc.wasted, cost=_waste_cost(provider, exc.wasted),
+            )
+        return await self._record(job, label, done.result, done.attempts, done.latency,
+                                  provider, done.wasted)
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
-        sweep = self.config.sweep
-        ceiling = min(sweep.backoff_max_s, sweep.backoff_base_s * 2 ** (attempt - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        if hint is not None:
-            delay = max(delay, min(hint, sweep.backoff_max_s * 5))
-        return delay
+        """The retry loop's backoff (``ttc.retry.backoff``), for the batch runner's calls."""
+        return backoff(self.config.sweep, attempt, hint)
 
     async def _record(
         self,
