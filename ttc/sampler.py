@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttc.commit import Committer
 from ttc.concurrency import AdaptiveLimit
@@ -37,6 +37,9 @@ from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.retry import AttemptsFailed, SweepAborted, backoff, call_with_retries
 from ttc.store import RunStore, SampleKey, SampleRecord, budget_label, grading_rule
+
+if TYPE_CHECKING:
+    from ttc.adaptive.online import Waves
 from ttc.sweep_record import StateWriter, dataset_info, public_config, refuse_import
 
 __all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
@@ -47,6 +50,10 @@ class SweepResult:
     completed: int = 0
     failed: int = 0
     censored: int = 0
+    #: traces an online trace rule stopped mid-stream (stored, paid, no answer)
+    stopped: int = 0
+    #: cells an online stop rule made unnecessary (never requested)
+    skipped: int = 0
     cost: float = 0.0
     tokens: int = 0
     wasted_tokens: int = 0
@@ -68,6 +75,7 @@ class SweepResult:
         else:
             self.completed += 1
             self.censored += record.status == "censored"
+            self.stopped += record.status == "stopped"
         self.cost += record.cost
         self.tokens += record.output_tokens
         self.wasted_tokens += record.wasted_output_tokens
@@ -99,6 +107,8 @@ class Sweep:
         self._rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
         self._bar: SweepProgress | None = None
+        #: the scorer of an online ``prefix:SCORER`` rule (closed after the sweep)
+        self._scorer: Any = None
         self._committer: Committer | None = None
         self._limit = AdaptiveLimit(max(1, config.sweep.concurrency),
                                     enabled=config.sweep.adaptive_concurrency)
@@ -250,6 +260,15 @@ class Sweep:
                     result.planned = len(plan.jobs)
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
+            waves = None
+            if self.config.adaptive is not None:
+                from ttc.adaptive.online import make_waves
+
+                waves = make_waves(self.config, store, problems, provider)
+                self._scorer = waves.scorer
+                if not await waves.start():  # the rule needs nothing more
+                    result.planned, result.skipped = 0, waves.summary.skipped
+                    return result
             await provider.start()
             requests = RequestLimiter(self.config.sweep.requests_per_minute)
             tokens = TokenBucket(self.config.sweep.tokens_per_minute)
@@ -267,9 +286,13 @@ class Sweep:
                         for _ in range(workers):
                             group.create_task(
                                 self._worker(jobs, provider, requests, tokens, result, bar)
+                                if waves is None else
+                                self._wave_worker(waves, provider, requests, tokens, result, bar)
                             )
             finally:
                 ticker.cancel()
+                if waves is not None:
+                    result.skipped = waves.summary.skipped
         except* (StoreWriteError, SweepAborted) as stopped:
             # a full disk outranks an abort: it says how many paid answers are unsaved
             first = sorted(stopped.exceptions, key=lambda e: not isinstance(e, StoreWriteError))
@@ -286,6 +309,9 @@ class Sweep:
                 result.concurrency_ceiling = self._limit.ceiling
                 store.close()
                 await provider.aclose()
+                close = getattr(self._scorer, "aclose", None)
+                if close is not None:
+                    await close()
         return result
 
     def replan(self, store: RunStore, problems: list[Problem], provider: Provider) -> SweepPlan:
@@ -316,6 +342,20 @@ class Sweep:
             await self._committer.commit(record)  # on disk before the next job is taken
             result.count(record)
             bar.advance(record)
+
+    async def _wave_worker(
+        self, waves: Waves, provider: Provider, requests: RequestLimiter, tokens: TokenBucket,
+        result: SweepResult, bar: Any,
+    ) -> None:
+        """``_worker`` for an online stop rule: jobs come from the wave scheduler, which
+        hears of every stored record before it releases what the rule needs next."""
+        assert self._committer is not None
+        while (job := await waves.next_job()) is not None:
+            record = await self._sample(job, provider, requests, tokens)
+            await self._committer.commit(record)
+            result.count(record)
+            bar.advance(record)
+            await waves.finish(job, record)
 
     def _prompt(self, job: Job) -> str:
         from ttc.prompts import render_prompt
@@ -383,14 +423,23 @@ class Sweep:
         provider: Provider,
         wasted: int = 0,
     ) -> SampleRecord:
-        answer, correct = await _grade(
-            completion.text, job.problem, job.order, self.config.grading.number_fallback
-        )
+        answer: str | None = None
+        correct: bool | None = None
+        if not completion.stopped:  # a stopped trace has no answer to grade
+            answer, correct = await _grade(
+                completion.text, job.problem, job.order, self.config.grading.number_fallback
+            )
+        logprobs = None
+        if completion.logprobs is not None:
+            from ttc.adaptive.logprobs import encode_logprobs
+
+            logprobs = encode_logprobs(completion.logprobs)
         return SampleRecord(
             problem_id=job.problem.id,
             budget=label,
             sample_index=job.sample_index,
-            status="censored" if completion.censored else "ok",
+            status="stopped" if completion.stopped else
+            "censored" if completion.censored else "ok",
             answer=answer,
             correct=correct,
             text=completion.text,
@@ -408,6 +457,7 @@ class Sweep:
             extra=completion.extra,
             created_at=time.time(),
             wasted_output_tokens=wasted,
+            logprobs=logprobs,
             grading_rule=self._rule,
         )
 

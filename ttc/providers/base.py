@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -91,12 +91,13 @@ class PartialStream(Protocol):
 class TraceWatch(Protocol):
     """Watches one streamed attempt and says when to stop it (an online trace-level rule).
 
-    Called once per chunk received with the stream so far; True stops the stream: the
+    Called once per event received with the stream so far; True stops the stream: the
     connection is closed and the provider returns what arrived, marked ``stopped``
-    (a stopped trace is paid for and stored, never retried).
+    (a stopped trace is paid for and stored, never retried). A watch that must ask
+    someone (a prefix scorer) returns an awaitable instead; the stream waits for it.
     """
 
-    def __call__(self, stream: PartialStream) -> bool: ...
+    def __call__(self, stream: PartialStream) -> bool | Awaitable[bool]: ...
 
 
 class StreamStopped(Exception):  # noqa: N818 - a signal, not an error
@@ -431,8 +432,12 @@ class HTTPProvider(Provider):
                             assembler.feed(event)
                             if assembler.done:
                                 break
-                            if watch is not None and watch(assembler):  # type: ignore[arg-type]
-                                raise StreamStopped(assembler.body())
+                            if watch is not None:
+                                verdict = watch(assembler)  # type: ignore[arg-type]
+                                if not isinstance(verdict, bool):  # a scorer to wait for
+                                    verdict = await verdict
+                                if verdict:
+                                    raise StreamStopped(assembler.body())
                         if listener is not None:  # once per chunk received is plenty
                             listener(*assembler.tokens())
                         if assembler.done:

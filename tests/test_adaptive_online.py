@@ -1,0 +1,199 @@
+"""Online stop rules against the fake server: requests counted, streams stopped, decisions
+equal to the offline replay of the same order, kill -9 and resume, bad configs."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ttc.adaptive import ESC, AdaptiveConsistency, Bounded, Pool, StopRule
+from ttc.adaptive.deepconf import TraceConfidence, deepconf_bar
+from ttc.adaptive.logprobs import decode_logprobs, token_confidence
+from ttc.adaptive.montecarlo import simulate_orders
+from ttc.config import Config, config_from_dict
+from ttc.sampler import Sweep
+from ttc.store import RunStore, SampleRecord
+from ttc.testing.fake_server import FaultPlan, run_in_thread
+from ttc.testing.responders import Query, Reply
+
+N_PROBLEMS = 12
+
+
+def _dataset(tmp_path: Path) -> Path:
+    import json
+
+    rows = [{"id": f"p{i:02d}", "question": f"Puzzle number {i}: what is it?",
+             "answer": str(i)} for i in range(N_PROBLEMS)]
+    path = tmp_path / "puzzles.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _seed(pid: str, budget: int, index: int, seed: int = 0) -> int:
+    return zlib.crc32(f"{seed}|{pid}|{budget}|{index}".encode())  # ttc.sampler's sample seed
+
+
+def table_responder(table: dict[str, list[str]], budget: int = 64, *,
+                    thinking: int = 24,
+                    confidence: Callable[[str, int], float | tuple[float, ...]] | None = None,
+                    ) -> Callable[[Query], Reply]:
+    """Sample i of problem p answers ``table[p][i]`` (found from the request's seed)."""
+    cells = {_seed(pid, budget, i): (pid, i) for pid, answers in table.items()
+             for i in range(len(answers))}
+
+    def respond(q: Query) -> Reply:
+        pid, i = cells[q.seed]
+        conf = confidence(pid, i) if confidence is not None else 1.0
+        return Reply(text=f"So the answer is \\boxed{{{table[pid][i]}}}.",
+                     thinking=" ".join(f"w{j}" for j in range(thinking)), confidence=conf)
+
+    return respond
+
+
+def config(dataset: Path, base_url: str, adaptive: dict[str, Any] | None, **sweep: Any
+           ) -> Config:
+    data: dict[str, Any] = {
+        "model": {"provider": "openai", "name": "fake", "base_url": base_url + "/v1"},
+        "dataset": {"path": str(dataset)},
+        "sweep": {"budgets": [64], "samples": 8, "concurrency": 4, "timeout_s": 10,
+                  "max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.02, **sweep},
+    }
+    if adaptive is not None:
+        data["adaptive"] = adaptive
+    return config_from_dict(data)
+
+
+def records(run: Path, *, with_logprobs: bool = False) -> list[SampleRecord]:
+    with RunStore(run, read_only=True) as store:
+        return list(store.iter_samples(with_text=True, with_logprobs=with_logprobs))
+
+
+def offline_draws(rule: StopRule, answers: list[str]) -> tuple[int, float]:
+    """(samples drawn, credit) of ``rule`` on ``answers`` in index order, by the replay's
+    own order simulator (classes: exact strings here; gold "0" is never answered)."""
+    pool = Pool.from_answers(answers, [a == "right" for a in answers], [1.0] * len(answers))
+    credit, drawn, _tokens = simulate_orders(pool, rule, [list(range(len(answers)))])
+    return int(drawn[0]), float(credit[0])
+
+
+def random_table(seed: int, n: int = 8) -> dict[str, list[str]]:
+    rng = random.Random(seed)
+    table = {}
+    for i in range(N_PROBLEMS):
+        spread = rng.choice([1, 2, 3, 4])
+        table[f"p{i:02d}"] = [rng.choice(["11", "12", "13", "14"][:spread]) for _ in range(n)]
+    return table
+
+
+# ---------------------------------------------------------------- sample-level rules
+
+
+@pytest.mark.parametrize("rule,adaptive", [
+    (ESC(3), {"rule": "esc", "window": 3}),
+    (AdaptiveConsistency(0.9), {"rule": "adaptive_consistency", "threshold": 0.9}),
+    (Bounded(AdaptiveConsistency(0.8, "dirichlet"), min_samples=3, max_samples=7),
+     {"rule": "adaptive_consistency", "threshold": 0.8, "criterion": "dirichlet",
+      "min_samples": 3, "max_samples": 7}),
+])
+def test_sample_rule_online_draws_what_the_offline_replay_draws(
+    rule: StopRule, adaptive: dict[str, Any], tmp_path: Path
+) -> None:
+    table = random_table(7)
+    with run_in_thread(responder=table_responder(table)) as server:
+        cfg = config(_dataset(tmp_path), server.base_url, adaptive)
+        result = asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        served = server.count
+    stored = records(tmp_path / "run")
+    by_problem: dict[str, list[SampleRecord]] = {}
+    for r in stored:
+        by_problem.setdefault(r.problem_id, []).append(r)
+    expected_total = 0
+    for pid, answers in table.items():
+        drawn, _credit = offline_draws(rule, answers)
+        expected_total += drawn
+        got = sorted(r.sample_index for r in by_problem[pid])
+        assert got == list(range(drawn)), pid  # the first `drawn` samples, no more
+        assert [r.answer for r in sorted(by_problem[pid], key=lambda r: r.sample_index)] \
+            == answers[:drawn]
+    assert served == len(stored) == expected_total  # never a sample the rule did not need
+    assert result.skipped == N_PROBLEMS * 8 - expected_total > 0
+    assert result.failed == 0
+
+
+def test_unanimous_problems_stop_after_one_window_and_a_rerun_sends_nothing(
+    tmp_path: Path
+) -> None:
+    table = {f"p{i:02d}": ["7"] * 8 if i % 2 == 0 else ["1", "2"] * 4 for i in range(N_PROBLEMS)}
+    with run_in_thread(responder=table_responder(table)) as server:
+        cfg = config(_dataset(tmp_path), server.base_url, {"rule": "esc", "window": 4})
+        asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        assert server.count == 6 * 4 + 6 * 8
+        again = asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        assert server.count == 6 * 4 + 6 * 8  # resumed: the rule already stopped them
+    assert again.planned == 0 and again.skipped == 6 * 4
+
+
+def test_failed_sample_halts_its_problem_until_the_next_run(tmp_path: Path) -> None:
+    table = random_table(3)
+    plan = FaultPlan(at={1: "server_error", 2: "server_error", 3: "server_error"})
+    with run_in_thread(responder=table_responder(table), plan=plan) as server:
+        cfg = config(_dataset(tmp_path), server.base_url, {"rule": "esc", "window": 2},
+                     concurrency=1)
+        first = asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        assert first.failed == 1
+        server.plan = FaultPlan()
+        asyncio.run(Sweep(cfg, tmp_path / "run").run())
+    stored = records(tmp_path / "run")
+    assert all(r.status == "ok" for r in stored)
+    for pid, answers in table.items():
+        drawn, _ = offline_draws(ESC(2), answers)
+        assert sorted(r.sample_index for r in stored if r.problem_id == pid) \
+            == list(range(drawn))
+
+
+# ---------------------------------------------------------------- DeepConf online
+
+
+def test_deepconf_online_stops_streams_and_stores_them(tmp_path: Path) -> None:
+    """Warm-up traces run whole; later low-confidence ones are cut mid-stream, stored as
+    ``stopped`` with their partial thinking and tokens, never retried, never failed."""
+    n, warmup, window, thinking = 8, 3, 4, 30
+    table = {f"p{i:02d}": [str(i)] * n for i in range(N_PROBLEMS)}
+
+    def confidence(pid: str, i: int) -> tuple[float, ...]:
+        if i < warmup:
+            return (2.0 + 0.1 * i,)  # warm-up: confident throughout
+        if i % 2:  # confident for 10 tokens, then collapses
+            return (2.5,) * 10 + (0.5,)
+        return (2.5,)
+
+    responder = table_responder(table, thinking=thinking, confidence=confidence)
+    with run_in_thread(responder=responder, plan=FaultPlan(words_per_event=1)) as server:
+        cfg = config(_dataset(tmp_path), server.base_url,
+                     {"rule": "deepconf", "warmup": warmup, "window": window,
+                      "percentile": 50}, logprobs=True, top_logprobs=3, stream=True)
+        result = asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        served = server.count
+    stored = records(tmp_path / "run", with_logprobs=True)
+    assert served == len(stored) == N_PROBLEMS * n  # every sample drawn once, none retried
+    stopped = [r for r in stored if r.status == "stopped"]
+    assert len(stopped) == result.stopped == N_PROBLEMS * 3
+    assert {r.sample_index for r in stopped} == {3, 5, 7}
+    bar = deepconf_bar([2.0, 2.1, 2.2], 50)
+    for r in stopped:
+        assert r.sample_index >= warmup and r.sample_index % 2 == 1
+        assert r.answer is None and r.correct is None and r.stop_reason == "stopped"
+        rows = decode_logprobs(r.logprobs)  # type: ignore[arg-type]
+        assert r.output_tokens == len(rows) == len(r.thinking.split())  # type: ignore[union-attr]
+        full = [2.5] * 10 + [0.5] * (thinking + 5 - 10)
+        offline = TraceConfidence.from_confidence(full, window).stop_at(bar)
+        assert r.output_tokens == offline  # cut at the very token the replay cuts at
+        assert np.allclose(token_confidence(rows), full[: len(rows)], atol=1e-2)
+    assert all(r.status == "ok" for r in stored if r not in stopped)
