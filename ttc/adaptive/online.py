@@ -35,7 +35,8 @@ import numpy as np
 from ttc.adaptive.deepconf import ConfidenceMonitor, TraceConfidence, deepconf_bar
 from ttc.adaptive.logprobs import decode_logprobs, from_openai_content, token_confidence
 from ttc.adaptive.online_config import base_rule, online_params
-from ttc.adaptive.rules import StopRule, Votes
+from ttc.adaptive.rules import StopRule
+from ttc.adaptive.usage import answer_classes, first_stop
 from ttc.adaptive.waves import wave_size
 from ttc.config import Budget, Config
 from ttc.plan import Job, job_for
@@ -226,11 +227,10 @@ class Waves:
         if fed > g.fed:
             g.fed = fed
             answers = [g.known[i] for i in range(fed)]
-            g.classes = await asyncio.to_thread(_classes, answers, g.problem.kind)
-            votes = Votes(self.rule.memory)
-            for j, c in enumerate(g.classes):
-                if self.rule.should_stop(votes.add(c)):
-                    return self._close(g, j + 1)
+            g.classes = await asyncio.to_thread(answer_classes, answers, g.problem.kind)
+            fired = first_stop(self.rule, g.classes)
+            if fired is not None:
+                return self._close(g, fired)
         if g.fed >= g.n:
             return self._close(g, g.n)
         if g.released:
@@ -279,14 +279,6 @@ class Waves:
         if self.kind == "prefix":
             return True
         return i >= int(self.params["warmup"]) and g.bar is not None and np.isfinite(g.bar)
-
-
-def _classes(answers: list[Any], kind: str) -> list[Hashable | None]:
-    """The grader's classes of the answers so far (None: no answer)."""
-    from ttc.grading import cluster_answers
-
-    return list(cluster_answers([a if isinstance(a, str) else None for a in answers],
-                                "mcq" if kind == "mcq" else "math"))
 
 
 def deepconf_watch(window: int, k: int) -> Callable[[Group], Callable[[], TraceWatch]]:
