@@ -197,3 +197,77 @@ def test_deepconf_online_stops_streams_and_stores_them(tmp_path: Path) -> None:
         assert r.output_tokens == offline  # cut at the very token the replay cuts at
         assert np.allclose(token_confidence(rows), full[: len(rows)], atol=1e-2)
     assert all(r.status == "ok" for r in stored if r not in stopped)
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+
+def test_kill_9_mid_wave_then_resume_draws_what_an_unbroken_run_draws(tmp_path: Path) -> None:
+    """Answers are a function of the request, decisions a function of the answers in
+    index order: a run killed mid-wave and resumed stores exactly the cells an unbroken
+    run stores, and the server served those plus only what was in flight at the kill."""
+    import json
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from ttc.testing.fake_server import start_subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    (tmp_path / "data.jsonl").write_text("".join(
+        json.dumps({"id": f"p{i}", "question": f"What is {i} + 2?", "answer": str(i + 2)})
+        + "\n" for i in range(40)))
+
+    def stored(run: Path) -> set[tuple[str, str, int, str | None]]:
+        if not (run / "samples.sqlite").exists():
+            return set()
+        try:
+            with sqlite3.connect(f"file:{run / 'samples.sqlite'}?mode=ro", uri=True,
+                                 timeout=5) as db:
+                return {(p, b, int(i), a) for p, b, i, a in db.execute(
+                    "SELECT problem_id, budget, sample_index, answer FROM samples")}
+        except sqlite3.OperationalError:
+            return set()
+
+    def requests(base_url: str) -> int:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{base_url}/_fake/stats", timeout=5) as resp:
+            return int(json.load(resp)["requests"])
+
+    def sweep(out: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ttc", "sweep", "sweep.toml", "--out", out, "--quiet"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    concurrency = 8
+    with start_subprocess(latency_s=0.01) as server:
+        (tmp_path / "sweep.toml").write_text(
+            f'[model]\nprovider = "openai"\nname = "fake-model"\n'
+            f'base_url = "{server.base_url}/v1"\n[dataset]\npath = "data.jsonl"\n'
+            f"[sweep]\nbudgets = [256, 2048]\nsamples = 12\nconcurrency = {concurrency}\n"
+            f'[adaptive]\nrule = "esc"\nwindow = 3\n')
+        unbroken = sweep("whole")
+        assert unbroken.communicate(timeout=120)[1] == "" and unbroken.returncode == 0
+        reference = stored(tmp_path / "whole")
+        served_whole = requests(server.base_url)
+        assert served_whole == len(reference) < 40 * 2 * 12  # the rule saved samples
+        proc = sweep("run")
+        deadline = time.monotonic() + 60
+        while len(stored(tmp_path / "run")) < len(reference) // 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        at_kill = len(stored(tmp_path / "run"))
+        lost = requests(server.base_url) - served_whole - at_kill
+        assert 0 <= lost <= concurrency and at_kill < len(reference)
+        resumed = sweep("run")
+        _out, err = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, err
+        assert stored(tmp_path / "run") == reference  # the same cells, the same answers
+        assert requests(server.base_url) - served_whole == len(reference) + lost
