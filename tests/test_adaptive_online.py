@@ -271,3 +271,83 @@ def test_kill_9_mid_wave_then_resume_draws_what_an_unbroken_run_draws(tmp_path: 
         assert resumed.returncode == 0, err
         assert stored(tmp_path / "run") == reference  # the same cells, the same answers
         assert requests(server.base_url) - served_whole == len(reference) + lost
+
+
+# ---------------------------------------------------------------- bad input
+
+
+BAD = [
+    ('[adaptive]\nrule = "escc"', "unknown rule 'escc'", "rule"),
+    ('[adaptive]\nrule = "esc"\nthreshold = 0.9', "does not apply to rule 'esc'", "threshold"),
+    ('[adaptive]\nrule = "adaptive_consistency"\nthreshold = 1.0', "must lie in (0.5, 1)",
+     "threshold"),
+    ('[adaptive]\nrule = "adaptive_consistency"\ncriterion = "gamma"', "must be one of",
+     "criterion"),
+    ('[adaptive]\nrule = "esc"\nwindow = 0', "at least 1", "window"),
+    ('[adaptive]\nrule = "esc"\nmax_samples = 99', "above sweep.samples", "max_samples"),
+    ('[adaptive]\nrule = "deepconf"', "set sweep.logprobs = true", "rule"),
+    ('[adaptive]\nrule = "deepconf"\npercentile = 150', "must lie in [0, 100]", "percentile"),
+    ('[adaptive]\nrule = "prefix:judge"\nthreshold = 0.5', "no [[scorers]] entry named",
+     "rule"),
+    ('[adaptive]\nrule = "prefix:"', "unknown rule", "rule"),
+    ('[adaptive]\nrule = "prefix:judge"', "needs adaptive.threshold", "[adaptive]"),
+]
+BAD_SWEEP = [
+    ("logprobs = true\ntop_logprobs = 50", "at most 20", "top_logprobs"),
+    ('mode = "batch"\n[adaptive]\nrule = "esc"', 'cannot run with sweep.mode = "batch"', "rule"),
+    ('logprobs = true\nstream = false\n[adaptive]\nrule = "deepconf"', "must not be false",
+     "stream"),
+]
+
+
+def _run_cli(folder: Path, text: str, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from ttc.cli import main
+
+    (folder / "sweep.toml").write_text(text)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["sweep", str(folder / "sweep.toml"), "--out", str(folder / "run"),
+                     "--quiet", *extra])
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("tail,expected,key", [
+    *[(f"[sweep]\nsamples = 8\n{t}", e, k) for t, e, k in BAD],
+    *[(f"[sweep]\nsamples = 8\n{t}", e, k) for t, e, k in BAD_SWEEP],
+])
+def test_bad_adaptive_config_is_one_line_exit_2_and_nothing_sent(
+    tail: str, expected: str, key: str, tmp_path: Path
+) -> None:
+    with run_in_thread() as server:
+        head = (f'[model]\nprovider = "openai"\nname = "fake"\n'
+                f'base_url = "{server.base_url}/v1"\n[dataset]\nbuiltin = "arithmetic"\n')
+        code, err = _run_cli(tmp_path, head + tail)
+        assert server.count == 0
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert expected in lines[0] and "sweep.toml:" in lines[0] and "Traceback" not in err
+    line = int(lines[0].split("sweep.toml:")[1].split(":")[0])
+    assert key in (head + tail).splitlines()[line - 1]  # blamed on the right line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("model,expected", [
+    ('provider = "anthropic"\nname = "claude"\nbase_url = "http://127.0.0.1:9"',
+     "Anthropic's Messages API returns no token log-probabilities"),
+    ('provider = "simulated"', "provider 'simulated' has none"),
+])
+def test_logprobs_refused_where_the_api_has_none(model: str, expected: str,
+                                                 tmp_path: Path) -> None:
+    code, err = _run_cli(tmp_path, f'[model]\n{model}\n[dataset]\nbuiltin = "arithmetic"\n'
+                                   f'[sweep]\nlogprobs = true\n[adaptive]\nrule = "deepconf"\n')
+    assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+def test_set_override_is_blamed_on_set(tmp_path: Path) -> None:
+    code, err = _run_cli(tmp_path, '[model]\nprovider = "simulated"\n[dataset]\nbuiltin = '
+                                   '"arithmetic"\n[adaptive]\nrule = "esc"\n',
+                         "--set", "adaptive.window=0")
+    assert code == 2 and "--set adaptive.window" in err and "at least 1" in err, err
