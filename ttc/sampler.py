@@ -5,9 +5,15 @@ a fixed pool of workers pulls jobs from one lazy iterator (no task per sample, s
 250k-sample sweeps cost no memory up front). Each attempt takes a slot of the
 adaptive concurrency limit (``ttc.concurrency``: 429s and 529s shrink it), and
 retryable errors are retried with exponential backoff and full jitter, honouring the
-server's retry hints. Each finished sample is committed before its worker takes the
+server's retry hints (``ttc.retry``). Each finished sample is committed before its worker takes the
 next job (``ttc.commit``), so ``kill -9`` loses only what is in flight and a full disk
 stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed.
+
+With ``[adaptive]`` the workers take their jobs from ``ttc.adaptive.online.Waves``
+instead: each (problem, budget) is drawn in waves the stop rule certainly needs, and a
+trace rule's watch rides along with each request to stop its stream (status
+``stopped``). Every attempt of every sample goes through ``ttc.retry``, the one retry
+loop (shared with the agent loop).
 
 ``sweep.mode = "batch"`` hands the same plan to ``ttc.batch`` (the providers' batch
 APIs); cells waiting on a batch are never planned by either mode, and an online sweep
