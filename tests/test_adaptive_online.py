@@ -138,6 +138,27 @@ def test_unanimous_problems_stop_after_one_window_and_a_rerun_sends_nothing(
         again = asyncio.run(Sweep(cfg, tmp_path / "run").run())
         assert server.count == 6 * 4 + 6 * 8  # resumed: the rule already stopped them
     assert again.planned == 0 and again.skipped == 6 * 4
+    # ttc status and the report say what the rule used against the full plan
+    import contextlib
+    import io
+    import json
+
+    from ttc.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["status", str(tmp_path / "run"), "--json"]) == 0
+    usage = json.loads(out.getvalue())["adaptive"]
+    budget = usage["budgets"][0]
+    assert usage["complete"] and (budget["planned"], budget["drawn"], budget["skipped"],
+                                  budget["to_draw"]) == (96, 72, 24, 0)
+    assert budget["token_savings"] == pytest.approx(1 - 72 / 96, abs=0.05)
+    assert budget["accuracy"] == pytest.approx(0.5 / 12)  # p01: "1" ties "2": half credit
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["report", str(tmp_path / "run")]) == 0
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "## Adaptive compute" in report and "72 of 96 planned samples drawn" in report
+    assert "adaptive run, complete" in report and "incomplete" not in report
 
 
 def test_failed_sample_halts_its_problem_until_the_next_run(tmp_path: Path) -> None:
