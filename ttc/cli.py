@@ -280,6 +280,9 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
     print(f"budgets       : {', '.join(map(str, s.budgets))}")
     print(f"samples       : {s.samples} per (problem, budget)")
     print(f"requests      : {len(plan.jobs):,} to send ({plan.done:,} of {plan.total:,} stored)")
+    if sweep.config.adaptive is not None:
+        print(f"  at most: [adaptive] {sweep.config.adaptive.rule} draws in waves and stops "
+              f"each problem when it fires (`ttc status` shows what it has skipped)")
     if plan.pending:
         print(f"  {plan.pending:,} more wait on provider batches: collected, never sent again")
     if plan.total > s.confirm_above:
