@@ -320,10 +320,10 @@ def test_one_deadline_per_attempt_cuts_a_stalled_tool_stream(
 
 
 def test_retry_policy_aborts_fails_and_times_out() -> None:
-    from ttc.agent.retry import AttemptsFailed, call_with_retries
     from ttc.errors import FatalAPIError, RedirectRefusedError
     from ttc.providers.base import Completion
     from ttc.ratelimit import RequestLimiter, TokenBucket
+    from ttc.retry import AttemptsFailed, call_with_retries
     from ttc.sampler import SweepAborted
 
     sweep = SweepConfig(max_attempts=3, timeout_s=0.05, backoff_base_s=0.001,

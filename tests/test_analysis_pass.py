@@ -104,8 +104,15 @@ def test_empty_frame_and_ungraded_answers() -> None:
     for credit in (1.5, -0.1, float("inf")):  # graded credit is a proportion
         with pytest.raises(UserInputError, match="credit must lie in"):
             analyze(hand_frame([("p", 1024, 0, "ok", credit, 10, 10, None, "1")]))
-    with pytest.raises(UserInputError, match="unknown sample status 'stopped'"):
-        analyze(hand_frame([("p", 1024, 0, "stopped", None, 10, 10, None, None)]))
+    with pytest.raises(UserInputError, match="unknown sample status 'paused'"):
+        analyze(hand_frame([("p", 1024, 0, "paused", None, 10, 10, None, None)]))
+    # a trace an online rule stopped is drawn but no answer: in no accuracy, not failed
+    stopped = analyze(hand_frame([("p", 1024, 0, "ok", 1.0, 10, 10, None, "1"),
+                                  ("p", 1024, 1, "stopped", None, 10, 10, None, None)]),
+                      n_boot=10)
+    row = stopped.budgets.iloc[0]
+    assert (row["accuracy"], row["n_samples"], row["n_failed"]) == (1.0, 1, 0)
+    assert stopped.completeness.done == 2
 
 
 def test_an_estimator_that_refuses_is_said_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +142,23 @@ def test_store_statuses_the_pass_does_not_know_are_refused(tmp_path: Path) -> No
     with RunStore(tmp_path / "run", create=True) as store:
         store.put_problems([Problem(id="p", question="q", answer="1")], {"p": None})
         store.write_samples([SampleRecord("p", "1024", 0, "ok", answer="1", correct=True),
-                             SampleRecord("p", "1024", 1, "stopped", answer=None)])
-    with open_run(tmp_path / "run") as run, pytest.raises(UserInputError, match="'stopped'"):
+                             SampleRecord("p", "1024", 1, "paused", answer=None),
+                             SampleRecord("p", "1024", 2, "stopped", answer=None)])
+    with open_run(tmp_path / "run") as run, pytest.raises(UserInputError, match="'paused'"):
         run.analyze(n_boot=10)
+
+
+def test_store_stopped_traces_are_drawn_but_in_no_accuracy(tmp_path: Path) -> None:
+    from ttc.problems import Problem
+    from ttc.store import RunStore, SampleRecord
+
+    with RunStore(tmp_path / "run", create=True) as store:
+        store.put_problems([Problem(id="p", question="q", answer="1")], {"p": None})
+        store.write_samples([SampleRecord("p", "1024", 0, "ok", answer="1", correct=True),
+                             SampleRecord("p", "1024", 1, "ok", answer="2", correct=False),
+                             SampleRecord("p", "1024", 2, "stopped", output_tokens=7)])
+    with open_run(tmp_path / "run") as run:
+        analysis = run.analyze(n_boot=10)
+    row = analysis.budgets.iloc[0]
+    assert (row["accuracy"], row["n_samples"], row["n_failed"]) == (0.5, 2, 0)
+    assert analysis.completeness.done == analysis.completeness.planned == 3

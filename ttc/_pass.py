@@ -22,6 +22,7 @@ import numpy as np
 from ttc._sources import (
     CENSORED,
     FAILED,
+    STOPPED,
     AnalysisInputError,
     FloatArray,
     IntArray,
@@ -58,7 +59,7 @@ class PassResult:
     budgets: list[Budget]
     problem_ids: list[str]
     subjects: list[str | None]
-    n: IntArray  # problems x budgets: graded (not failed) samples
+    n: IntArray  # problems x budgets: graded samples (neither failed nor stopped)
     n_failed: IntArray
     n_censored: IntArray
     n_binds: IntArray
@@ -74,6 +75,9 @@ class PassResult:
     plan_done: int = 0
     plan_failed: int = 0
     notes: list[str] = field(default_factory=list)
+    #: problems x budgets: traces an online rule stopped (drawn, paid, no answer; they
+    #: are in no accuracy, like failed samples, but they are done: never drawn again)
+    n_stopped: IntArray | None = None
 
 
 def expand_metrics(metrics: Sequence[str], layout: Layout) -> list[str]:
@@ -177,15 +181,17 @@ def run_pass(
     skipped: dict[tuple[str, int], list[str]] = {}
     plan_done = plan_failed = 0
     for done, ps in enumerate(problems, start=1):
-        count = np.zeros((5, n_b), dtype=np.int64)
+        count = np.zeros((6, n_b), dtype=np.int64)
         mean = np.full((3, n_b), np.nan)
         rows = [np.full(len(s.columns), np.nan) for s in shapes]
         errors = [np.zeros(len(s.columns)) for s in shapes]
         for j in np.unique(ps.budget).tolist():
             sel = np.nonzero(ps.budget == j)[0]
             failed = ps.status[sel] == FAILED
-            g = sel[~failed]
+            stopped = ps.status[sel] == STOPPED
+            g = sel[~failed & ~stopped]
             count[1, j] = int(failed.sum())
+            count[5, j] = int(stopped.sum())
             if in_plan[j]:
                 inside = ps.sample_index[sel] < layout.plan.samples
                 plan_done += int((inside & ~failed).sum())
@@ -215,7 +221,7 @@ def run_pass(
             progress(done)
     rank = order(ids) if order is not None else list(range(len(ids)))
     perm = np.argsort(np.asarray(rank, dtype=np.int64), kind="stable")
-    cnt = np.stack(counts)[perm] if counts else np.zeros((0, 5, n_b), dtype=np.int64)
+    cnt = np.stack(counts)[perm] if counts else np.zeros((0, 6, n_b), dtype=np.int64)
     avg = np.stack(means)[perm] if means else np.zeros((0, 3, n_b))
     result = PassResult(
         budgets=list(layout.budgets), problem_ids=[ids[i] for i in perm],
@@ -228,7 +234,7 @@ def run_pass(
         stderr=[np.stack(e)[perm] if e else np.zeros((0, len(s.columns)))
                 for e, s in zip(errs, shapes, strict=True)],
         thinking=[_concat(t) for t in thinking], plan=layout.plan,
-        plan_done=plan_done, plan_failed=plan_failed,
+        plan_done=plan_done, plan_failed=plan_failed, n_stopped=cnt[:, 5],
     )
     for (metric, j), reasons in skipped.items():
         reason = max(set(reasons), key=reasons.count)

@@ -175,9 +175,18 @@ def blocks(analysis: Analysis, summary: dict[str, Any], details: dict[str, Any],
 
     done = analysis.completeness
     settings = details["settings"]
+    adaptive = details.get("adaptive")
+    status = done.describe()
+    if adaptive is not None and not done.complete:  # the rule's skipped cells are not missing
+        status = (f"adaptive run, {'complete' if adaptive['complete'] else 'incomplete'}: "
+                  f"{done.done:,} of {done.planned:,} planned cells drawn "
+                  f"({sum(b['skipped'] for b in adaptive['budgets']):,} skipped by the rule, "
+                  f"{sum(b['to_draw'] for b in adaptive['budgets']):,} still to draw, "
+                  f"{done.failed:,} failed)")
+    complete = done.complete or (adaptive is not None and adaptive["complete"])
     out: list[Block] = [
         ("h1", f"TTC report: {analysis.model_name} on {analysis.dataset_name}"),
-        ("status", done.describe()),
+        ("status", status, complete),
         ("ul", [f"model: `{json.dumps(summary['model'], sort_keys=True)}`",
                 f"dataset: `{json.dumps(summary['dataset'], sort_keys=True)}`",
                 f"intervals: {settings['level']:.0%} problem bootstrap, {settings['n_boot']} "
@@ -187,6 +196,12 @@ def blocks(analysis: Analysis, summary: dict[str, Any], details: dict[str, Any],
         out += [("h2", "Warnings"), ("ul", list(summary["warnings"]))]
     out += [("h2", "Findings"), ("ul", _findings(analysis, summary, details)),
             ("h2", "Budgets"), _budget_table(summary)]
+    if adaptive is not None:
+        out += [("h2", "Adaptive compute"), ("ul", list(adaptive["lines"]) + [
+            "samples drawn and tokens are counted against the full plan (problems x "
+            "sweep.samples); the full plan's tokens are estimated from each problem's mean "
+            "tokens per completed sample; stopped traces are drawn and paid for but give no "
+            "answer; the curves and budget table above use the drawn samples only"])]
     out += _subject_blocks(analysis) + _curve_block(summary)
     out.append(("h2", "Figures"))
     out += [("figure", stem, FIGURES[stem]) for stem in figures]
@@ -204,7 +219,7 @@ def markdown_report(analysis: Analysis, summary: dict[str, Any], details: dict[s
         elif kind == "h2":
             out += [f"## {block[1]}", ""]
         elif kind == "status":
-            out += [f"**{block[1]}**" if not analysis.completeness.complete else block[1], ""]
+            out += [f"**{block[1]}**" if not block[2] else block[1], ""]
         elif kind == "ul":
             out += [f"- {line}" for line in block[1]] + [""]
         elif kind == "table":
@@ -230,7 +245,7 @@ def html_report(analysis: Analysis, summary: dict[str, Any], details: dict[str, 
         if kind in ("h1", "h2"):
             parts.append(f"<{kind}>{esc(block[1])}</{kind}>")
         elif kind == "status":
-            css = "" if analysis.completeness.complete else " class='incomplete'"
+            css = "" if block[2] else " class='incomplete'"
             parts.append(f"<p{css}>{esc(block[1])}</p>")
         elif kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in block[1])

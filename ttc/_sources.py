@@ -30,10 +30,12 @@ __all__: list[str] = []
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
-#: status codes of the pass; a branch adding a status adds it here
-STATUSES = {"ok": 0, "censored": 1, "failed": 2}
+#: status codes of the pass; a branch adding a status adds it here. ``stopped``: a trace
+#: an online rule cut mid-stream (drawn and paid for, but no answer: never graded)
+STATUSES = {"ok": 0, "censored": 1, "failed": 2, "stopped": 3}
 FAILED = STATUSES["failed"]
 CENSORED = STATUSES["censored"]
+STOPPED = STATUSES["stopped"]
 
 
 class AnalysisInputError(UserInputError, ValueError):
@@ -95,12 +97,12 @@ def _status_codes(values: Sequence[Any]) -> IntArray:
 
 
 def _plan_from(meta: Mapping[str, Any], n_problems: int, budgets: list[Budget],
-               n_max: list[int]) -> Plan:
+               spanned: int) -> Plan:
     sweep = dict(meta.get("config", {}) or {}).get("sweep") or {}
     if sweep.get("budgets") and sweep.get("samples"):
         return Plan(int(meta.get("n_problems") or n_problems),
                     tuple(parse_budget(b) for b in sweep["budgets"]), int(sweep["samples"]))
-    return Plan(n_problems, tuple(budgets), max(n_max, default=0), inferred=True)
+    return Plan(n_problems, tuple(budgets), spanned, inferred=True)
 
 
 # ---------------------------------------------------------------- the run store
@@ -111,26 +113,29 @@ def _db(store: RunStore) -> sqlite3.Connection:
     return store._db  # noqa: SLF001
 
 
-def _sql_cells(db: sqlite3.Connection) -> tuple[dict[str, list[int]], dict[str, list[str]], int]:
-    """Graded samples per (problem, budget), each problem's budget labels, and the sample
-    count: one scan in primary-key order."""
+def _sql_cells(db: sqlite3.Connection
+               ) -> tuple[dict[str, list[int]], dict[str, list[str]], int, int]:
+    """Graded samples per (problem, budget), each problem's budget labels, the sample
+    count and the most drawn (not failed) samples of any cell: one scan in key order."""
     per_budget: dict[str, list[int]] = {}
     cells: dict[str, list[str]] = {}
     total = 0
-    rows = db.execute("SELECT problem_id, budget, SUM(status != 'failed'), COUNT(*) "
-                      "FROM samples GROUP BY problem_id, budget")
-    for pid, label, graded, count in rows:
+    rows = db.execute("SELECT problem_id, budget, SUM(status NOT IN ('failed', 'stopped')), "
+                      "SUM(status != 'failed'), COUNT(*) FROM samples GROUP BY problem_id, budget")
+    spanned = 0
+    for pid, label, graded, drawn, count in rows:
         cells.setdefault(pid, []).append(label)
         per_budget.setdefault(label, []).append(int(graded))
+        spanned = max(spanned, int(drawn))
         total += int(count)
-    return per_budget, cells, total
+    return per_budget, cells, total, spanned
 
 
 def store_layout(store: RunStore, active: Mapping[str, str]
                  ) -> tuple[Layout, dict[str, list[str]]]:
     """The layout of a stored run, and each problem's budget labels as stored."""
     db = _db(store)
-    per_budget, cells, n_samples = _sql_cells(db)
+    per_budget, cells, n_samples, spanned = _sql_cells(db)
     n_problems = len(cells)
     labels = sorted(per_budget, key=lambda lab: budget_sort_key(parse_budget(lab)))
     budgets = [parse_budget(lab) for lab in labels]
@@ -144,7 +149,7 @@ def store_layout(store: RunStore, active: Mapping[str, str]
             scored.append(scorer)
         if low is not None and low < 0:
             negative.add(scorer)
-    plan = _plan_from(store.meta(), n_problems, budgets, n_max)
+    plan = _plan_from(store.meta(), n_problems, budgets, spanned)
     layout = Layout(budgets, n_min, n_max, sorted(scored), frozenset(negative), plan, n_problems,
                     n_samples)
     return layout, cells
@@ -257,16 +262,18 @@ def frame_layout(
     names = _frame_scores(frame, scores)
     labels = sorted(dict.fromkeys(frame["_budget"]),
                     key=lambda lab: budget_sort_key(parse_budget(lab)))
-    graded = frame[frame["_status"] != FAILED]
+    graded = frame[~frame["_status"].isin((FAILED, STOPPED))]
     counts = graded.groupby(["_budget", "problem_id"], sort=False).size()
     n_min = [int(counts[lab].min()) if lab in counts.index.get_level_values(0) else 0
              for lab in labels]
     n_max = [int(counts[lab].max()) if lab in counts.index.get_level_values(0) else 0
              for lab in labels]
+    drawn = frame[frame["_status"] != FAILED].groupby(["_budget", "problem_id"]).size()
+    spanned = int(drawn.max()) if len(drawn) else 0  # stopped traces were drawn too
     negative = frozenset(n for n in names if (frame[f"_score:{n}"] < 0).any())
     budgets = [parse_budget(lab) for lab in labels]
     n_problems = int(frame["problem_id"].nunique())
-    plan = Plan(n_problems, tuple(budgets), max(n_max, default=0), inferred=True)
+    plan = Plan(n_problems, tuple(budgets), spanned, inferred=True)
     frame["_b"] = frame["_budget"].map({lab: i for i, lab in enumerate(labels)})
     layout = Layout(budgets, n_min, n_max, names, negative, plan, n_problems, len(frame))
     return layout, frame

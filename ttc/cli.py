@@ -208,6 +208,9 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{result.tokens:,} output tokens{wasted}, ${result.cost:.2f}, "
         f"{result.elapsed_s:.1f}s -> {out}"
     )
+    if result.skipped or result.stopped:
+        print(f"  the adaptive rule skipped {result.skipped:,} planned samples and stopped "
+              f"{result.stopped:,} traces mid-stream (`ttc status {out}`: the savings)")
     if result.min_concurrency < result.concurrency_ceiling:
         print(f"  rate limits cut concurrency to {result.min_concurrency} "
               f"(of {result.concurrency_ceiling}); it ended at {result.concurrency}")
@@ -277,6 +280,9 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
     print(f"budgets       : {', '.join(map(str, s.budgets))}")
     print(f"samples       : {s.samples} per (problem, budget)")
     print(f"requests      : {len(plan.jobs):,} to send ({plan.done:,} of {plan.total:,} stored)")
+    if sweep.config.adaptive is not None:
+        print(f"  at most: [adaptive] {sweep.config.adaptive.rule} draws in waves and stops "
+              f"each problem when it fires (`ttc status` shows what it has skipped)")
     if plan.pending:
         print(f"  {plan.pending:,} more wait on provider batches: collected, never sent again")
     if plan.total > s.confirm_above:
@@ -334,6 +340,7 @@ def _status(args: argparse.Namespace) -> int:
         rules = store.grading_rules()
         batches = store.batches.batches()
         via_batch = store.batches.via_batch()
+        usage = _adaptive_usage(store)
     budgets = [str(b) for b in meta.budgets] or list(counts)
     expected = meta.n_problems * meta.samples
     holder = read_holder(args.run)
@@ -348,6 +355,7 @@ def _status(args: argparse.Namespace) -> int:
             "grading_rules": {str(k): v for k, v in rules.items()},
             "batches": [b.to_dict() for b in batches],
             "via_batch": {"samples": via_batch[0], "cost": via_batch[1]},
+            "adaptive": usage.to_json() if usage is not None else None,
         }, indent=2))
         return 0
     done_all = sum(n for c in counts.values() for st, n in c.items() if st != "failed")
@@ -361,9 +369,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  being written now by {holder.describe()}")
     for budget in budgets:
         c = counts.get(budget, {})
-        done = c.get("ok", 0) + c.get("censored", 0)
+        done = c.get("ok", 0) + c.get("censored", 0) + c.get("stopped", 0)
+        stopped = f", {c['stopped']:,} stopped" if c.get("stopped") else ""
         print(f"  budget {budget:>8}: {done:,}{f'/{expected:,}' if expected else ''} done, "
-              f"{c.get('censored', 0):,} censored, {c.get('failed', 0):,} failed")
+              f"{c.get('censored', 0):,} censored{stopped}, {c.get('failed', 0):,} failed")
     wasted = int(totals["wasted_output_tokens"])
     waste = f" ({wasted:,} output tokens of failed attempts included)" if wasted else ""
     print(f"  spend ${totals['cost']:.2f}{waste}, {int(totals['output_tokens']):,} output "
@@ -376,6 +385,11 @@ def _status(args: argparse.Namespace) -> int:
     if via_batch[0]:
         print(f"  {via_batch[0]:,} samples came from provider batches (${via_batch[1]:.2f} of "
               f"the spend, at model.batch_discount)")
+    if usage is not None:
+        head, *rest = usage.lines()
+        print(f"  {head}")
+        for line in rest:
+            print(f"    {line}")
     _print_batches(batches)
     if len(rules) > 1:
         print(f"  graded under {len(rules)} different rules: run `ttc grade {args.run}` "
@@ -383,6 +397,15 @@ def _status(args: argparse.Namespace) -> int:
     for error, n in errors[:5]:
         print(f"  {n} x {error}")
     return 0
+
+
+def _adaptive_usage(store: Any) -> Any:
+    """Samples and tokens an online stop rule used against the full plan (None: no rule)."""
+    if not (store.meta().get("config") or {}).get("adaptive"):
+        return None  # no numpy/scipy import for the common case
+    from ttc.adaptive.usage import adaptive_usage
+
+    return adaptive_usage(store, n_boot=200)
 
 
 def _print_batches(batches: list[Any]) -> None:

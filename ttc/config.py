@@ -26,6 +26,7 @@ from ttc.errors import ConfigError, MissingAPIKeyError
 
 __all__ = [
     "EFFORT_LEVELS",
+    "AdaptiveConfig",
     "Budget",
     "Config",
     "DatasetConfig",
@@ -174,6 +175,42 @@ class SweepConfig:
     mode: Literal["online", "batch"] = "online"
     #: seconds between polls of a pending batch
     batch_poll_s: float = 60.0
+    #: ask for per-token log-probabilities (OpenAI-compatible servers, llama.cpp) and
+    #: store them compactly per sample, for confidence rules online and offline
+    logprobs: bool = False
+    #: alternatives per token when ``logprobs`` is on (OpenAI allows 0-20)
+    top_logprobs: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveConfig:
+    """``[adaptive]``: an online stop rule; each (problem, budget) draws at most
+    ``sweep.samples`` samples, in waves, and stops when the rule fires (docs/adaptive.md).
+
+    Parameters left unset take the rule's default; one that does not apply to the rule
+    is an error (it would be silently ignored otherwise).
+    """
+
+    rule: str
+    #: esc: samples per window (5); deepconf: tokens per confidence group (2048)
+    window: int | None = None
+    #: adaptive_consistency: posterior the leader must reach, in (0.5, 1) (0.95);
+    #: prefix:SCORER: stop a trace whose prefix scores below it (required)
+    threshold: float | None = None
+    #: adaptive_consistency: "beta" (top two counts) or "dirichlet" (every class)
+    criterion: Literal["beta", "dirichlet"] | None = None
+    #: esc / adaptive_consistency: never stop before this many samples (1)
+    min_samples: int | None = None
+    #: esc / adaptive_consistency: always stop at this many (sweep.samples)
+    max_samples: int | None = None
+    #: deepconf: the stop bar is this percentile of the warm-up traces' lowest group
+    #: confidence, in [0, 100] (90: keep the top 10%, DeepConf-low)
+    percentile: float | None = None
+    #: deepconf: traces per (problem, budget) that run to the end and set the bar
+    #: (min(16, samples // 4), at least 1)
+    warmup: int | None = None
+    #: prefix:SCORER: score the partial thinking every this many tokens (512)
+    every: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +230,7 @@ class Config:
     path: Path | None = None
     grading: GradingConfig = field(default_factory=GradingConfig)
     agent: AgentConfig | None = None
+    adaptive: AdaptiveConfig | None = None
     #: dotted keys given with ``--set`` (errors about them blame ``--set``, not a line)
     set_keys: tuple[str, ...] = ()
 
@@ -331,12 +369,15 @@ def config_from_dict(
         options = {k: v for k, v in raw.items() if k not in ("name", "kind")}
         scorers.append(_build(ScorerConfig, {**known, "options": options}, "scorers", loc))
     agent = _build(AgentConfig, data["agent"], "agent", loc) if "agent" in data else None
-    config = Config(model, dataset, sweep, prompt, scorers, path, grading, agent, loc.set_keys)
+    adaptive = (_build(AdaptiveConfig, data["adaptive"], "adaptive", loc)
+                if "adaptive" in data else None)
+    config = Config(model, dataset, sweep, prompt, scorers, path, grading, agent, adaptive,
+                    loc.set_keys)
     _check(config, loc)
     return config
 
 
-_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers", "grading", "agent")
+_SECTIONS = ("model", "dataset", "sweep", "prompt", "scorers", "grading", "agent", "adaptive")
 
 
 def _suggest(key: str, options: typing.Iterable[str]) -> str:

@@ -35,6 +35,7 @@ _LIMITS_INT = {  # key: (low, high, why the cap)
     "sweep.requests_per_minute": (0, 10**9, ""),
     "sweep.tokens_per_minute": (0, 10**12, ""),
     "sweep.seed": (0, _MAX_SEED - 1, ""),
+    "sweep.top_logprobs": (1, 20, "OpenAI-compatible servers return at most 20"),
     "model.answer_tokens": (1, MAX_TOKENS, ""),
     "model.n_ctx": (1, MAX_TOKENS, ""),
     "model.servers": (1, 64, "each server is a llama.cpp process on this machine"),
@@ -122,6 +123,10 @@ def check_values(config: Config, blame: Blame) -> None:
         if not subject.strip() or not group.strip():
             raise blame("dataset.subject_map", "dataset.subject_map names must not be empty")
     _check_batch_mode(config, blame)
+    if config.adaptive is not None or config.sweep.logprobs:  # numpy/scipy only then
+        from ttc.adaptive.online_config import check_adaptive
+
+        check_adaptive(config, blame)
     _check_url(m.base_url, "model.base_url", blame)
     _check_key_env(m.api_key_env, "model.api_key_env", blame)
 

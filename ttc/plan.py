@@ -10,12 +10,12 @@ so a real sweep holds no list of jobs either.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ttc.config import Budget, Config
 from ttc.problems import Problem
-from ttc.providers.base import Provider
+from ttc.providers.base import Provider, TraceWatch
 from ttc.store import SampleKey, budget_label
 
 __all__ = ["Job", "PlannedJobs", "SweepPlan", "job_for", "make_plan"]
@@ -27,6 +27,8 @@ class Job:
     budget: Budget
     sample_index: int
     order: tuple[int, ...] | None
+    #: makes a fresh trace watch per attempt (an online trace rule); None: unwatched
+    watch: Callable[[], TraceWatch] | None = field(default=None, compare=False)
 
 
 def job_for(

@@ -219,6 +219,28 @@ def _figures(analysis: Analysis, folder: Path) -> list[str]:
     return made
 
 
+def _adaptive(run: Run, summary: dict[str, Any], details: dict[str, Any], *, n_boot: int,
+              seed: int) -> None:
+    """A run swept with an online stop rule: what it used against the full plan
+    (``analysis.json`` "adaptive"). Cells the rule made unnecessary are not missing, so
+    the "incomplete" warning gives way to what the rule did."""
+    if not (run.store.meta().get("config") or {}).get("adaptive"):
+        return
+    from ttc.adaptive.usage import adaptive_usage
+
+    usage = adaptive_usage(run.store, n_boot=n_boot, seed=seed)
+    if usage is None:
+        return
+    details["adaptive"] = clean(usage.to_json())
+    details["adaptive"]["lines"] = usage.lines()
+    cells = summary["cells"]
+    if usage.complete and not summary["complete"]:
+        skipped = sum(b.skipped for b in usage.budgets)
+        summary["warnings"] = [w for w in summary["warnings"] if not w.startswith("incomplete")]
+        cells["skipped_by_rule"] = skipped
+        cells["missing"] = max(0, cells["missing"] - skipped)
+
+
 def write_report(
     run: Run, out_dir: Path | None = None, *, n_boot: int = 1000, seed: int = 0,
     progress: bool = True, subjects: Sequence[str] | str | None = None,
@@ -242,6 +264,7 @@ def write_report(
     if not analysis.table.problem_ids:
         raise UserInputError(f"{run.path}: the run holds no samples yet; run `ttc sweep` first")
     summary, details = summary_dict(analysis), details_dict(analysis)
+    _adaptive(run, summary, details, n_boot=n_boot, seed=seed)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
     atomic_write_text(out / "analysis.json", json.dumps(details, indent=1, allow_nan=False)
                       + "\n")

@@ -5,9 +5,15 @@ a fixed pool of workers pulls jobs from one lazy iterator (no task per sample, s
 250k-sample sweeps cost no memory up front). Each attempt takes a slot of the
 adaptive concurrency limit (``ttc.concurrency``: 429s and 529s shrink it), and
 retryable errors are retried with exponential backoff and full jitter, honouring the
-server's retry hints. Each finished sample is committed before its worker takes the
+server's retry hints (``ttc.retry``). Each finished sample is committed before its worker takes the
 next job (``ttc.commit``), so ``kill -9`` loses only what is in flight and a full disk
 stops new requests at once. Cancellation (Ctrl-C, SIGTERM) stores what completed.
+
+With ``[adaptive]`` the workers take their jobs from ``ttc.adaptive.online.Waves``
+instead: each (problem, budget) is drawn in waves the stop rule certainly needs, and a
+trace rule's watch rides along with each request to stop its stream (status
+``stopped``). Every attempt of every sample goes through ``ttc.retry``, the one retry
+loop (shared with the agent loop).
 
 ``sweep.mode = "batch"`` hands the same plan to ``ttc.batch`` (the providers' batch
 APIs); cells waiting on a batch are never planned by either mode, and an online sweep
@@ -19,39 +25,30 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttc.commit import Committer
 from ttc.concurrency import AdaptiveLimit
 from ttc.config import Config, config_error
-from ttc.errors import (
-    APIError,
-    ConfigError,
-    FatalAPIError,
-    RedirectRefusedError,
-    RequestTimeoutError,
-    RetryableError,
-    StoreWriteError,
-)
+from ttc.errors import ConfigError, StoreWriteError
 from ttc.lock import Holder
 from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
 from ttc.progress import AttemptTokens, SweepProgress
 from ttc.providers.base import Completion, Provider, SampleRequest
 from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.retry import AttemptsFailed, SweepAborted, backoff, call_with_retries
 from ttc.store import RunStore, SampleKey, SampleRecord, budget_label, grading_rule
+
+if TYPE_CHECKING:
+    from ttc.adaptive.online import Waves
 from ttc.sweep_record import StateWriter, dataset_info, public_config, refuse_import
 
 __all__ = ["Job", "SweepAborted", "SweepPlan", "SweepResult", "Sweep"]
-
-class SweepAborted(APIError):
-    """A fatal error that every further request would hit too (bad key, unknown model)."""
-
 
 @dataclass(slots=True)
 class SweepResult:
@@ -59,6 +56,10 @@ class SweepResult:
     completed: int = 0
     failed: int = 0
     censored: int = 0
+    #: traces an online trace rule stopped mid-stream (stored, paid, no answer)
+    stopped: int = 0
+    #: cells an online stop rule made unnecessary (never requested)
+    skipped: int = 0
     cost: float = 0.0
     tokens: int = 0
     wasted_tokens: int = 0
@@ -80,6 +81,7 @@ class SweepResult:
         else:
             self.completed += 1
             self.censored += record.status == "censored"
+            self.stopped += record.status == "stopped"
         self.cost += record.cost
         self.tokens += record.output_tokens
         self.wasted_tokens += record.wasted_output_tokens
@@ -111,6 +113,8 @@ class Sweep:
         self._rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
         self._bar: SweepProgress | None = None
+        #: the scorer of an online ``prefix:SCORER`` rule (closed after the sweep)
+        self._scorer: Any = None
         self._committer: Committer | None = None
         self._limit = AdaptiveLimit(max(1, config.sweep.concurrency),
                                     enabled=config.sweep.adaptive_concurrency)
@@ -262,6 +266,15 @@ class Sweep:
                     result.planned = len(plan.jobs)
             if not plan.jobs:  # nothing missing: no server to start, no request to send
                 return result
+            waves = None
+            if self.config.adaptive is not None:
+                from ttc.adaptive.online import make_waves
+
+                waves = make_waves(self.config, store, problems, provider)
+                self._scorer = waves.scorer
+                if not await waves.start():  # the rule needs nothing more
+                    result.planned, result.skipped = 0, waves.summary.skipped
+                    return result
             await provider.start()
             requests = RequestLimiter(self.config.sweep.requests_per_minute)
             tokens = TokenBucket(self.config.sweep.tokens_per_minute)
@@ -279,9 +292,13 @@ class Sweep:
                         for _ in range(workers):
                             group.create_task(
                                 self._worker(jobs, provider, requests, tokens, result, bar)
+                                if waves is None else
+                                self._wave_worker(waves, provider, requests, tokens, result, bar)
                             )
             finally:
                 ticker.cancel()
+                if waves is not None:
+                    result.skipped = waves.summary.skipped
         except* (StoreWriteError, SweepAborted) as stopped:
             # a full disk outranks an abort: it says how many paid answers are unsaved
             first = sorted(stopped.exceptions, key=lambda e: not isinstance(e, StoreWriteError))
@@ -298,6 +315,9 @@ class Sweep:
                 result.concurrency_ceiling = self._limit.ceiling
                 store.close()
                 await provider.aclose()
+                close = getattr(self._scorer, "aclose", None)
+                if close is not None:
+                    await close()
         return result
 
     def replan(self, store: RunStore, problems: list[Problem], provider: Provider) -> SweepPlan:
@@ -329,6 +349,20 @@ class Sweep:
             result.count(record)
             bar.advance(record)
 
+    async def _wave_worker(
+        self, waves: Waves, provider: Provider, requests: RequestLimiter, tokens: TokenBucket,
+        result: SweepResult, bar: Any,
+    ) -> None:
+        """``_worker`` for an online stop rule: jobs come from the wave scheduler, which
+        hears of every stored record before it releases what the rule needs next."""
+        assert self._committer is not None
+        while (job := await waves.next_job()) is not None:
+            record = await self._sample(job, provider, requests, tokens)
+            await self._committer.commit(record)
+            result.count(record)
+            bar.advance(record)
+            await waves.finish(job, record)
+
     def _prompt(self, job: Job) -> str:
         from ttc.prompts import render_prompt
 
@@ -356,67 +390,34 @@ class Sweep:
     async def _sample(
         self, job: Job, provider: Provider, requests: RequestLimiter, tokens: TokenBucket
     ) -> SampleRecord:
-        sweep = self.config.sweep
         request = self.request_for(job)
         label = budget_label(job.budget)
-        error: str | None = None
-        attempt = wasted = 0
-        while attempt < sweep.max_attempts:
-            attempt += 1
-            if self._committer is not None:
-                await self._committer.wait_writable()  # no request while answers can't be saved
-            await requests.acquire()
-            reserved = provider.max_output_tokens(job.budget) // 2
-            await tokens.reserve(reserved)
-            slot = await self._limit.acquire()
-            started = time.perf_counter()
-            live = AttemptTokens(self._bar)  # streamed tokens, live in the progress line
-            try:
-                # the one total deadline of an attempt; providers and transports set none
-                async with asyncio.timeout(sweep.timeout_s):
-                    completion = await provider.complete(
-                        dataclasses.replace(request, on_tokens=live)
-                    )
-            except (RetryableError, TimeoutError) as exc:
-                if isinstance(exc, TimeoutError):
-                    exc = RequestTimeoutError(f"no response within {sweep.timeout_s:g}s",
-                                              output_tokens=live.output_tokens)
-                slot.done(exc)
-                wasted += exc.output_tokens
-                tokens.settle(reserved, exc.output_tokens)
-                error = str(exc)
-                if attempt < sweep.max_attempts:
-                    await asyncio.sleep(self._backoff(attempt, exc.retry_after))
-                continue
-            except FatalAPIError as exc:
-                slot.done(exc)
-                wasted += exc.output_tokens
-                tokens.settle(reserved, exc.output_tokens)
-                # bad key, unknown model, a redirect, or a backend that died (no HTTP
-                # status): every further request would fail the same way
-                if exc.status in (401, 403, 404, None) or isinstance(exc, RedirectRefusedError):
-                    raise SweepAborted(str(exc), status=exc.status) from None
-                error = str(exc)
-                break
-            finally:
-                live.close()
-            slot.done()
-            latency = time.perf_counter() - started
-            tokens.settle(reserved, completion.input_tokens + completion.output_tokens)
-            return await self._record(job, label, completion, attempt, latency, provider, wasted)
-        return SampleRecord(
-            problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
-            status="failed", attempts=attempt, error=error, choice_order=job.order,
-            wasted_output_tokens=wasted, cost=_waste_cost(provider, wasted),
-        )
+        committer = self._committer
+        watch = job.watch
+
+        async def call(live: AttemptTokens) -> Completion:
+            return await provider.complete(dataclasses.replace(
+                request, on_tokens=live, watch=watch() if watch is not None else None))
+
+        try:
+            done = await call_with_retries(
+                call, sweep=self.config.sweep, requests=requests, tokens=tokens,
+                reserve=provider.max_output_tokens(job.budget) // 2,
+                progress=self._bar,
+                limit=self._limit,
+                writable=committer.wait_writable if committer is not None else None)
+        except AttemptsFailed as exc:
+            return SampleRecord(
+                problem_id=job.problem.id, budget=label, sample_index=job.sample_index,
+                status="failed", attempts=exc.attempts, error=str(exc), choice_order=job.order,
+                wasted_output_tokens=exc.wasted, cost=_waste_cost(provider, exc.wasted),
+            )
+        return await self._record(job, label, done.result, done.attempts, done.latency,
+                                  provider, done.wasted)
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
-        sweep = self.config.sweep
-        ceiling = min(sweep.backoff_max_s, sweep.backoff_base_s * 2 ** (attempt - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        if hint is not None:
-            delay = max(delay, min(hint, sweep.backoff_max_s * 5))
-        return delay
+        """The retry loop's backoff (``ttc.retry.backoff``), for the batch runner's calls."""
+        return backoff(self.config.sweep, attempt, hint)
 
     async def _record(
         self,
@@ -428,14 +429,23 @@ class Sweep:
         provider: Provider,
         wasted: int = 0,
     ) -> SampleRecord:
-        answer, correct = await _grade(
-            completion.text, job.problem, job.order, self.config.grading.number_fallback
-        )
+        answer: str | None = None
+        correct: bool | None = None
+        if not completion.stopped:  # a stopped trace has no answer to grade
+            answer, correct = await _grade(
+                completion.text, job.problem, job.order, self.config.grading.number_fallback
+            )
+        logprobs = None
+        if completion.logprobs is not None:
+            from ttc.adaptive.logprobs import encode_logprobs
+
+            logprobs = encode_logprobs(completion.logprobs)
         return SampleRecord(
             problem_id=job.problem.id,
             budget=label,
             sample_index=job.sample_index,
-            status="censored" if completion.censored else "ok",
+            status="stopped" if completion.stopped else
+            "censored" if completion.censored else "ok",
             answer=answer,
             correct=correct,
             text=completion.text,
@@ -453,6 +463,7 @@ class Sweep:
             extra=completion.extra,
             created_at=time.time(),
             wasted_output_tokens=wasted,
+            logprobs=logprobs,
             grading_rule=self._rule,
         )
 

@@ -6,8 +6,8 @@ come out identical, or the environment is not deterministic and the resume stops
 rather than build on a different world); the stored assistant messages rebuild the
 conversation verbatim. So a killed sweep never pays for a stored step twice.
 
-Each model call gets the sampler's retry policy (``ttc.agent.retry``, a marked copy
-to be unified with the sampler's): ``sweep.max_attempts`` attempts, backoff with
+Each model call goes through the sampler's own retry loop (``ttc.retry``):
+``sweep.max_attempts`` attempts, backoff with
 jitter honouring the server's retry hint, the one ``sweep.timeout_s`` deadline per
 attempt, the same request and token rate limits, live token progress, and a
 sweep-wide abort on errors every request would hit (bad key, unknown model).
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ttc.agent.protocol import Environment, StepResult, ToolCall, ToolSpec
-from ttc.agent.retry import AttemptsFailed, call_with_retries
 from ttc.agent.steps import StepRecord, StepStore, TrajectoryKey, TrajectoryState
 from ttc.agent.wire import Entry, ToolRequest, ToolResult, Turn
 from ttc.config import Budget, SweepConfig
@@ -35,6 +34,7 @@ from ttc.problems import Problem
 from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.retry import AttemptsFailed, call_with_retries
 
 __all__ = [
     "DEFAULT_SYSTEM",
@@ -186,11 +186,12 @@ async def _apply(env: Environment, turn: Turn, tools: list[ToolSpec]) -> tuple[
 
 
 async def _draw(provider: Any, request: ToolRequest, limits: Limits) -> tuple[Turn, int, float]:
-    """One step's model call under the sweep's retry policy (``ttc.agent.retry``)."""
-    return await call_with_retries(
+    """One step's model call under the sweep's retry loop (``ttc.retry``)."""
+    done = await call_with_retries(
         lambda live: provider.act(dataclasses.replace(request, on_tokens=live)),
         sweep=limits.sweep, requests=limits.requests, tokens=limits.tokens,
         reserve=provider.max_output_tokens(request.budget) // 2, progress=limits.progress)
+    return done.result, done.attempts, done.latency
 
 
 async def _step(env: Environment, call: ToolCall) -> StepResult:
@@ -212,7 +213,7 @@ async def run_trajectory(
 ) -> TrajectoryOutcome:
     """Run (or resume) one trajectory to its end or its cap; every step stored as drawn.
 
-    Raises ``ttc.sampler.SweepAborted`` for errors every request would hit; a step that
+    Raises ``ttc.retry.SweepAborted`` for errors every request would hit; a step that
     fails its retries ends this call with the trajectory marked "failed" (resumable).
     """
     observation, tools = _reset(env, job)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -54,9 +54,12 @@ __all__ = [
     "HTTPProvider",
     "Provider",
     "SampleRequest",
+    "PartialStream",
     "StreamAssembler",
+    "StreamStopped",
     "TextPieces",
     "TokenListener",
+    "TraceWatch",
     "cap_text",
     "check_usage",
     "error_for_response",
@@ -73,6 +76,37 @@ __all__ = [
 
 #: ``sweep.stream = "auto"`` streams requests that may produce more output tokens than this
 AUTO_STREAM_TOKENS = 16384
+
+
+class PartialStream(Protocol):
+    """What a ``TraceWatch`` may read of a stream in flight (the assembler's view)."""
+
+    def tokens(self) -> tuple[int, int]: ...
+
+    def thinking_so_far(self) -> str: ...
+
+    def logprob_items(self) -> list[Any]: ...
+
+
+class TraceWatch(Protocol):
+    """Watches one streamed attempt and says when to stop it (an online trace-level rule).
+
+    Called once per event received with the stream so far; True stops the stream: the
+    connection is closed and the provider returns what arrived, marked ``stopped``
+    (a stopped trace is paid for and stored, never retried). A watch that must ask
+    someone (a prefix scorer) returns an awaitable instead; the stream waits for it.
+    """
+
+    def __call__(self, stream: PartialStream) -> bool | Awaitable[bool]: ...
+
+
+class StreamStopped(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by ``HTTPProvider._stream`` when the request's watch stopped the stream;
+    ``body`` is what the assembler had (no end event: no usage, no finish reason)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("stopped by the trace watch")
+        self.body = body
 
 
 class TokenListener(Protocol):
@@ -99,6 +133,8 @@ class SampleRequest:
     choice_order: tuple[int, ...] | None = None
     #: told of tokens as a streamed attempt arrives (set per attempt by the sampler)
     on_tokens: TokenListener | None = field(default=None, compare=False, repr=False)
+    #: an online trace-level rule watching the stream (set per attempt by the sampler)
+    watch: TraceWatch | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -115,6 +151,10 @@ class Completion:
     censored: bool = False
     response_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: (tokens x k) negative top-k log-probabilities when asked for (``sweep.logprobs``)
+    logprobs: Any = None
+    #: a trace watch stopped the stream: partial text and thinking, no answer to grade
+    stopped: bool = False
 
 
 class Provider(abc.ABC):
@@ -253,6 +293,8 @@ class HTTPProvider(Provider):
         self.batch_mode = sweep.mode == "batch"
         self.idle_timeout_s = sweep.idle_timeout_s
         self.max_text_bytes = sweep.max_text_bytes
+        #: alternatives per token to ask for (``sweep.logprobs``); 0: no logprobs
+        self.top_logprobs = sweep.top_logprobs if sweep.logprobs else 0
         self._owns_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport(
             max_connections=max_connections
@@ -363,12 +405,15 @@ class HTTPProvider(Provider):
         body: dict[str, Any],
         assembler: StreamAssembler,
         listener: Callable[[int, int], None] | None = None,
+        watch: TraceWatch | None = None,
     ) -> dict[str, Any]:
         """POST ``body`` (which asks for a stream) and return the assembled reply body.
 
         A stream that ends, breaks or idles before its end event raises
         ``StreamCutError``; nothing of it is returned. Errors carry the output tokens
-        seen so far.
+        seen so far. When ``watch`` says stop, the connection is closed and
+        ``StreamStopped`` carries the partial body (the assembler must then be a
+        ``PartialStream``).
         """
         payload = orjson.dumps(body)
         try:
@@ -387,6 +432,12 @@ class HTTPProvider(Provider):
                             assembler.feed(event)
                             if assembler.done:
                                 break
+                            if watch is not None:
+                                verdict = watch(assembler)  # type: ignore[arg-type]
+                                if not isinstance(verdict, bool):  # a scorer to wait for
+                                    verdict = await verdict
+                                if verdict:
+                                    raise StreamStopped(assembler.body())
                         if listener is not None:  # once per chunk received is plenty
                             listener(*assembler.tokens())
                         if assembler.done:

@@ -13,6 +13,15 @@ final chunk carries the usage; ``ChunkStream`` joins the chunks into the
 ``chat.completion`` body the same server would have sent unstreamed, and
 ``parse_chat_completion`` reads both alike. ``data: [DONE]`` ends a stream; a stream
 that stops without it was cut.
+
+With ``sweep.logprobs`` the body asks for ``logprobs: true, top_logprobs: k``; each
+streamed chunk then carries ``choices[0].logprobs.content`` (one item per token, as
+OpenAI, vLLM and llama.cpp's server send it), which ``ChunkStream`` joins like the text,
+and the completion carries them as a (tokens x k) array of negative log-probabilities.
+Where a server reports no usage (llama-cpp-python's server streams none), the number of
+logprob items is the exact output token count. A request with a trace watch (an online
+DeepConf or prefix rule) is always streamed, and a watch that stops it yields the partial
+completion, ``stopped`` and with ``stop_reason`` "stopped".
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from ttc.providers.base import (
     Completion,
     HTTPProvider,
     SampleRequest,
+    StreamStopped,
     TextPieces,
     estimate_tokens,
     merge_body,
@@ -83,7 +93,10 @@ class OpenAIProvider(HTTPProvider):
             body["top_p"] = c.top_p
         if request.seed:  # 0 means unset: a fixed seed would make every sample identical
             body["seed"] = request.seed
-        if self.streams(budget):
+        if self.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
+        if self.streams(budget) or request.watch is not None:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return merge_body(body, c.extra_body)
@@ -91,16 +104,19 @@ class OpenAIProvider(HTTPProvider):
     async def _complete(self, request: SampleRequest) -> Completion:
         """Send one chat completion request (streamed or not) and normalise the reply."""
         body = self.build_body(request)
+        k = self.top_logprobs
         if body.get("stream"):
             assembler = ChunkStream(self.max_text_bytes)
-            return parse_chat_completion(
-                await self._stream(body, assembler, request.on_tokens)
-            )
-        return parse_chat_completion(await self._post(body))
+            try:
+                data = await self._stream(body, assembler, request.on_tokens, request.watch)
+            except StreamStopped as stop:
+                return parse_chat_completion(stop.body, top_logprobs=k, stopped=True)
+            return parse_chat_completion(data, top_logprobs=k)
+        return parse_chat_completion(await self._post(body), top_logprobs=k)
 
     # ------------------------------------------------------------------ batches
     def parse_body(self, data: dict[str, Any]) -> Completion:
-        return parse_chat_completion(data)
+        return parse_chat_completion(data, top_logprobs=self.top_logprobs)
 
     def batch_api(self) -> OpenAIBatches:
         """The Batch API (``/files``, ``/batches``) at this provider's base URL."""
@@ -119,8 +135,8 @@ class ChunkStream:
     whole. A chunk with an ``error`` raises it; ``[DONE]`` ends the stream.
     """
 
-    __slots__ = ("_content", "_finish", "_id", "_legacy", "_reasoning", "_reasoning_key",
-                 "_seen_content", "_usage", "done")
+    __slots__ = ("_content", "_finish", "_id", "_legacy", "_logprobs", "_reasoning",
+                 "_reasoning_key", "_seen_content", "_usage", "done")
 
     def __init__(self, max_text_bytes: int = 4 * 1024 * 1024, *, legacy: bool = False) -> None:
         self._legacy = legacy
@@ -131,12 +147,17 @@ class ChunkStream:
         self._finish: Any = None
         self._id: Any = None
         self._usage: Any = None
+        #: ``logprobs.content`` items of choice 0 so far (None: the server sent none)
+        self._logprobs: list[Any] | None = None
         self.done = False
 
     def tokens(self) -> tuple[int, int]:
-        """Estimated (thinking, output) tokens so far (usage arrives only at the end)."""
+        """Estimated (thinking, output) tokens so far (usage arrives only at the end);
+        with logprobs, one item per token makes the output count exact."""
         thinking = (self._reasoning.chars + 3) // 4
         estimate = thinking + (self._content.chars + 3) // 4
+        if self._logprobs:
+            estimate = len(self._logprobs)
         if isinstance(self._usage, dict):
             reported = self._usage.get("completion_tokens")
             if isinstance(reported, int) and not isinstance(reported, bool):
@@ -176,9 +197,35 @@ class ChunkStream:
                     for key, piece in delta.items():  # usually one key: one pass, no lookups
                         if piece is not None and key in _DELTA_KEYS:
                             self._piece(key, piece)
+            logprobs = choice.get("logprobs")
+            if logprobs is not None:
+                self._add_logprobs(logprobs)
             finish = choice.get("finish_reason")
             if finish is not None:
                 self._finish = finish
+
+    def _add_logprobs(self, logprobs: Any) -> None:
+        if type(logprobs) is not dict:
+            raise _bad("choices[0].logprobs is not an object")
+        items = logprobs.get("content")
+        if items is None:
+            return
+        if type(items) is not list:
+            raise _bad("choices[0].logprobs.content is not a list")
+        if self._logprobs is None:
+            self._logprobs = []
+        self._logprobs += items
+
+    # ------------------------------------------------------------ PartialStream
+    def thinking_so_far(self) -> str:
+        """The reasoning so far, or the answer text when the server sends no reasoning
+        field (a model that thinks in its content)."""
+        return self._reasoning.text() if self._reasoning_key is not None \
+            else self._content.text()
+
+    def logprob_items(self) -> list[Any]:
+        """The ``logprobs.content`` items so far (grows; a watch keeps its own offset)."""
+        return self._logprobs or []
 
     def _piece(self, key: str, piece: Any) -> None:
         if piece is None:
@@ -197,6 +244,8 @@ class ChunkStream:
     def body(self) -> dict[str, Any]:
         """The ``chat.completion`` (or ``text_completion``) body this stream amounts to."""
         choice: dict[str, Any] = {"index": 0, "finish_reason": self._finish}
+        if self._logprobs is not None:
+            choice["logprobs"] = {"content": self._logprobs}
         content = self._content.text() if self._seen_content else None
         if self._legacy:
             choice["text"] = content or ""
@@ -211,14 +260,22 @@ class ChunkStream:
         return out
 
 
-def parse_chat_completion(data: dict[str, Any]) -> Completion:
-    """Normalise a chat completion body; missing or mistyped fields are malformed (retryable)."""
+def parse_chat_completion(data: dict[str, Any], *, top_logprobs: int = 0,
+                          stopped: bool = False) -> Completion:
+    """Normalise a chat completion body; missing or mistyped fields are malformed (retryable).
+
+    ``top_logprobs``: read ``logprobs.content`` into k columns (0: ignore them).
+    ``stopped``: the body of a stream a trace watch stopped (no finish reason or usage).
+    """
     choices = _field(data, "choices", list)
     if not choices or not isinstance(choices[0], dict):
         raise _bad("'choices' is empty or not a list of objects")
     choice = choices[0]
     message = _field(choice, "message", dict)
+    if stopped:
+        choice = {**choice, "finish_reason": "stopped"}
     finish_reason = _field(choice, "finish_reason", str)
+    rows = _logprob_rows(choice, top_logprobs) if top_logprobs else None
     content = _optional(message, "content", str) or ""
     reasoning = _optional(message, "reasoning_content", str)
     if reasoning is None:
@@ -233,10 +290,14 @@ def parse_chat_completion(data: dict[str, Any]) -> Completion:
         details = _optional(usage, "completion_tokens_details", dict)
         reported = _optional(details, "reasoning_tokens", int) if details is not None else None
     else:  # usage is optional in the spec; some servers omit it
-        extra["usage_estimated"] = True
         input_tokens = 0
-        output_tokens = estimate_tokens(content) + estimate_tokens(reasoning)
         reported = None
+        if rows is not None:  # one logprob item per generated token: an exact count
+            output_tokens = len(rows)
+            extra["input_tokens_unknown"] = True
+        else:
+            extra["usage_estimated"] = True
+            output_tokens = estimate_tokens(content) + estimate_tokens(reasoning)
     if reported:
         thinking_tokens, estimated = reported, False
     elif reasoning:
@@ -254,9 +315,36 @@ def parse_chat_completion(data: dict[str, Any]) -> Completion:
         thinking_estimated=estimated,
         stop_reason=finish_reason,
         censored=finish_reason == "length",
-        response_id=_field(data, "id", str),
+        response_id=_field(data, "id", str) if not stopped else _optional(data, "id", str),
         extra=extra,
+        logprobs=rows,
+        stopped=stopped,
     )
+
+
+def _logprob_rows(choice: dict[str, Any], k: int) -> Any:
+    """(tokens x k) negative log-probabilities from ``choice.logprobs.content``; None when
+    the server sent none. Items that are not what the API documents are malformed."""
+    import math
+
+    from ttc.adaptive.logprobs import from_openai_content
+
+    logprobs = _optional(choice, "logprobs", dict)
+    items = _optional(logprobs, "content", list) if logprobs is not None else None
+    if items is None:
+        return None
+    for item in items:
+        if type(item) is not dict:
+            raise _bad("logprobs.content holds a non-object")
+        alts = item.get("top_logprobs") or [item]
+        if type(alts) is not list:
+            raise _bad("logprobs.content[].top_logprobs is not a list")
+        for alt in alts:
+            value = alt.get("logprob") if type(alt) is dict else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    math.isnan(value) or value > 1e-4):
+                raise _bad(f"a token logprob is not a log-probability: {value!r}")
+    return from_openai_content(items, k)
 
 
 def split_think_tags(content: str) -> tuple[str | None, str]:

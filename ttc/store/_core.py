@@ -258,13 +258,15 @@ class RunStore:
 
         With ``rule``, every non-failed sample is marked as graded under it, in the same
         transaction, so a run never shows a rule its verdicts were not reached under.
+        A ``stopped`` trace (cut by an online rule) keeps having no answer: its text is
+        a prefix, never graded.
         """
         rows = [(a, None if c is None else int(c), *k) for a, c, k in grades]
         with self._transaction():
             self._db.executemany(
                 "UPDATE samples SET answer = ?, correct = ? "
                 "WHERE problem_id = ? AND budget = ? AND sample_index = ? "
-                "AND status != 'failed'",
+                "AND status NOT IN ('failed', 'stopped')",
                 rows,
             )
             if rule is not None:

@@ -45,7 +45,7 @@ class SampleRecord:
     problem_id: str
     budget: str
     sample_index: int
-    status: str  # "ok" | "censored" | "failed"
+    status: str  # "ok" | "censored" | "failed" | "stopped" (cut by an online trace rule)
     answer: str | None = None
     correct: bool | None = None
     text: str | None = None

@@ -55,11 +55,15 @@ class Reply:
     """What the model "says"; the server counts words as tokens and applies ``max_tokens``.
 
     ``redacted_thinking`` adds that many encrypted thinking blocks (Anthropic only).
+    ``confidence``: DeepConf's token confidence (the mean of the top-k negative
+    log-probabilities) of every token, or one value per token (thinking words, then
+    answer words; the last value repeats), sent when a chat request asks for logprobs.
     """
 
     text: str
     thinking: str = ""
     redacted_thinking: int = 0
+    confidence: float | tuple[float, ...] = 1.0
 
 
 Responder = Callable[[Query], Reply]
@@ -150,7 +154,7 @@ def render_body(
     choice = {
         "index": 0,
         "message": message,
-        "logprobs": None,
+        "logprobs": _logprobs(body, thinking, text, reply.confidence),
         "finish_reason": "length" if cut else "stop",
     }
     return {
@@ -161,6 +165,27 @@ def render_body(
         "choices": [choice],
         "usage": usage,
     }
+
+
+def _logprobs(body: dict[str, Any], thinking: str, text: str,
+              confidence: float | tuple[float, ...]) -> dict[str, Any] | None:
+    """``choices[0].logprobs`` as OpenAI sends it when asked (``logprobs: true``): one
+    item per token (word), ``top_logprobs`` alternatives best first, whose negatives
+    average to the token's confidence (weights (2i + 1) / k, mean one)."""
+    if body.get("logprobs") is not True:
+        return None
+    k = body.get("top_logprobs")
+    k = k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 1
+    words = thinking.split() + text.split()
+    per = confidence if isinstance(confidence, tuple) else (confidence,)
+    items = []
+    for i, word in enumerate(words):
+        c = float(per[min(i, len(per) - 1)])
+        alts = [{"token": word if j == 0 else f"{word}~{j}", "logprob": -c * (2 * j + 1) / k,
+                 "bytes": None} for j in range(k)]
+        items.append({"token": word, "logprob": alts[0]["logprob"], "bytes": None,
+                      "top_logprobs": alts})
+    return {"content": items, "refusal": None}
 
 
 def _render_completion(body: dict[str, Any], q: Query, reply: Reply) -> dict[str, Any]:

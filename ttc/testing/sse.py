@@ -14,6 +14,7 @@ Text is cut into pieces of ``words_per_event`` words whose concatenation is exac
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -111,9 +112,15 @@ def openai_events(
     kind = "text_completion" if legacy else "chat.completion.chunk"
     head = {"id": body["id"], "object": kind, "created": body["created"], "model": body["model"]}
     choice = body["choices"][0]
+    #: each chunk carries the logprob items of its own tokens (words), in order
+    items = iter(((choice.get("logprobs") or {}).get("content")) or [])
 
     def chunk(fields: dict[str, Any], finish: str | None = None) -> bytes:
-        c: dict[str, Any] = {"index": 0, **fields, "logprobs": None, "finish_reason": finish}
+        piece = fields.get("delta", {}).get("reasoning_content") or fields.get(
+            "delta", {}).get("reasoning") or fields.get("delta", {}).get("content") or ""
+        mine = list(itertools.islice(items, len(piece.split())))
+        logprobs = {"content": mine, "refusal": None} if mine else None
+        c: dict[str, Any] = {"index": 0, **fields, "logprobs": logprobs, "finish_reason": finish}
         data: dict[str, Any] = {**head, "choices": [c]}
         if include_usage:
             data["usage"] = None
