@@ -259,6 +259,13 @@ def test_relation_is_symmetric_where_math_verify_is_not() -> None:
         ("**Answer:** 10", "10"),
         ("$\\text{Even}$", "\\text{Even}"),
         ("AZYUK2A", None),
+        # a stated computation commits to its result (SmolLM2 answers "4 + 6 = 10")
+        ("Final answer: 4 + 6 = 10", "10"),
+        ("Final answer: 4 + 6 = **10", "10"),
+        ("The answer is $2 \\cdot 20 = 40$.", "40"),
+        ("The answer is \\(3+4=7\\).", "7"),
+        ("Final answer: $x = 5$", "x = 5"),
+        ("Final answer: x + y = 1", "x + y = 1"),
     ],
 )
 def test_extraction(text: str, expected: str | None) -> None:
@@ -314,4 +321,5 @@ def test_new_extraction_rules_stay_linear(text: str) -> None:
 
 
 def test_grader_version_is_recorded_as_a_string() -> None:
-    assert GRADER_VERSION == "2"
+    """Stored per sample in the grading rule; a bump marks older verdicts as stale."""
+    assert isinstance(GRADER_VERSION, str) and GRADER_VERSION.isdigit()

@@ -12,7 +12,8 @@ Order for math (the first that applies wins):
    "final answer is ..." statement comes after them, which then wins (a model that
    boxes an intermediate result and states its answer afterwards).
 2. The last stated answer: "final answer is ...", "the answer is ...", an
-   "Answer: ..." line (with its prose subject dropped: "The largest $n$ is 34" -> 34).
+   "Answer: ..." line (with its prose subject dropped: "The largest $n$ is 34" -> 34,
+   and a stated computation reduced to its result: "4 + 6 = 10" -> 10).
 3. With ``number_fallback``: the last number, widened to the expression it belongs to
    (``$x \\geq 5$``, ``(7, 6)``, the right-hand side of ``$2 \\cdot 20 = 40$``).
 """
@@ -146,8 +147,20 @@ def _stated_value(candidate: str) -> str | None:
             s = spans[-1]  # "we get $x = 5$ in the end"
         elif len(numbers) == 1:
             s = numbers[0]  # "Jane started growing Sphere 3 hours ago"
-    cleaned = clean(s)
+    # a stated computation commits to its result: "Final answer: 4 + 6 = 10" -> 10
+    # (as minerva's normaliser does); an equation with variables stays whole
+    cleaned = clean(_rhs(_math_inside(s) or s))
     return cleaned if cleaned and _plausible(cleaned) else None
+
+
+def _math_inside(text: str) -> str | None:
+    """``E`` when one ``$E$``, ``\\(E\\)`` or ``\\[E\\]`` span is the whole text, else None."""
+    t = text.strip()
+    tokens = [m for m in _MATH_DELIM_RE.finditer(t) if m.group(0) != "\\$"]
+    if (len(tokens) == 2 and tokens[0].start() == 0 and tokens[1].end() == len(t)
+            and _CLOSERS.get(tokens[0].group(0)) == tokens[1].group(0)):
+        return t[tokens[0].end() : tokens[1].start()]
+    return None
 
 
 def _plausible(answer: str) -> bool:
@@ -208,14 +221,9 @@ def _whole_expression(text: str) -> str | None:
     t = text.strip()
     if not t or len(t) > 200 or _BOX_RE.search(t):
         return None
-    tokens = [m for m in _MATH_DELIM_RE.finditer(t) if m.group(0) != "\\$"]
-    if (
-        len(tokens) == 2
-        and tokens[0].start() == 0
-        and tokens[1].end() == len(t)
-        and _CLOSERS.get(tokens[0].group(0)) == tokens[1].group(0)
-    ):
-        return clean(t[tokens[0].end() : tokens[1].start()])
+    inside = _math_inside(t)
+    if inside is not None:
+        return clean(inside)
     prose = _PROSE_RE.sub(" ", t)
     return None if re.search(r"[A-Za-z]{2,}", prose) else clean(t)
 

@@ -68,7 +68,7 @@ __all__ = [
     "numeric_value",
 ]
 
-GRADER_VERSION = "2"
+GRADER_VERSION = "3"
 """Bumped whenever a verdict can change (extraction, canonical forms, tolerance, worker);
 stored with each sample so stale verdicts are detectable and ``ttc grade`` can redo them."""
 _MAX_DEPTH = 40
