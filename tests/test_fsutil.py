@@ -32,3 +32,10 @@ def test_temporary_keeps_the_suffix(tmp_path: Path) -> None:
         assert tmp.suffix == ".png" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
     assert (tmp_path / "fig.png").read_bytes() == b"x"
+
+
+def test_user_path_leaves_an_unknown_user_literal() -> None:
+    from ttc.fsutil import user_path
+
+    assert user_path("~no_such_user_xyz/data.jsonl") == Path("~no_such_user_xyz/data.jsonl")
+    assert user_path("~/data.jsonl") == Path.home() / "data.jsonl"

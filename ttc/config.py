@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from ttc.agent.config import AgentConfig, check_agent
 from ttc.errors import ConfigError, MissingAPIKeyError
+from ttc.fsutil import user_path
 
 __all__ = [
     "EFFORT_LEVELS",
@@ -572,7 +573,7 @@ def _apply_override(data: dict[str, Any], item: str) -> str:
         value = raw.strip()
     key = ".".join(parts)
     if key in _PATH_KEYS and isinstance(value, str) and value:
-        expanded = Path(value).expanduser()
+        expanded = user_path(value)
         value = str(expanded if expanded.is_absolute() else Path.cwd() / expanded)
     node = data
     for part in parts[:-1]:

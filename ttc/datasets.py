@@ -33,6 +33,7 @@ from typing import Any
 
 from ttc.config import DatasetConfig
 from ttc.errors import DatasetError
+from ttc.fsutil import user_path
 from ttc.problems import LETTERS, Problem
 
 __all__ = ["FORMATS", "dataset_fingerprint", "detect_format", "load_dataset", "resolve_path"]
@@ -49,7 +50,7 @@ _GPQA_COLUMNS = (
 
 def resolve_path(config: DatasetConfig, base_dir: Path) -> Path:
     """``dataset.path`` made absolute against the config's folder."""
-    path = Path(config.path).expanduser()
+    path = user_path(config.path)
     return path if path.is_absolute() else Path(base_dir) / path
 
 

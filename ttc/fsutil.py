@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "user_path"]
 
 
 @contextlib.contextmanager
@@ -66,3 +66,16 @@ def _fsync(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def user_path(text: str | Path) -> Path:
+    """``~`` and ``~user`` expanded as a shell would; an unknown user stays literal.
+
+    ``Path.expanduser`` raises for ``~nosuchuser`` (and for ``~`` without a home), which
+    would turn a typo in a config into a traceback; a shell leaves such a word alone.
+    """
+    path = Path(text)
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path

@@ -35,6 +35,7 @@ from ttc.commit import Committer
 from ttc.concurrency import AdaptiveLimit
 from ttc.config import Config, config_error
 from ttc.errors import ConfigError, StoreWriteError
+from ttc.fsutil import user_path
 from ttc.lock import Holder
 from ttc.plan import Job, SweepPlan, make_plan
 from ttc.problems import Problem
@@ -199,7 +200,7 @@ class Sweep:
             from ttc.providers import make_provider
 
             model = cfg.model
-            if model.path and not Path(model.path).expanduser().is_absolute():
+            if model.path and not user_path(model.path).is_absolute():
                 model = dataclasses.replace(model, path=str(cfg.base_dir / model.path))
             if check_key:
                 model.api_key()  # a missing key fails here, before anything is written

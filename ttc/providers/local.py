@@ -22,6 +22,7 @@ from typing import Any
 from ttc.budget_forcing import BudgetForcingProvider
 from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import ConnectionFailedError, FatalAPIError, LocalModelError
+from ttc.fsutil import user_path
 from ttc.http import AiohttpTransport, Transport
 from ttc.local_server import DEFAULT_MODEL_FILE, LlamaServer, find_default_model
 from ttc.providers.base import Completion, Provider, SampleRequest
@@ -55,7 +56,7 @@ class LocalProvider(Provider):
         self._sweep = sweep
         self._missing: LocalModelError | None = None
         if config.path:
-            self.model_path = Path(config.path).expanduser()
+            self.model_path = user_path(config.path)
         else:
             try:
                 self.model_path = find_default_model()
