@@ -262,29 +262,15 @@ def export_steps(run_dir: str | Path, fmt: str, out: Path | None = None, *,
                  with_text: bool = False) -> Path:
     """Write the per-step table of an agent run as jsonl, csv or parquet (all or nothing)."""
     from ttc.errors import UserInputError
-    from ttc.export import FORMATS
-    from ttc.fsutil import atomic_path
+    from ttc.export import check_format, write_frame
     from ttc.store import DB_NAME
 
     run_dir = Path(run_dir)
-    if fmt not in FORMATS:
-        raise UserInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if not (run_dir / DB_NAME).exists():
         raise UserInputError(f"{run_dir}: not a ttc run (no {DB_NAME})")
     with StepStore(run_dir / DB_NAME) as store:
         frame = store.steps_frame(with_text=with_text)
     if frame.empty:
         raise UserInputError(f"{run_dir}: no agent steps stored (not an agent run?)")
-    target = out or run_dir / f"steps.{fmt}"
-    with atomic_path(target) as tmp:
-        if fmt == "jsonl":
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        elif fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            try:
-                frame.to_parquet(tmp, index=False)
-            except ImportError:
-                raise UserInputError(
-                    "parquet export needs pyarrow: pip install 'ttc[parquet]'") from None
-    return target
+    return write_frame(frame, fmt, out or run_dir / f"steps.{fmt}")
