@@ -11,7 +11,14 @@ from __future__ import annotations
 from ttc.store._batches import BatchLedger, BatchRow
 from ttc.store._core import DB_NAME, RunStore
 from ttc.store._meta import ORIGINS, RunMeta, SweepState
-from ttc.store._records import SampleKey, SampleRecord, budget_label, grading_rule
+from ttc.store._records import (
+    SampleKey,
+    SampleRecord,
+    budget_label,
+    grading_rule,
+    pack_text,
+    unpack_text,
+)
 from ttc.store._schema import SCHEMA_VERSION
 
 __all__ = [
@@ -27,4 +34,6 @@ __all__ = [
     "SweepState",
     "budget_label",
     "grading_rule",
+    "pack_text",
+    "unpack_text",
 ]
