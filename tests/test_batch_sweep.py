@@ -408,14 +408,14 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
     assert server.count == 12 and server.batches.submissions == 0
     sweep(cfg("batch", 4), run)
     assert server.count == 12 and server.batches.stats()["entries"] == 12
-    server.batches.plan = BatchPlan(delay_s=1.5)
+    server.batches.plan = BatchPlan(delay_s=3600)  # runs until the test ends it below
     _run_until(cfg("batch", 6), run, lambda: bool(open_batches(run)) and all(
         row[1] for row in open_batches(run)))
     pending = 12
     assert server.batches.stats()["entries"] == 12 + pending
     idle = sweep(cfg("online", 6), run)  # the batch still runs: its cells are left to it
     assert idle.planned == 0 and server.count == 12 and len(cells(run)) == 24
-    time.sleep(1.6)
+    server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now
     last = sweep(cfg("online", 8), run)  # folds the ended batch in, then goes online
     assert last.completed == 12 + pending and server.count == 24
     stored = cells(run)
