@@ -302,7 +302,7 @@ def test_kill_9_mid_trajectory_then_resume_pays_for_no_step_twice(
         while len(_steps(tmp_path / "run")) < 50 and time.monotonic() < deadline:
             time.sleep(0.01)
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        child.communicate(timeout=10)  # reaps it and closes its pipes
         stored = len(_steps(tmp_path / "run"))
         sent_first = _stats(proc.base_url)["requests"]
         assert 50 <= stored < total
