@@ -7,8 +7,6 @@ process, then resume, with the server counting every request."""
 from __future__ import annotations
 
 import asyncio
-import collections.abc
-import functools
 import json
 import os
 import signal
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_provider_anthropic import unknown_keys
+from sdk_support import assert_sdk_valid
 
 from ttc.agent.loop import NOT_EXECUTED
 from ttc.agent.protocol import ToolSpec
@@ -46,46 +44,13 @@ KEY = "sk-agent-test-SECRET-0123456789"
 # ---------------------------------------------------------------- SDK shapes
 
 
-def _drain(value: Any) -> None:
-    """Pydantic validates ``Iterable`` fields lazily: walk everything so all of it is checked."""
-    if isinstance(value, dict):
-        for v in value.values():
-            _drain(v)
-    elif isinstance(value, (list, tuple, collections.abc.Iterator)):
-        for v in value:
-            _drain(v)
-
-
-@functools.cache
-def _adapter(sdk: str, streaming: bool) -> tuple[Any, Any]:
-    """The SDK's params type and a TypeAdapter kept alive (lazy iterators need its schema)."""
-    pytest.importorskip(sdk)
-    from pydantic import TypeAdapter
-
-    if sdk == "anthropic":
-        from anthropic.types import message_create_params as m
-
-        p = m.MessageCreateParamsStreaming if streaming else m.MessageCreateParamsNonStreaming
-    else:
-        from openai.types.chat import completion_create_params as o
-
-        p = o.CompletionCreateParamsStreaming if streaming else (
-            o.CompletionCreateParamsNonStreaming)
-    return p, TypeAdapter(p)
-
-
 def assert_anthropic_body(body: dict[str, Any]) -> None:
-    params, adapter = _adapter("anthropic", body.get("stream") is True)
-    _drain(adapter.validate_python(body))
-    assert unknown_keys(body, params) == []
+    assert_sdk_valid("anthropic", body)
 
 
 def assert_openai_body(body: dict[str, Any]) -> None:
-    params, adapter = _adapter("openai", body.get("stream") is True)
-    extra = {"thinking_token_budget"}  # vLLM's budget field, an extension by design
-    plain = {k: v for k, v in body.items() if k not in extra}
-    _drain(adapter.validate_python(plain))
-    assert unknown_keys(plain, params) == []
+    # vLLM's budget field, an extension by design
+    assert_sdk_valid("openai", body, frozenset({"thinking_token_budget"}))
 
 
 TOOLS = (ToolSpec("calculate", "Evaluate arithmetic.", {
