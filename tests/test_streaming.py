@@ -16,6 +16,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stream_support import feed_in_pieces, stream_bytes
 
 from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import (
@@ -30,13 +31,11 @@ from ttc.problems import Problem
 from ttc.providers.anthropic import AnthropicProvider, MessageStream, parse_message
 from ttc.providers.base import Completion, HTTPProvider, SampleRequest, cap_text
 from ttc.providers.openai import ChunkStream, OpenAIProvider, parse_chat_completion
-from ttc.sse import SSEDecoder
 from ttc.testing.fake_server import (
     FakeServer,
     FaultPlan,
     Query,
     Reply,
-    anthropic_events,
     openai_events,
     render_body,
     run_in_thread,
@@ -78,22 +77,9 @@ def test_stream_assembles_what_the_unstreamed_body_says(
     query = Query(api, "q", "", None, max_tokens, 0, 1)  # type: ignore[arg-type]
     body = render_body(api, {"model": "m"}, query, reply,  # type: ignore[arg-type]
                        report_thinking_tokens=reported, reasoning_field=reasoning_field)
-    if api == "anthropic":
-        events = anthropic_events(body, words, ping_every=3)
-        assembler: Any = MessageStream(limit)
-        parse = parse_message
-    else:
-        events = openai_events(body, words, include_usage=True)
-        assembler = ChunkStream(limit)
-        parse = parse_chat_completion
-    raw = b"".join(events)
-    points = sorted({c % (len(raw) + 1) for c in cuts})
-    decoder = SSEDecoder()
-    for a, b in zip([0, *points], [*points, len(raw)], strict=True):
-        for event in decoder.feed(raw[a:b]):
-            assert not assembler.done
-            assembler.feed(event)
-    assert assembler.done
+    assembler: Any = MessageStream(limit) if api == "anthropic" else ChunkStream(limit)
+    parse = parse_message if api == "anthropic" else parse_chat_completion
+    feed_in_pieces(assembler, stream_bytes(api, body, words), cuts)
     streamed = cap_text(parse(assembler.body()), limit)
     assert streamed == cap_text(parse(body), limit)
 
