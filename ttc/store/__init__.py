@@ -2,7 +2,8 @@
 
 ``RunStore`` (``_core``) reads and writes it; ``SampleRecord`` (``_records``) is one
 sample; ``RunMeta`` (``_meta``) is the run's typed record; ``_schema`` owns the layout,
-its version and migrations, and the checks that turn a damaged file into one line;
+its version and migrations, the checks that turn a damaged file into one line, and the
+transaction every write runs in;
 ``BatchLedger`` (``_batches``) records provider batches and the cells waiting on them.
 """
 

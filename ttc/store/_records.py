@@ -139,3 +139,10 @@ def record_from_row(cols: list[str], row: tuple[Any, ...]) -> SampleRecord:
     if values.get("logprobs") is not None:
         values["logprobs"] = bytes(values["logprobs"])
     return SampleRecord(**values)
+
+
+def wanted_columns(with_text: bool, with_logprobs: bool) -> list[str]:
+    """The columns a read loads: all but the ``HEAVY`` ones not asked for."""
+    skip = {c for c in HEAVY if not (with_text and c in ("text", "thinking"))
+            and not (with_logprobs and c == "logprobs")}
+    return [c for c in COLUMNS if c not in skip]
