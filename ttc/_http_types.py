@@ -123,6 +123,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_Translation = contextlib.AbstractContextManager[None]
+
+
 @dataclass(frozen=True, slots=True)
 class Failures:
     """A client library's exceptions for "timed out" and "the network failed", and the
@@ -134,36 +137,32 @@ class Failures:
     timeout: tuple[type[BaseException], ...]
     network: tuple[type[BaseException], ...]
 
-    @contextlib.contextmanager
-    def request(self, url: str, timeout: float | None) -> Iterator[None]:
+    def request(self, url: str, timeout: float | None) -> _Translation:
         """A whole exchange under ``timeout``: ``RequestTimeoutError`` or
         ``ConnectionFailedError``."""
-        try:
-            yield
-        except self.timeout as exc:
-            raise RequestTimeoutError(late(url, timeout)) from exc
-        except self.network as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {describe(exc)}") from exc
+        return self._translated(lambda: RequestTimeoutError(late(url, timeout)),
+                                lambda exc: ConnectionFailedError(_failed(url, exc)))
 
-    @contextlib.contextmanager
-    def opening(self, url: str, idle_timeout: float | None) -> Iterator[None]:
+    def opening(self, url: str, idle_timeout: float | None) -> _Translation:
         """Up to a stream's headers: silence is a cut stream, a failure a failed connection."""
-        try:
-            yield
-        except self.timeout as exc:
-            raise StreamCutError(idle(url, idle_timeout)) from exc
-        except self.network as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {describe(exc)}") from exc
+        return self._translated(lambda: StreamCutError(idle(url, idle_timeout)),
+                                lambda exc: ConnectionFailedError(_failed(url, exc)))
+
+    def reading(self, url: str, idle_timeout: float | None) -> _Translation:
+        """A stream under way: whatever goes wrong cuts it (the request may have been paid)."""
+        return self._translated(
+            lambda: StreamCutError(idle(url, idle_timeout)),
+            lambda exc: StreamCutError(f"stream from {url} broke: {describe(exc)}"))
 
     @contextlib.contextmanager
-    def reading(self, url: str, idle_timeout: float | None) -> Iterator[None]:
-        """A stream under way: whatever goes wrong cuts it (the request may have been paid)."""
+    def _translated(self, timed_out: Callable[[], Exception],
+                    failed: Callable[[BaseException], Exception]) -> Iterator[None]:
         try:
             yield
         except self.timeout as exc:
-            raise StreamCutError(idle(url, idle_timeout)) from exc
+            raise timed_out() from exc
         except self.network as exc:
-            raise StreamCutError(f"stream from {url} broke: {describe(exc)}") from exc
+            raise failed(exc) from exc
 
     def streamed(
         self,
@@ -217,3 +216,7 @@ class StreamingVerbs(abc.ABC):
         idle_timeout: float | None,
     ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
         """The request, its response open while the context lasts."""
+
+
+def _failed(url: str, exc: BaseException) -> str:
+    return f"connection to {url} failed: {describe(exc)}"
