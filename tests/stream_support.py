@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttc.config import ModelConfig
 from ttc.sse import SSEDecoder
-from ttc.testing.fake_server import anthropic_events, openai_events
+from ttc.testing.fake_server import FakeServer, anthropic_events, openai_events
 
-__all__ = ["feed_in_pieces", "stream_bytes"]
+__all__ = ["feed_in_pieces", "live_model", "stream_bytes"]
+
+
+def live_model(server: FakeServer, api: str) -> ModelConfig:
+    """The model table of a backend talking to ``server`` in ``api``'s wire format."""
+    if api == "anthropic":
+        return ModelConfig(provider="anthropic", name="claude-fake", base_url=server.base_url)
+    return ModelConfig(provider="openai", name="fake", base_url=server.base_url + "/v1")
 
 
 def stream_bytes(api: str, body: dict[str, Any], words: int) -> bytes:

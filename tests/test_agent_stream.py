@@ -19,7 +19,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stream_support import feed_in_pieces, stream_bytes
+from stream_support import feed_in_pieces, live_model, stream_bytes
 from test_agent_http import step_request as _step_request
 
 from ttc.agent.envs.calculator import CALCULATOR_TOOLS
@@ -120,12 +120,8 @@ def server() -> Iterator[FakeServer]:
 
 
 def provider(server: FakeServer, api: str, **sweep: Any) -> HTTPProvider:
-    settings = SweepConfig(**sweep)
-    if api == "anthropic":
-        return AgentAnthropicProvider(ModelConfig(provider="anthropic", name="claude-fake",
-                                                  base_url=server.base_url), sweep=settings)
-    return AgentOpenAIProvider(ModelConfig(provider="openai", name="fake",
-                                           base_url=server.base_url + "/v1"), sweep=settings)
+    cls = AgentAnthropicProvider if api == "anthropic" else AgentOpenAIProvider
+    return cls(live_model(server, api), sweep=SweepConfig(**sweep))
 
 
 FIRST = (Entry("user", text="What is 17 + 25?"),)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stream_support import feed_in_pieces, stream_bytes
+from stream_support import feed_in_pieces, live_model, stream_bytes
 
 from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import (
@@ -94,12 +94,8 @@ def server() -> Iterator[FakeServer]:
 
 
 def provider(server: FakeServer, api: str, **sweep: Any) -> HTTPProvider:
-    settings = SweepConfig(**sweep)
-    if api == "anthropic":
-        return AnthropicProvider(ModelConfig(provider="anthropic", name="claude-fake",
-                                             base_url=server.base_url), sweep=settings)
-    return OpenAIProvider(ModelConfig(provider="openai", name="fake",
-                                      base_url=server.base_url + "/v1"), sweep=settings)
+    cls = AnthropicProvider if api == "anthropic" else OpenAIProvider
+    return cls(live_model(server, api), sweep=SweepConfig(**sweep))
 
 
 def run(p: HTTPProvider, req: SampleRequest | None = None, deadline: float = 30.0) -> Completion:
