@@ -41,10 +41,10 @@ def test_arithmetic_is_exact(text: str, value: object) -> None:
     "2 ** (3 ** 7)", "((2**512)**4)", "(2**2000) * (2**2000)",
 ])
 def test_hostile_expressions_are_refused_quickly(text: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     with pytest.raises(ArithmeticError_):
         evaluate(text)
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_non_strings_are_refused() -> None:
@@ -147,11 +147,11 @@ HOSTILE_CALLS = [
 def test_hostile_tool_calls_get_error_observations(call: ToolCall) -> None:
     env = CalculatorEnv()
     env.reset(Problem("p", "What is 2 + 2?", "4"), 0)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     result = env.step(call)
     assert isinstance(result, StepResult) and result.error and not result.done
     assert result.observation.startswith("Error") and len(result.observation) < 500
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert env.step(_call("submit_answer", {"answer": "4"})).reward == 1.0  # still usable
 
 
@@ -252,12 +252,12 @@ def test_arithmetic_shaped_text_is_bounded_in_time_and_memory(text: str) -> None
     allocating: a guard against runaway work (the worst case measured is ~30 ms and
     ~100 kB), not a speed figure."""
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     try:
         with contextlib.suppress(ArithmeticError_):
             format_number(evaluate(text))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
     assert peak < 16 << 20

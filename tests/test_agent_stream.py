@@ -19,6 +19,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stream_support import feed_in_pieces, live_model, stream_bytes
 from test_agent_http import step_request as _step_request
 
 from ttc.agent.envs.calculator import CALCULATOR_TOOLS
@@ -41,13 +42,11 @@ from ttc.errors import (
 )
 from ttc.http import HttpxTransport
 from ttc.providers.base import HTTPProvider, cap_text
-from ttc.sse import SSEDecoder
 from ttc.testing.fake_server import (
     FakeServer,
     FaultPlan,
     ToolReply,
     anthropic_events,
-    openai_events,
     render_tool_body,
     run_in_thread,
 )
@@ -87,22 +86,9 @@ def test_tool_stream_assembles_what_the_whole_body_says(
     reply = ToolReply(calls=tuple(calls), text=text * 4, thinking=thinking * 4)
     body = render_tool_body(api, {"model": "m", "messages": []},  # type: ignore[arg-type]
                             _query(api, max_tokens), reply)
-    if api == "anthropic":
-        events = anthropic_events(body, words, ping_every=3)
-        assembler: Any = ToolMessageStream(limit)
-        parse = parse_anthropic_turn
-    else:
-        events = openai_events(body, words, include_usage=True)
-        assembler = ToolChunkStream(limit)
-        parse = parse_openai_turn
-    raw = b"".join(events)
-    points = sorted({c % (len(raw) + 1) for c in cuts})
-    decoder = SSEDecoder()
-    for a, b in zip([0, *points], [*points, len(raw)], strict=True):
-        for event in decoder.feed(raw[a:b]):
-            assert not assembler.done
-            assembler.feed(event)
-    assert assembler.done
+    assembler: Any = ToolMessageStream(limit) if api == "anthropic" else ToolChunkStream(limit)
+    parse = parse_anthropic_turn if api == "anthropic" else parse_openai_turn
+    feed_in_pieces(assembler, stream_bytes(api, body, words), cuts)
     whole = parse(body)
     if api == "anthropic":  # the JSON text the stream carries
         streamed_json = [orjson.dumps(b["input"]).decode() for b in body["content"]
@@ -134,12 +120,8 @@ def server() -> Iterator[FakeServer]:
 
 
 def provider(server: FakeServer, api: str, **sweep: Any) -> HTTPProvider:
-    settings = SweepConfig(**sweep)
-    if api == "anthropic":
-        return AgentAnthropicProvider(ModelConfig(provider="anthropic", name="claude-fake",
-                                                  base_url=server.base_url), sweep=settings)
-    return AgentOpenAIProvider(ModelConfig(provider="openai", name="fake",
-                                           base_url=server.base_url + "/v1"), sweep=settings)
+    cls = AgentAnthropicProvider if api == "anthropic" else AgentOpenAIProvider
+    return cls(live_model(server, api), sweep=SweepConfig(**sweep))
 
 
 FIRST = (Entry("user", text="What is 17 + 25?"),)

@@ -129,9 +129,9 @@ def test_dry_run_of_a_billion_samples_projects_its_batches_arithmetically(
 ) -> None:
     write_data(tmp_path, 2)
     path = toml_config(tmp_path, "openai", "http://127.0.0.1:9", model="batch_discount = 0.6")
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: load elsewhere on the machine cannot trip it
     assert main(["sweep", str(path), "--dry-run", "--set", "sweep.samples=1000000000"]) == 0
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     out = capsys.readouterr().out
     assert "  80,000 batches of 4,000,000,000 requests" in out  # 50,000 to a batch
     assert "at model.batch_discount = 0.6" in out

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from ttc.batch.anthropic import AnthropicBatches
 from ttc.batch.ids import Limits
 from ttc.batch.openai import OpenAIBatches
-from ttc.batch.runner import BatchSweep
+from ttc.batch.results import BatchResults
 from ttc.cli import main
 from ttc.commit import Committer
 from ttc.config import ModelConfig, SweepConfig
@@ -337,9 +337,9 @@ def test_a_results_url_on_another_origin_is_refused_and_never_sees_the_key(
 
 def _cap_at_first_result(monkeypatch: pytest.MonkeyPatch, lift_after: float | None) -> None:
     """The store refuses writes from the first batch result on (SQLite's own SQLITE_FULL)."""
-    store_results = BatchSweep._store
+    store_results = BatchResults.save
 
-    async def capped(self: BatchSweep, records: list[Any]) -> None:
+    async def capped(self: BatchResults, records: list[Any]) -> None:
         db = self.store._db
         if not getattr(self, "_capped", False) and records and records[0].status == "ok":
             self._capped = True  # type: ignore[attr-defined]
@@ -353,7 +353,7 @@ def _cap_at_first_result(monkeypatch: pytest.MonkeyPatch, lift_after: float | No
                 threading.Thread(target=lift, daemon=True).start()
         await store_results(self, records)
 
-    monkeypatch.setattr(BatchSweep, "_store", capped)
+    monkeypatch.setattr(BatchResults, "save", capped)
 
 
 def test_a_disk_that_fills_while_results_arrive_loses_none(
@@ -408,14 +408,14 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
     assert server.count == 12 and server.batches.submissions == 0
     sweep(cfg("batch", 4), run)
     assert server.count == 12 and server.batches.stats()["entries"] == 12
-    server.batches.plan = BatchPlan(delay_s=1.5)
+    server.batches.plan = BatchPlan(delay_s=3600)  # runs until the test ends it below
     _run_until(cfg("batch", 6), run, lambda: bool(open_batches(run)) and all(
         row[1] for row in open_batches(run)))
     pending = 12
     assert server.batches.stats()["entries"] == 12 + pending
     idle = sweep(cfg("online", 6), run)  # the batch still runs: its cells are left to it
     assert idle.planned == 0 and server.count == 12 and len(cells(run)) == 24
-    time.sleep(1.6)
+    server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now
     last = sweep(cfg("online", 8), run)  # folds the ended batch in, then goes online
     assert last.completed == 12 + pending and server.count == 24
     stored = cells(run)

@@ -15,9 +15,7 @@ import pytest
 from batch_support import batch_config, write_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_provider_anthropic import assert_sdk_valid as anthropic_valid
-from test_provider_anthropic import unknown_keys
-from test_provider_openai import assert_sdk_valid as openai_valid
+from sdk_support import assert_sdk_valid, unknown_keys
 
 from ttc.batch.ids import CUSTOM_ID, Entry, Limits, Packer, custom_id_for, pack_counts
 from ttc.http import StreamResponse
@@ -161,7 +159,7 @@ def _check_against_sdk(server: FakeServer) -> int:
             for request in create["requests"]:
                 assert set(request) == {"custom_id", "params"}
                 assert CUSTOM_ID.fullmatch(request["custom_id"])
-                anthropic_valid(request["params"])
+                assert_sdk_valid("anthropic", request["params"])
                 checked += 1
         else:
             assert unknown_keys(create, OBatch) == []
@@ -171,7 +169,7 @@ def _check_against_sdk(server: FakeServer) -> int:
                 line = orjson.loads(raw)
                 assert set(line) == {"custom_id", "method", "url", "body"}
                 assert (line["method"], line["url"]) == ("POST", create["endpoint"])
-                openai_valid(line["body"])
+                assert_sdk_valid("openai", line["body"])
                 checked += 1
     return checked
 

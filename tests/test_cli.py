@@ -143,7 +143,7 @@ concurrency = 4
         while _stored(tmp_path / "run") < 60 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.communicate(timeout=10)  # reaps it and closes its pipes
         stored = _stored(tmp_path / "run")
         sent_first = _stats(server.base_url)
         assert 60 <= stored < 240

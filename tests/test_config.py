@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_cli import SIM  # the smallest valid config (simulated backend)
 
 from ttc.config import load_config, parse_budget
 from ttc.errors import ConfigError, MissingAPIKeyError
@@ -94,18 +95,6 @@ def test_parse_budget() -> None:
 
 
 # ---------------------------------------------------------------- value rules
-
-SIM = """\
-[model]
-provider = "simulated"
-
-[dataset]
-path = "data.jsonl"
-
-[sweep]
-budgets = [1024]
-samples = 2
-"""
 
 
 @pytest.mark.parametrize(

@@ -93,18 +93,18 @@ def test_extract_mcq_abstentions() -> None:
 
 def test_extraction_of_a_huge_response_is_fast() -> None:
     text = "blah {" * 40_000 + "\\boxed{" * 5_000 + " final 12"
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     assert extract_answer(text, "math") == "12"
     assert extract_answer(text, "mcq") is None
     assert extract_answer("the answer is " + "x " * 100_000, "math") is None
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
 
 
 def test_normalisation_cannot_be_made_to_backtrack() -> None:
-    start = time.perf_counter()  # an exponential unit regex takes minutes on this
+    start = time.thread_time()  # CPU time: an exponential unit regex takes minutes on this
     assert canonical("5" + " ab" * 300 + " !") == "5" + "ab" * 300 + "!"
     assert canonical("5" + " ab" * 300) == "5"  # all words: a unit
-    assert time.perf_counter() - start < 1.0
+    assert time.thread_time() - start < 1.0
 
 
 # ---------------------------------------------------------------- equivalence
@@ -210,7 +210,9 @@ def test_hostile_answers_return_false_quickly(answer: str) -> None:
     default_grader()._ask(["verify", "1", "1"], 60.0)  # make sure the worker is warm
     start = time.perf_counter()
     assert is_equivalent(answer, "5", "math") is False
-    assert time.perf_counter() - start < 2.0
+    # within the grader's 1 s limit (plus a worker restart), not the minutes the work takes;
+    # the margin is for a loaded machine, where the restart itself can be slow
+    assert time.perf_counter() - start < 10.0
 
 
 def test_worker_timeout_kills_and_recovers() -> None:
@@ -221,13 +223,13 @@ def test_worker_timeout_kills_and_recovers() -> None:
         assert grader._process is not None and grader.stats["starts"] == 1
         assert grader.is_equivalent("\\sqrt{4}", "2", "math")  # reuses the warmed worker
         bomb = ["verify", "2^{2^{2^{2^{2^{2}}}}}", "5"]  # bypasses the cheap bomb filter
-        start = time.perf_counter()
-        assert grader._ask(bomb, 0.5) is None  # the worker's own timer stops it
-        assert time.perf_counter() - start < 2.0
+        # the worker's own 0.5 s timer stops it: the parent would wait 30 s (the margin
+        # keeps which of the two acts independent of how a loaded machine schedules)
+        assert grader._ask(bomb, 30.0, worker_budget_s=0.5) is None
         assert grader.stats["timeouts"] == 0 and grader.stats["starts"] == 1
-        start = time.perf_counter()
+        start = time.monotonic()
         assert grader._ask(bomb, 0.5, worker_budget_s=30.0) is None  # parent kills it
-        assert time.perf_counter() - start < 2.0
+        assert time.monotonic() - start < 30.0  # the parent's 0.5 s, not the worker's 30 s
         assert grader.stats["timeouts"] == 1
         assert grader.is_equivalent("\\frac{\\pi}{2}", "\\frac{2\\pi}{4}", "math")
         assert grader.stats["starts"] == 2
@@ -247,7 +249,7 @@ def test_worker_survives_hostile_input_sent_directly(answer: str) -> None:
     grader._ask(["verify", "1", "1"], 60.0)  # warm
     start = time.perf_counter()
     assert grader._ask(["verify", answer, "5"], 1.0) in (None, False)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # the 1 s limit (and a restart), not the work
     assert grader._ask(["verify", "\\frac{2}{4}", "0.5"], 60.0) is True
 
 
@@ -384,6 +386,6 @@ def test_grading_inside_an_event_loop() -> None:
 )
 def test_whitespace_runs_do_not_backtrack(text: str, kind: str) -> None:
     """Runs of whitespace once took minutes (regex backtracking) and froze the event loop."""
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     extract_answer(text, kind)  # type: ignore[arg-type]
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5

@@ -314,10 +314,10 @@ def test_multiple_choice_phrasings(text: str, expected: str | None) -> None:
     ids=range(7),
 )
 def test_new_extraction_rules_stay_linear(text: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time of this thread: load elsewhere cannot trip it
     extract_answer(text, "math")
     extract_answer(text, "mcq")
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_grader_version_is_recorded_as_a_string() -> None:

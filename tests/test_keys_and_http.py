@@ -98,13 +98,19 @@ def make(api: str, base: str, transport: Transport | None, stream: bool) -> HTTP
                           transport=transport, sweep=sweep)
 
 
-def complete(p: HTTPProvider, req: SampleRequest | None = None) -> Completion:
+def complete(p: HTTPProvider, req: SampleRequest | None = None, *,
+             close: Transport | None = None) -> Completion:
+    """One sample; the provider is closed after, and ``close`` too (a transport the test
+    made: a provider closes only the one it opened itself)."""
+
     async def go() -> Completion:
         try:
             async with asyncio.timeout(20):
                 return await p.complete(req or SampleRequest(PROBLEM, "What is 3 + 4?", 2048, 0))
         finally:
             await p.aclose()
+            if close is not None:
+                await close.aclose()
 
     return asyncio.run(go())
 
@@ -124,7 +130,7 @@ def test_redirects_are_refused_and_the_key_stays_home(
         if client == "httpx":  # a client configured to follow redirects is overridden
             transport = HttpxTransport(httpx.AsyncClient(follow_redirects=True))
         with pytest.raises(RedirectRefusedError) as info:
-            complete(make(api, origin, transport, stream))
+            complete(make(api, origin, transport, stream), close=transport)
     target = elsewhere.base_url.removeprefix("http://")
     assert f"redirect to {target} refused" in str(info.value)
     assert info.value.status == status

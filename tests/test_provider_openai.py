@@ -5,17 +5,14 @@ behaviour against the loopback server."""
 from __future__ import annotations
 
 import asyncio
-import collections.abc
-import functools
 import re
-import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import typing_extensions as te
+import sdk_support
 
 from ttc.config import ModelConfig, SweepConfig
 from ttc.errors import (
@@ -122,52 +119,8 @@ def replying(status: int, body: Any, headers: dict[str, str] | None = None) -> H
 # ----------------------------------------------------------------- SDK shapes
 
 
-def unknown_keys(value: Any, hint: Any, where: str = "") -> list[str]:
-    """Keys no TypedDict in ``hint`` declares (pydantic validation silently ignores them)."""
-    origin = typing.get_origin(hint)
-    if origin in (te.Required, te.NotRequired, typing.Annotated):
-        return unknown_keys(value, typing.get_args(hint)[0], where)
-    if origin is typing.Union:
-        return min((unknown_keys(value, a, where) for a in typing.get_args(hint)), key=len)
-    if te.is_typeddict(hint):
-        if not isinstance(value, dict):
-            return []
-        hints = typing.get_type_hints(hint)
-        bad = [f"{where}{k}" for k in value if k not in hints]
-        for k, v in value.items():
-            if k in hints:
-                bad += unknown_keys(v, hints[k], f"{where}{k}.")
-        return bad
-    if isinstance(value, list) and origin in (
-        list,
-        collections.abc.Iterable,
-        collections.abc.Sequence,
-    ):
-        item = typing.get_args(hint)[0]
-        return [k for i, v in enumerate(value) for k in unknown_keys(v, item, f"{where}{i}.")]
-    return []
-
-
-@functools.cache
-def sdk_params(streaming: bool = False) -> tuple[Any, Any]:
-    pytest.importorskip("openai")
-    from openai.types.chat.completion_create_params import (
-        CompletionCreateParamsNonStreaming,
-        CompletionCreateParamsStreaming,
-    )
-    from pydantic import TypeAdapter
-
-    params = CompletionCreateParamsStreaming if streaming else CompletionCreateParamsNonStreaming
-    return params, TypeAdapter(params)
-
-
 def assert_sdk_valid(body: dict[str, Any], allowed_extra: frozenset[str] = frozenset()) -> None:
-    params, adapter = sdk_params(body.get("stream") is True)
-    validated = adapter.validate_python({k: v for k, v in body.items() if k not in allowed_extra})
-    for value in validated.values():  # Iterable fields validate lazily
-        if isinstance(value, collections.abc.Iterator):
-            list(value)
-    assert sorted(unknown_keys(body, params)) == sorted(set(body) & allowed_extra)
+    sdk_support.assert_sdk_valid("openai", body, allowed_extra)
 
 
 def test_sdk_validator_rejects_bad_bodies() -> None:

@@ -64,6 +64,43 @@ def test_export_has_one_row_per_sample_with_contract_columns(sim_run: Path, fmt:
     assert frame[["problem_id", "budget", "sample_index"]].astype(str).duplicated().sum() == 0
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_sample_and_step_exports_appear_whole_or_not_at_all(
+    sim_run: Path, tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both exports go through ``ttc.export.write_frame``: a disk that fills half way
+    through keeps the previous file and leaves no temporary beside it."""
+    from ttc.agent.runner import AgentSweep
+    from ttc.agent.steps import export_steps
+
+    agent = tmp_path / "agent"
+    asyncio.run(AgentSweep(config_from_dict({
+        "model": {"provider": "simulated"},
+        "dataset": {"builtin": "arithmetic", "difficulty": 2, "size": 3},
+        "sweep": {"budgets": [1024], "samples": 1, "step_budgets": [1, 2]},
+        "agent": {"environment": "calculator"}}, path=tmp_path / "agent.toml"), agent).run())
+    writer = {"jsonl": "to_json", "csv": "to_csv", "parquet": "to_parquet"}[fmt]
+
+    def full_disk(frame: pd.DataFrame, path: Path, *args: object, **kwargs: object) -> None:
+        Path(path).write_bytes(b"half a fi")
+        raise OSError(28, "No space left on device")
+
+    targets = {"samples": sim_run / f"samples.{fmt}", "steps": agent / f"steps.{fmt}"}
+    for target in targets.values():
+        target.write_bytes(b"the previous export")
+    monkeypatch.setattr(pd.DataFrame, writer, full_disk)
+    with open_run(sim_run) as run, pytest.raises(OSError, match="No space left"):
+        export_run(run, fmt, None)
+    with pytest.raises(OSError, match="No space left"):
+        export_steps(agent, fmt)
+    for target in targets.values():
+        assert target.read_bytes() == b"the previous export"
+        assert not [p.name for p in target.parent.iterdir() if ".tmp" in p.name]
+    monkeypatch.undo()
+    assert export_steps(agent, fmt) == targets["steps"]
+    assert targets["steps"].read_bytes() != b"the previous export"
+
+
 def test_samples_frame_and_answer_classes(sim_run: Path) -> None:
     with open_run(sim_run) as run:
         frame = run.samples()

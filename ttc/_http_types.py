@@ -1,16 +1,20 @@
 """The shapes every transport returns (``ttc.http``): a whole response, a response still
-arriving (SSE events, JSONL lines or raw chunks), a file to upload, and the wording of
-network failures, so both transports fail in the same words."""
+arriving (SSE events, JSONL lines or raw chunks), a file to upload, and the translation
+of network failures (``Failures``), so both transports fail in the same words."""
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from ttc.errors import ConnectionFailedError, RequestTimeoutError, StreamCutError
 from ttc.sse import SSEDecoder, SSEEvent
 
-__all__ = ["HTTPResponse", "StreamResponse", "Upload", "describe", "idle", "late"]
+__all__ = ["Failures", "HTTPResponse", "StreamResponse", "StreamingVerbs", "Upload", "describe",
+           "idle", "late"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +121,102 @@ def idle(url: str, idle_timeout: float | None) -> str:
 def describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_Translation = contextlib.AbstractContextManager[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """A client library's exceptions for "timed out" and "the network failed", and the
+    one translation of them into ttc's errors, for each phase of an exchange.
+
+    Timeouts are tested first: Python's ``TimeoutError`` is also an ``OSError``.
+    """
+
+    timeout: tuple[type[BaseException], ...]
+    network: tuple[type[BaseException], ...]
+
+    def request(self, url: str, timeout: float | None) -> _Translation:
+        """A whole exchange under ``timeout``: ``RequestTimeoutError`` or
+        ``ConnectionFailedError``."""
+        return self._translated(lambda: RequestTimeoutError(late(url, timeout)),
+                                lambda exc: ConnectionFailedError(_failed(url, exc)))
+
+    def opening(self, url: str, idle_timeout: float | None) -> _Translation:
+        """Up to a stream's headers: silence is a cut stream, a failure a failed connection."""
+        return self._translated(lambda: StreamCutError(idle(url, idle_timeout)),
+                                lambda exc: ConnectionFailedError(_failed(url, exc)))
+
+    def reading(self, url: str, idle_timeout: float | None) -> _Translation:
+        """A stream under way: whatever goes wrong cuts it (the request may have been paid)."""
+        return self._translated(
+            lambda: StreamCutError(idle(url, idle_timeout)),
+            lambda exc: StreamCutError(f"stream from {url} broke: {describe(exc)}"))
+
+    @contextlib.contextmanager
+    def _translated(self, timed_out: Callable[[], Exception],
+                    failed: Callable[[BaseException], Exception]) -> Iterator[None]:
+        try:
+            yield
+        except self.timeout as exc:
+            raise timed_out() from exc
+        except self.network as exc:
+            raise failed(exc) from exc
+
+    def streamed(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        url: str,
+        idle_timeout: float | None,
+        body: Callable[[], AsyncIterator[bytes]],
+    ) -> StreamResponse:
+        """A ``StreamResponse`` over a library's raw body chunks, failures translated."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with self.reading(url, idle_timeout):
+                async for chunk in body():
+                    yield chunk
+
+        async def read() -> bytes:
+            return b"".join([chunk async for chunk in chunks()])
+
+        hdrs = {k.lower(): v for k, v in headers.items()}
+        return StreamResponse(status, hdrs, url=url, chunks=chunks, read=read)
+
+
+class StreamingVerbs(abc.ABC):
+    """``stream`` (a POST read as it arrives) and ``download`` (a GET read in chunks) of
+    every transport, over the one ``_streamed`` each implements."""
+
+    def stream(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+        idle_timeout: float | None,
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("POST", url, headers, body, idle_timeout)
+
+    def download(
+        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        return self._streamed("GET", url, headers, None, idle_timeout)
+
+    @abc.abstractmethod
+    def _streamed(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        idle_timeout: float | None,
+    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
+        """The request, its response open while the context lasts."""
+
+
+def _failed(url: str, exc: BaseException) -> str:
+    return f"connection to {url} failed: {describe(exc)}"

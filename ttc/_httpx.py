@@ -6,14 +6,11 @@ streams and downloads, and no redirects."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ttc._http_types import HTTPResponse, StreamResponse, Upload
-from ttc._http_types import describe as _describe
-from ttc._http_types import idle as _idle
-from ttc._http_types import late as _late
-from ttc.errors import ConnectionFailedError, RequestTimeoutError, StreamCutError
+from ttc._http_types import Failures, HTTPResponse, StreamingVerbs, StreamResponse, Upload
 
 if TYPE_CHECKING:
     import httpx
@@ -21,7 +18,14 @@ if TYPE_CHECKING:
 __all__ = ["HttpxTransport"]
 
 
-class HttpxTransport:
+@functools.cache
+def _failures() -> Failures:
+    import httpx
+
+    return Failures(timeout=(httpx.TimeoutException,), network=(httpx.TransportError,))
+
+
+class HttpxTransport(StreamingVerbs):
     """Adapter for a caller-owned ``httpx.AsyncClient`` (e.g. with ``httpx.MockTransport``).
 
     The client's own timeout default (5 s unless configured) and redirect setting are
@@ -56,7 +60,7 @@ class HttpxTransport:
     ) -> HTTPResponse:
         import httpx
 
-        try:
+        with _failures().request(url, timeout):
             resp = await self._client.request(
                 method,
                 url,
@@ -65,27 +69,8 @@ class HttpxTransport:
                 follow_redirects=False,
                 **content,
             )
-        except httpx.TimeoutException as exc:
-            raise RequestTimeoutError(_late(url, timeout)) from exc
-        except httpx.TransportError as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {_describe(exc)}") from exc
         hdrs = {k.lower(): v for k, v in resp.headers.items()}
         return HTTPResponse(resp.status_code, hdrs, resp.content)
-
-    def stream(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        idle_timeout: float | None,
-    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
-        return self._streamed("POST", url, headers, body, idle_timeout)
-
-    def download(
-        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
-    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
-        return self._streamed("GET", url, headers, None, idle_timeout)
 
     @contextlib.asynccontextmanager
     async def _streamed(
@@ -103,28 +88,12 @@ class HttpxTransport:
         request = self._client.build_request(
             method, url, content=body, headers=dict(headers), timeout=limits
         )
-        try:
+        failures = _failures()
+        with failures.opening(url, idle_timeout):
             resp = await self._client.send(request, stream=True, follow_redirects=False)
-        except httpx.TimeoutException as exc:
-            raise StreamCutError(_idle(url, idle_timeout)) from exc
-        except httpx.TransportError as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {_describe(exc)}") from exc
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in resp.aiter_bytes():
-                    yield chunk
-            except httpx.TimeoutException as exc:
-                raise StreamCutError(_idle(url, idle_timeout)) from exc
-            except httpx.TransportError as exc:
-                raise StreamCutError(f"stream from {url} broke: {_describe(exc)}") from exc
-
-        async def read() -> bytes:
-            return b"".join([chunk async for chunk in chunks()])
-
-        hdrs = {k.lower(): v for k, v in resp.headers.items()}
         try:
-            yield StreamResponse(resp.status_code, hdrs, url=url, chunks=chunks, read=read)
+            yield failures.streamed(resp.status_code, resp.headers, url=url,
+                                    idle_timeout=idle_timeout, body=resp.aiter_bytes)
         finally:
             await resp.aclose()
 

@@ -21,8 +21,8 @@ import numpy as np
 import seaborn as sns
 
 from ttc._compare_text import comparison_markdown
-from ttc.fsutil import atomic_path, atomic_write_text
-from ttc.plots import style
+from ttc.fsutil import atomic_write_text
+from ttc.plots import save_figure, style
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -193,13 +193,8 @@ def write_comparison(cmp: Comparison, out: str | Path) -> list[Path]:
                         xycoords=("axes fraction", ax.xaxis.label), xytext=(0, -8),
                         textcoords="offset points", ha="left", va="top", fontsize=7,
                         color="0.3")
-            try:
-                for suffix in ("png", "svg"):
-                    with atomic_path(folder / f"{stem}.{suffix}") as tmp:
-                        fig.savefig(tmp, format=suffix, dpi=130)
-                    written.append(folder / f"{stem}.{suffix}")
-            finally:
-                plt.close(fig)
+            # tight: the caption sits below the axes, outside the figure's own layout
+            written += save_figure(fig, folder, stem, tight=True)
             captions[stem] = _caption(stem, cmp)
     written.append(atomic_write_text(folder / "compare.md", comparison_markdown(cmp, captions)))
     return written

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from ttc.run import Run
 
-__all__ = ["EXPORT_COLUMNS", "EXPORT_DTYPES", "FORMATS", "export_frame", "export_run",
-           "read_export"]
+__all__ = ["EXPORT_COLUMNS", "EXPORT_DTYPES", "FORMATS", "check_format", "export_frame",
+           "export_run", "read_export", "write_frame"]
 
 FORMATS = ("jsonl", "csv", "parquet")
 EXPORT_COLUMNS = [
@@ -99,10 +99,23 @@ def export_run(run: Run, fmt: str, out: Path | None, *, with_text: bool = False)
 
     The file appears whole or not at all; nothing is written anywhere else.
     """
+    check_format(fmt)
+    target = Path(out) if out is not None else run.path / f"samples.{fmt}"
+    return write_frame(export_frame(run, with_text=with_text), fmt, target)
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` when ttc writes it (one of ``FORMATS``), else the one-line error."""
     if fmt not in FORMATS:
         raise UserInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    target = Path(out) if out is not None else run.path / f"samples.{fmt}"
-    frame = export_frame(run, with_text=with_text)
+    return fmt
+
+
+def write_frame(frame: pd.DataFrame, fmt: str, target: Path) -> Path:
+    """Write ``frame`` to ``target`` as jsonl, csv or parquet, whole or not at all
+    (``ttc.fsutil``); returns ``target``. Every export of ttc (samples, agent steps)
+    is written here, so they agree on format, encoding and atomicity."""
+    check_format(fmt)
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401
@@ -124,15 +137,13 @@ def read_export(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     import pandas as pd
 
     path = Path(path)
-    fmt = fmt or path.suffix.lstrip(".")
+    fmt = check_format(fmt or path.suffix.lstrip("."))
     if fmt == "parquet":
         return _typed(pd.read_parquet(path))
     if fmt == "jsonl":
         return _typed(pd.read_json(path, lines=True, dtype=False))
-    if fmt == "csv":
-        header = pd.read_csv(path, nrows=0).columns
-        text = {c: "str" for c in [*_TEXT, "budget"] if c in header}
-        frame = pd.read_csv(path, dtype=text, keep_default_na=False,
-                            na_values={c: [""] for c in header})
-        return _typed(frame)
-    raise UserInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    header = pd.read_csv(path, nrows=0).columns
+    text = {c: "str" for c in [*_TEXT, "budget"] if c in header}
+    frame = pd.read_csv(path, dtype=text, keep_default_na=False,
+                        na_values={c: [""] for c in header})
+    return _typed(frame)

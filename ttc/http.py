@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from ttc._http_types import HTTPResponse, StreamResponse, Upload
-from ttc._http_types import describe as _describe
-from ttc._http_types import idle as _idle
-from ttc._http_types import late as _late
+from ttc._http_types import Failures, HTTPResponse, StreamingVerbs, StreamResponse, Upload
 from ttc._httpx import HttpxTransport
-from ttc.errors import ConnectionFailedError, RequestTimeoutError, StreamCutError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -87,7 +84,14 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AiohttpTransport:
+@functools.cache
+def _failures() -> Failures:
+    import aiohttp
+
+    return Failures(timeout=(TimeoutError,), network=(aiohttp.ClientError, OSError))
+
+
+class AiohttpTransport(StreamingVerbs):
     """Default transport: one pooled ``aiohttp.ClientSession`` created lazily in the loop.
 
     ``session`` lets a caller bring its own (proxies, TLS); its default timeout is
@@ -145,7 +149,7 @@ class AiohttpTransport:
         import aiohttp
 
         session = self._client()
-        try:
+        with _failures().request(url, timeout):
             async with asyncio.timeout(timeout):
                 async with session.request(
                     method,
@@ -158,25 +162,6 @@ class AiohttpTransport:
                     body = await resp.read()
                     hdrs = {k.lower(): v for k, v in resp.headers.items()}
                     return HTTPResponse(resp.status, hdrs, body)
-        except TimeoutError as exc:
-            raise RequestTimeoutError(_late(url, timeout)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {_describe(exc)}") from exc
-
-    def stream(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        idle_timeout: float | None,
-    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
-        return self._streamed("POST", url, headers, body, idle_timeout)
-
-    def download(
-        self, url: str, *, headers: Mapping[str, str], idle_timeout: float | None
-    ) -> contextlib.AbstractAsyncContextManager[StreamResponse]:
-        return self._streamed("GET", url, headers, None, idle_timeout)
 
     @contextlib.asynccontextmanager
     async def _streamed(
@@ -194,32 +179,16 @@ class AiohttpTransport:
         limits = aiohttp.ClientTimeout(
             total=None, sock_connect=idle_timeout, sock_read=idle_timeout
         )
-        try:
+        failures = _failures()
+        with failures.opening(url, idle_timeout):
             request = session.request(
                 method, url, data=body, headers=dict(headers), allow_redirects=False,
                 timeout=limits,
             )
             resp = await request.__aenter__()
-        except TimeoutError as exc:
-            raise StreamCutError(_idle(url, idle_timeout)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailedError(f"connection to {url} failed: {_describe(exc)}") from exc
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-            except TimeoutError as exc:
-                raise StreamCutError(_idle(url, idle_timeout)) from exc
-            except (aiohttp.ClientError, OSError) as exc:
-                raise StreamCutError(f"stream from {url} broke: {_describe(exc)}") from exc
-
-        async def read() -> bytes:
-            return b"".join([chunk async for chunk in chunks()])
-
-        hdrs = {k.lower(): v for k, v in resp.headers.items()}
         try:
-            yield StreamResponse(resp.status, hdrs, url=url, chunks=chunks, read=read)
+            yield failures.streamed(resp.status, resp.headers, url=url,
+                                    idle_timeout=idle_timeout, body=resp.content.iter_any)
         finally:
             resp.release()
 

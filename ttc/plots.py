@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
@@ -35,19 +36,22 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 from ttc._render import metric_name  # noqa: E402
 from ttc.analysis import Analysis, analyze  # noqa: E402
 from ttc.config import budget_sort_key  # noqa: E402
+from ttc.fsutil import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure, SubFigure
 
 __all__ = [
     "METRIC_COLORS",
     "STRATEGY_COLORS",
+    "log2_axis",
     "metric_name",
     "plot_accuracy_vs_tokens",
     "plot_budget_use",
     "plot_frontier",
     "plot_parallel_curves",
+    "save_figure",
     "style",
 ]
 
@@ -69,6 +73,32 @@ def style() -> Iterator[None]:
         yield
 
 
+def save_figure(fig: Figure | SubFigure, folder: str | Path, stem: str, *, dpi: int = 130,
+                tight: bool = False) -> list[Path]:
+    """Write ``<stem>.png`` and ``<stem>.svg`` into ``folder``, each whole or not at all
+    (``ttc.fsutil``), in the ttc style; close the figure; return the two paths.
+
+    Every figure ttc writes (reports, agent reports, comparisons) goes through here.
+    The figure's own layout is kept unless ``tight`` crops to what was drawn (a caption
+    placed below the axes): one layout pass instead of a tight-bbox pass per file.
+    An ``Axes.figure`` may be passed as it is (a subfigure saves the figure holding it).
+    """
+    folder = Path(folder)
+    root = fig.figure
+    paths = []
+    try:
+        with style():
+            for suffix in ("png", "svg"):
+                target = folder / f"{stem}.{suffix}"
+                with atomic_path(target) as tmp:
+                    root.savefig(tmp, format=suffix, dpi=dpi,
+                                 bbox_inches="tight" if tight else None)
+                paths.append(target)
+    finally:
+        plt.close(root)
+    return paths
+
+
 def _tokens_formatter(value: float, _pos: int) -> str:
     if value >= 1024 and value % 1024 == 0:
         return f"{value / 1024:g}k" if value < 1024**2 else f"{value / 1024**2:g}M"
@@ -79,8 +109,8 @@ def _tokens_formatter(value: float, _pos: int) -> str:
     return f"{value:g}"
 
 
-def _log2_axis(ax: Axes, axis: str = "x") -> None:
-    """A log2 axis with at most ``_MAX_TICKS`` labelled powers of two."""
+def log2_axis(ax: Axes, axis: str = "x") -> None:
+    """A log2 axis with at most ``_MAX_TICKS`` labelled powers of two (token budgets)."""
     setter = ax.set_xscale if axis == "x" else ax.set_yscale
     setter("log", base=2)
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -166,7 +196,7 @@ def plot_accuracy_vs_tokens(
             ax.plot(grid, np.clip(fit.intercept + fit.slope_per_doubling * np.log2(grid), 0, 1),
                     color=color, lw=1.6,
                     label=f"fit: {fit.slope_per_doubling * 100:+.1f} pts/doubling {ci}")
-        _log2_axis(ax)
+        log2_axis(ax)
         span = [*x, *[c for c, _ in caps]] or [1.0, 2.0]
         ax.set_xlim(min(span) / 1.4, max(span) * 1.4)
         for cap, xi in caps:
@@ -226,7 +256,7 @@ def plot_parallel_curves(
                                    alpha=0.15, lw=0)
                 panel.plot(k, group["value"], marker="o", ms=3, color=color,
                            label=metric_name(str(metric)))
-            _log2_axis(panel)
+            log2_axis(panel)
             n = int(part["n_problems"].max()) if len(part) else 0
             panel.set_title(f"{'all problems' if subject == 'all' else subject} (n={n})",
                             fontsize=10)
@@ -278,7 +308,7 @@ def plot_frontier(data: Any, *, metric: str | None = None, ax: Axes | None = Non
             what = "think longer (N=1)" if strategy == "serial" else "sample more (lowest budget)"
             ax.plot(line["tokens"], line["accuracy"], marker="o", ms=4, color=color,
                     label=f"{strategy}: {what}", zorder=4)
-        _log2_axis(ax)
+        log2_axis(ax)
         ax.set_xlabel("expected total tokens per problem")
         ax.set_ylabel(metric_name(chosen))
         n = int(part["n_problems"].max()) if "n_problems" in part and len(part) else 0
@@ -322,7 +352,7 @@ def plot_budget_use(data: Any, *, ax: Axes | None = None) -> Axes:
             ax.annotate(text, (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                         textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xlim(-0.6, len(rows) - 0.4)
-        _log2_axis(ax, "y")
+        log2_axis(ax, "y")
         tops = [float(analysis.thinking[r["budget"]].max(initial=1)) for r in rows]  # 2x room
         tops += [float(r["budget"]) for r in rows if isinstance(r["budget"], int | np.integer)]
         bottoms = [float(np.percentile(analysis.thinking[r["budget"]], 2.5)) for r in rows

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ttc.bootstrap import NAN_POLICY, SIGN_CONVENTION
-from ttc.fsutil import atomic_path, atomic_write_text
+from ttc.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from ttc.analysis import Analysis
@@ -187,34 +187,23 @@ def details_dict(analysis: Analysis) -> dict[str, Any]:
 # ---------------------------------------------------------------- files
 
 
-def _save(fig: Any, folder: Path, stem: str) -> None:
-    import matplotlib.pyplot as plt
-
-    from ttc.plots import style
-
-    with style():  # one layout pass instead of a tight-bbox pass per file
-        for suffix in ("png", "svg"):
-            with atomic_path(folder / f"{stem}.{suffix}") as tmp:
-                fig.savefig(tmp, format=suffix, dpi=130, bbox_inches=None)
-    plt.close(fig)
-
-
 def _figures(analysis: Analysis, folder: Path) -> list[str]:
     from ttc import plots
+    from ttc.plots import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        _save(plots.plot_accuracy_vs_tokens(analysis).figure, folder, "accuracy_vs_tokens")
+        save_figure(plots.plot_accuracy_vs_tokens(analysis).figure, folder, "accuracy_vs_tokens")
         made.append("accuracy_vs_tokens")
         if not analysis.curves.empty:
-            _save(plots.plot_parallel_curves(analysis), folder, "parallel_curves")
+            save_figure(plots.plot_parallel_curves(analysis), folder, "parallel_curves")
             made.append("parallel_curves")
         if not analysis.frontier.empty:
-            _save(plots.plot_frontier(analysis).figure, folder, "frontier")
+            save_figure(plots.plot_frontier(analysis).figure, folder, "frontier")
             made.append("frontier")
-        _save(plots.plot_budget_use(analysis).figure, folder, "budget_use")
+        save_figure(plots.plot_budget_use(analysis).figure, folder, "budget_use")
         made.append("budget_use")
     return made
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ttc.fsutil import atomic_path
-from ttc.plots import _log2_axis, plt, style
+from ttc.plots import log2_axis, plt, style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,7 +58,7 @@ def plot_tradeoff(full: FullRun, rules: Sequence[tuple[str, Sequence[Point]]], *
             for p, xi, yi in zip(pts, x, y, strict=True):
                 ax.annotate(_label(p.param), (xi, yi), textcoords="offset points",
                             xytext=(4, -10), fontsize=7, color=line[0].get_color())
-        _log2_axis(ax)
+        log2_axis(ax)
         ax.set_xlabel("tokens per problem (mean)")
         ax.set_ylabel("accuracy")
         ax.set_title(title or f"adaptive stopping vs full sampling ({full.n_problems} problems)")

@@ -71,22 +71,23 @@ def write_agent_report(run: Any, out: Path, *, n_boot: int = 1000, seed: int = 0
 
 def _figures(run: Any, curves: Any, folder: Path) -> list[str]:
     from ttc.agent import plots
-    from ttc.report import _save
+    from ttc.plots import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        _save(plots.plot_step_curves(curves).figure, folder, "step_curves")
+        save_figure(plots.plot_step_curves(curves).figure, folder, "step_curves")
         made.append("step_curves")
         if (curves["metric"] == "milestones").any():
-            _save(plots.plot_milestones(curves).figure, folder, "milestones")
+            save_figure(plots.plot_milestones(curves).figure, folder, "milestones")
             made.append("milestones")
         wins = steps_to_success(run)
         if len(wins):
-            _save(plots.plot_steps_to_success(wins).figure, folder, "steps_to_success")
+            save_figure(plots.plot_steps_to_success(wins).figure, folder, "steps_to_success")
             made.append("steps_to_success")
-        _save(plots.plot_tokens_per_step(tokens_per_step(run)).figure, folder, "tokens_per_step")
+        save_figure(plots.plot_tokens_per_step(tokens_per_step(run)).figure, folder,
+                    "tokens_per_step")
         made.append("tokens_per_step")
     return made
 

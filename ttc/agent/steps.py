@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttc.agent.wire import Entry, ToolResult
+from ttc.store import pack_text, unpack_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,13 +127,10 @@ class TrajectoryState:
     error: str | None = None
 
 
-_STEP_COLUMNS = [
-    "problem_id", "budget", "horizon", "sample_index", "step", "message", "results", "nudge",
-    "action", "arguments", "observation", "reward", "milestones", "done", "error", "answer",
-    "text", "thinking", "input_tokens", "output_tokens", "thinking_tokens",
-    "thinking_estimated", "cost", "latency_s", "attempts", "stop_reason", "response_id",
-    "created_at",
-]
+#: the key's four parts, then every other field: field names are column names (as for
+#: ``ttc.store.SampleRecord``), so ``StepRecord`` is the one list of them
+_STEP_COLUMNS = ["problem_id", "budget", "horizon", "sample_index",
+                 *(f.name for f in fields(StepRecord) if f.name != "key")]
 
 
 def _dump_results(results: tuple[ToolResult, ...]) -> str:
@@ -161,7 +158,7 @@ class StepStore:
             record.nudge, record.action, record.arguments, record.observation, record.reward,
             json.dumps(list(record.milestones)), int(record.done), int(record.error),
             record.answer, record.text,
-            zlib.compress(thinking.encode("utf-8"), 6) if thinking else None,
+            pack_text(thinking),
             record.input_tokens, record.output_tokens, record.thinking_tokens,
             int(record.thinking_estimated), record.cost, record.latency_s, record.attempts,
             record.stop_reason, record.response_id, record.created_at,
@@ -217,7 +214,7 @@ class StepStore:
             observation=v["observation"], reward=float(v["reward"]),
             milestones=tuple(json.loads(v["milestones"])), done=bool(v["done"]),
             error=bool(v["error"]), answer=v["answer"], text=v["text"],
-            thinking=zlib.decompress(v["thinking"]).decode("utf-8") if v["thinking"] else None,
+            thinking=unpack_text(v["thinking"]),
             input_tokens=int(v["input_tokens"]), output_tokens=int(v["output_tokens"]),
             thinking_tokens=int(v["thinking_tokens"]),
             thinking_estimated=bool(v["thinking_estimated"]), cost=float(v["cost"]),
@@ -262,29 +259,15 @@ def export_steps(run_dir: str | Path, fmt: str, out: Path | None = None, *,
                  with_text: bool = False) -> Path:
     """Write the per-step table of an agent run as jsonl, csv or parquet (all or nothing)."""
     from ttc.errors import UserInputError
-    from ttc.export import FORMATS
-    from ttc.fsutil import atomic_path
+    from ttc.export import check_format, write_frame
     from ttc.store import DB_NAME
 
     run_dir = Path(run_dir)
-    if fmt not in FORMATS:
-        raise UserInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if not (run_dir / DB_NAME).exists():
         raise UserInputError(f"{run_dir}: not a ttc run (no {DB_NAME})")
     with StepStore(run_dir / DB_NAME) as store:
         frame = store.steps_frame(with_text=with_text)
     if frame.empty:
         raise UserInputError(f"{run_dir}: no agent steps stored (not an agent run?)")
-    target = out or run_dir / f"steps.{fmt}"
-    with atomic_path(target) as tmp:
-        if fmt == "jsonl":
-            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        elif fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            try:
-                frame.to_parquet(tmp, index=False)
-            except ImportError:
-                raise UserInputError(
-                    "parquet export needs pyarrow: pip install 'ttc[parquet]'") from None
-    return target
+    return write_frame(frame, fmt, out or run_dir / f"steps.{fmt}")

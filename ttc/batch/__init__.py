@@ -6,6 +6,8 @@ every cell stored exactly once across kills.
   normalised ``BatchState`` / ``Outcome`` both APIs are read into;
 * ``ttc.batch.anthropic``: Message Batches; ``ttc.batch.openai``: Files + Batch;
 * ``ttc.batch.runner``: ``BatchSweep``, submit / re-attach / poll / collect;
+* ``ttc.batch.results``: ``BatchResults``, outcomes into stored samples and the cells
+  to send again;
 * ``ttc.batch.projection``: what ``--dry-run`` says a batch sweep sends and costs.
 
 What is stored when is documented in ``ttc.store._batches``.

@@ -11,10 +11,10 @@
    create call the batch's token and every cell's custom id are committed to the store
    (``ttc.store._batches``), and the provider's batch id right after it answers;
 4. **poll** every ``sweep.batch_poll_s`` until each batch ends, then **collect** its
-   results as they download: each goes through the provider's ``batch_result`` (the
-   online parse, usage checks and text cap), is graded like an online sample, costs
-   ``1 - model.batch_discount`` of the online price, and is committed together with
-   its cell's marker. Errored and expired entries become failed samples; the
+   results as they download (``ttc.batch.results``): each goes through the provider's
+   ``batch_result`` (the online parse, usage checks and text cap), is graded like an
+   online sample, costs ``1 - model.batch_discount`` of the online price, and is
+   committed together with its cell's marker. Errored and expired entries become failed samples; the
    retryable ones are submitted again in a new batch once theirs has ended, up to
    ``sweep.max_attempts`` per cell in one run (the next run retries the rest).
 
@@ -32,14 +32,13 @@ import functools
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from ttc.batch.ids import Entry, Packer, custom_id_for
-from ttc.batch.wire import BatchAPI, BatchState, OffOriginError, Outcome
-from ttc.commit import Committer
-from ttc.config import config_error, parse_budget
+from ttc.batch.results import BatchResults
+from ttc.batch.wire import BatchAPI, BatchState, OffOriginError
+from ttc.config import config_error
 from ttc.errors import (
     APIError,
     ConnectionFailedError,
@@ -48,11 +47,10 @@ from ttc.errors import (
     RedirectRefusedError,
     RequestTimeoutError,
     RetryableError,
-    StoreWriteError,
 )
-from ttc.plan import Job, job_for
+from ttc.plan import Job
 from ttc.providers.base import HTTPProvider, Provider
-from ttc.store import BatchRow, RunStore, SampleKey, SampleRecord
+from ttc.store import BatchRow, RunStore
 
 if TYPE_CHECKING:
     from ttc.plan import SweepPlan
@@ -80,17 +78,10 @@ class BatchSweep:
         self.store = store
         self.ledger = store.batches
         self.provider = provider
-        self.bar = bar
         self.result = result
-        self.committer = Committer(store)
-        #: what one batch sample costs relative to the same sample online
-        self.price_factor = 1.0 - self.config.model.batch_discount
-        self._problems = {p.id: (p, order) for p, order in store.problems()}
-        #: submissions per cell in this run (``sweep.max_attempts`` caps them)
-        self._attempts: Counter[SampleKey] = Counter()
-        #: cells whose batch entry failed in a way another batch may fix
-        self._again: list[SampleKey] = []
-        self._queued: set[SampleKey] = set()
+        #: outcomes into stored samples, and the cells to send again
+        self.results = BatchResults(sweep, store, provider, bar, result)
+        self.committer = self.results.committer
         self._api: BatchAPI | None = None
         self._probed = False
 
@@ -111,7 +102,7 @@ class BatchSweep:
             await self._submit_jobs(api, plan.jobs)
             await self._drain(api)
         finally:
-            await self._close()
+            await self.results.close()
 
     async def collect_ended(self) -> bool:
         """Online mode: re-attach, store what ended batches hold, leave the rest waiting.
@@ -127,7 +118,7 @@ class BatchSweep:
             for row in self.ledger.batches(open_only=True):
                 await self._check(api, row)
         finally:
-            await self._close()
+            await self.results.close()
         waiting = self.ledger.batches(open_only=True)
         if waiting:
             cells = sum(row.pending for row in waiting)
@@ -196,7 +187,7 @@ class BatchSweep:
             try:
                 full = packer.add(entry)
             except ValueError as exc:  # one request larger than a whole batch may be
-                await self._store([self._failed(key, f"{api.provider} batch: {exc}")])
+                await self.results.save([self.results.failed(key, f"{api.provider} batch: {exc}")])
                 continue
             if full:
                 await self._submit(api, full)
@@ -212,15 +203,16 @@ class BatchSweep:
             api.provider, token, [(e.key, e.custom_id) for e in entries], size)
         created_at = time.time()
         for entry in entries:
-            self._attempts[entry.key] += 1
+            self.results.attempts[entry.key] += 1
         try:
             state = await self._create(api, entries, token, created_at)
         except FatalAPIError as exc:
             self.ledger.release(local, str(exc))
             if exc.status in (401, 403) or isinstance(exc, (RedirectRefusedError, OffOriginError)):
                 raise _abort(exc) from None
-            await self._store([self._failed(e.key, f"{api.provider} batch create: {exc}")
-                               for e in entries])
+            await self.results.save([
+                self.results.failed(e.key, f"{api.provider} batch create: {exc}")
+                for e in entries])
             return
         self.ledger.mark_submitted(local, state.remote_id)
         self.ledger.observe(local, status=state.status, counts=state.counts, ended=False)
@@ -256,15 +248,15 @@ class BatchSweep:
     async def _drain(self, api: BatchAPI) -> None:
         """Poll until no batch is open; resubmit retryable failures as batches end."""
         while True:
-            if self._again:
-                again, self._again = self._again, []
-                await self._submit_jobs(api, (self._job(key) for key in again))
+            if self.results.again:
+                again, self.results.again = self.results.again, []
+                await self._submit_jobs(api, (self.results.job(key) for key in again))
             rows = self.ledger.batches(open_only=True)
-            if not rows and not self._again:
+            if not rows and not self.results.again:
                 return
             for row in rows:
                 await self._check(api, row)
-            if not self._again and self.ledger.batches(open_only=True):
+            if not self.results.again and self.ledger.batches(open_only=True):
                 await asyncio.sleep(self.config.sweep.batch_poll_s)
 
     async def _check(self, api: BatchAPI, row: BatchRow) -> bool:
@@ -292,7 +284,8 @@ class BatchSweep:
         cells = self.ledger.pending_cells(row.local_id)
         s = self.config.sweep
         if state.failure:
-            await self._store([self._failed(k, state.failure) for k in cells.values()])
+            await self.results.save([self.results.failed(k, state.failure)
+                                     for k in cells.values()])
             cells = {}
         attempt = 0
         while cells:
@@ -300,8 +293,9 @@ class BatchSweep:
             try:
                 async with contextlib.aclosing(api.results(state)) as chunks:
                     async for outcomes in chunks:
-                        await self._store(
-                            [await self._record(cells.pop(o.custom_id), o, state)
+                        await self.results.save(
+                            [await self.results.record(cells.pop(o.custom_id), o, state,
+                                                       api.wire.scrub)
                              for o in outcomes if o.custom_id in cells])
                 break
             except RetryableError as exc:
@@ -313,78 +307,13 @@ class BatchSweep:
             except FatalAPIError as exc:
                 raise _abort(exc, f"the results of batch {state.remote_id} could not be "
                              f"read; they stay with the provider") from None
-        missing = [self._failed(key, f"{api.provider} batch missing: no result for this "
+        missing = [self.results.failed(key, f"{api.provider} batch missing: no result for this "
                                 f"request (batch {state.remote_id})", retry=True)
                    for key in cells.values()]
-        await self._store(missing)
+        await self.results.save(missing)
         self.ledger.finish(row.local_id)
         tally = ", ".join(f"{n:,} {k}" for k, n in sorted(state.counts.items()) if n)
         self._say(f"batch {state.remote_id} {state.status}{': ' + tally if tally else ''}")
-
-    # ------------------------------------------------------------ records
-    async def _record(self, key: SampleKey, outcome: Outcome, state: BatchState) -> SampleRecord:
-        job = self._job(key)
-        error = outcome.error
-        if outcome.body is not None and isinstance(self.provider, HTTPProvider):
-            try:
-                completion = self.provider.batch_result(outcome.body, self.sweep.request_for(job))
-            except APIError as exc:
-                error = exc
-            else:
-                record = await self.sweep._record(job, key[1], completion, 1, 0.0, self.provider)
-                record.latency_s = None  # a batch's queueing time is no model latency
-                record.cost = self.provider.cost(completion) * self.price_factor
-                return record
-        if error is None:
-            error = MalformedResponseError("no response body")
-        assert self._api is not None
-        self._api.wire.scrub(error)
-        return self._failed(key, f"{self.provider.kind} batch {outcome.kind}: {error} "
-                            f"(batch {state.remote_id})", retry=isinstance(error, RetryableError))
-
-    def _failed(self, key: SampleKey, error: str, *, retry: bool = False) -> SampleRecord:
-        if retry and self._attempts[key] < self.config.sweep.max_attempts:
-            self._again.append(key)
-            self._queued.add(key)
-        else:
-            self._queued.discard(key)  # this failure is the cell's last word in this run
-        job = self._job(key)
-        return SampleRecord(problem_id=key[0], budget=key[1], sample_index=key[2],
-                            status="failed", attempts=1, error=error[:500],
-                            choice_order=job.order, created_at=time.time())
-
-    def _job(self, key: SampleKey) -> Job:
-        problem, base = self._problems[key[0]]
-        return job_for(self.config, problem, parse_budget(key[1]), key[2], base)
-
-    async def _store(self, records: list[SampleRecord]) -> None:
-        """Commit records (one transaction for all); a full disk stops with a batch message."""
-        if not records:
-            return
-        try:
-            await asyncio.gather(*(self.committer.commit(r) for r in records))
-        except StoreWriteError as exc:
-            raise self._unsaved(exc) from None
-        for record in records:
-            if record.status == "failed" and record.key in self._queued:
-                continue  # sent again in this run: its last outcome is the one counted
-            self._queued.discard(record.key)
-            self.result.count(record)
-            self.bar.advance(record)
-
-    async def _close(self) -> None:
-        try:
-            await self.committer.aclose()
-        except StoreWriteError as exc:
-            raise self._unsaved(exc) from None
-
-    def _unsaved(self, exc: StoreWriteError) -> StoreWriteError:
-        where = self.store.path.resolve().parent
-        return StoreWriteError(
-            f"cannot write to {self.store.path} ({exc.reason}); the batch results not yet "
-            f"stored stay with the provider: free space on the filesystem of {where} and run "
-            f"the same command to read them again (nothing is requested or paid twice)",
-            unsaved=exc.unsaved, reason=exc.reason)
 
     # ------------------------------------------------------------ plumbing
     @property

@@ -2,7 +2,8 @@
 
 ``RunStore`` (``_core``) reads and writes it; ``SampleRecord`` (``_records``) is one
 sample; ``RunMeta`` (``_meta``) is the run's typed record; ``_schema`` owns the layout,
-its version and migrations, and the checks that turn a damaged file into one line;
+its version and migrations, the checks that turn a damaged file into one line, and the
+transaction every write runs in;
 ``BatchLedger`` (``_batches``) records provider batches and the cells waiting on them.
 """
 
@@ -11,7 +12,14 @@ from __future__ import annotations
 from ttc.store._batches import BatchLedger, BatchRow
 from ttc.store._core import DB_NAME, RunStore
 from ttc.store._meta import ORIGINS, RunMeta, SweepState
-from ttc.store._records import SampleKey, SampleRecord, budget_label, grading_rule
+from ttc.store._records import (
+    SampleKey,
+    SampleRecord,
+    budget_label,
+    grading_rule,
+    pack_text,
+    unpack_text,
+)
 from ttc.store._schema import SCHEMA_VERSION
 
 __all__ = [
@@ -27,4 +35,6 @@ __all__ = [
     "SweepState",
     "budget_label",
     "grading_rule",
+    "pack_text",
+    "unpack_text",
 ]

@@ -15,7 +15,6 @@ of the writer (only power loss can drop the last commits).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import time
@@ -29,7 +28,14 @@ from ttc.problems import Problem
 from ttc.store import _schema
 from ttc.store._batches import BatchLedger, resolve_cells
 from ttc.store._meta import ORIGINS, RunMeta
-from ttc.store._records import COLUMNS, HEAVY, SampleKey, SampleRecord, record_from_row, to_row
+from ttc.store._records import (
+    COLUMNS,
+    SampleKey,
+    SampleRecord,
+    record_from_row,
+    to_row,
+    wanted_columns,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -240,7 +246,7 @@ class RunStore:
         self, *, with_text: bool = False, with_logprobs: bool = False
     ) -> Iterator[SampleRecord]:
         """Every stored sample; text, thinking and logprobs are loaded only when asked for."""
-        cols = _wanted(with_text, with_logprobs)
+        cols = wanted_columns(with_text, with_logprobs)
         try:
             cursor = self._db.execute(f"SELECT {self._select(cols)} FROM samples")
             for row in cursor:
@@ -321,7 +327,7 @@ class RunStore:
         """
         from ttc.store._frames import samples_frame
 
-        return samples_frame(self, _wanted(with_text, with_logprobs), with_text=with_text)
+        return samples_frame(self, wanted_columns(with_text, with_logprobs), with_text=with_text)
 
     # ------------------------------------------------------------ scores
     def write_scores(
@@ -387,12 +393,12 @@ class RunStore:
     def _run(self, sql: str) -> None:
         self._all(sql)
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> _schema.Transaction:
         if self.read_only:
             raise StoreError(
                 f"{self.run_dir} was opened read-only; open it for writing to change it"
             )
-        return _Transaction(self._db, self.path)
+        return _schema.Transaction(self._db, self.path)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -412,42 +418,3 @@ class RunStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _wanted(with_text: bool, with_logprobs: bool) -> list[str]:
-    skip = {c for c in HEAVY if not (with_text and c in ("text", "thinking"))
-            and not (with_logprobs and c == "logprobs")}
-    return [c for c in COLUMNS if c not in skip]
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``; any SQLite failure becomes one ttc error.
-
-    SQLite may roll a transaction back itself (a full disk does), so the rollback
-    here is conditional: a second error from ``ROLLBACK`` must not hide the first.
-    """
-
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        self._db = db
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _schema.wrap_error(exc, self._path) from None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is None:
-                self._db.execute("COMMIT")
-                return
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error as failure:
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-            raise _schema.wrap_error(failure, self._path) from None
-        if isinstance(exc, sqlite3.Error):
-            raise _schema.wrap_error(exc, self._path) from None

@@ -3,13 +3,13 @@ in about a second. ``RunStore.samples_frame`` and ``scores_frame`` delegate here
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ttc.config import budget_sort_key, parse_budget
+from ttc.store._records import unpack_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,8 +54,7 @@ def samples_frame(store: RunStore, wanted: Sequence[str], *, with_text: bool) ->
     frame["extra"] = pd.Series(extras, index=frame.index, dtype=object)
     if with_text:
         frame["thinking"] = [
-            zlib.decompress(v).decode("utf-8") if isinstance(v, bytes) else None
-            for v in frame["thinking"]
+            unpack_text(v) if isinstance(v, bytes) else None for v in frame["thinking"]
         ]
     ranked = sorted(set(budgets), key=budget_sort_key)
     frame["_budget_order"] = frame["budget"].map({b: i for i, b in enumerate(ranked)})

@@ -1,8 +1,8 @@
 """One stored sample: the ``SampleRecord`` dataclass and its row in ``samples``.
 
 Field names are column names, so the dataclass is the one definition of a sample's
-shape; ``_row`` encodes it (thinking zlib-compressed, JSON for tuples and dicts) and
-``record_from_row`` decodes it.
+shape; ``to_row`` encodes it (thinking zlib-compressed by ``pack_text``, JSON for
+tuples and dicts) and ``record_from_row`` decodes it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,21 @@ from typing import Any
 
 from ttc.config import Budget
 
-__all__ = ["SampleKey", "SampleRecord", "budget_label", "grading_rule"]
+__all__ = ["SampleKey", "SampleRecord", "budget_label", "grading_rule", "pack_text",
+           "unpack_text"]
 
 SampleKey = tuple[str, str, int]
+
+
+def pack_text(text: str | None) -> bytes | None:
+    """How long text (thinking) is stored, in samples and agent steps alike: UTF-8,
+    zlib level 6 (a thinking trace shrinks about fivefold); empty or absent is NULL."""
+    return zlib.compress(text.encode("utf-8"), 6) if text else None
+
+
+def unpack_text(blob: bytes | None) -> str | None:
+    """The text ``pack_text`` stored (None for NULL)."""
+    return zlib.decompress(blob).decode("utf-8") if blob else None
 
 
 def budget_label(budget: Budget) -> str:
@@ -82,7 +94,7 @@ HEAVY = ("text", "thinking", "logprobs")
 
 
 def to_row(record: SampleRecord) -> tuple[Any, ...]:
-    thinking = zlib.compress(record.thinking.encode("utf-8"), 6) if record.thinking else None
+    thinking = pack_text(record.thinking)
     correct = None if record.correct is None else int(record.correct)
     order = json.dumps(list(record.choice_order)) if record.choice_order is not None else None
     extra = json.dumps(record.extra) if record.extra else None
@@ -117,7 +129,7 @@ def to_row(record: SampleRecord) -> tuple[Any, ...]:
 def record_from_row(cols: list[str], row: tuple[Any, ...]) -> SampleRecord:
     values = dict(zip(cols, row, strict=True))
     if values.get("thinking") is not None:
-        values["thinking"] = zlib.decompress(values["thinking"]).decode("utf-8")
+        values["thinking"] = unpack_text(values["thinking"])
     if values["correct"] is not None:
         values["correct"] = bool(values["correct"])
     values["thinking_estimated"] = bool(values["thinking_estimated"])
@@ -127,3 +139,10 @@ def record_from_row(cols: list[str], row: tuple[Any, ...]) -> SampleRecord:
     if values.get("logprobs") is not None:
         values["logprobs"] = bytes(values["logprobs"])
     return SampleRecord(**values)
+
+
+def wanted_columns(with_text: bool, with_logprobs: bool) -> list[str]:
+    """The columns a read loads: all but the ``HEAVY`` ones not asked for."""
+    skip = {c for c in HEAVY if not (with_text and c in ("text", "thinking"))
+            and not (with_logprobs and c == "logprobs")}
+    return [c for c in COLUMNS if c not in skip]

@@ -16,11 +16,13 @@ an older layout through ``column_sources`` instead. A newer store is refused.
 
 Opening checks what SQLite would otherwise discover half way through a command: a
 directory where the file should be, a header that is not SQLite's, a file shorter
-than its header says. Every such failure is one line naming the file and the repair.
+than its header says. Every such failure is one line naming the file and the repair,
+as is any SQLite failure inside a write (``Transaction``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -28,7 +30,8 @@ from urllib.parse import quote
 
 from ttc.errors import StoreCorruptError, StoreError, StoreVersionError, StoreWriteError
 
-__all__ = ["SCHEMA_VERSION", "check_file", "connect", "migrate", "recovery_hint", "wrap_error"]
+__all__ = ["SCHEMA_VERSION", "Transaction", "check_file", "connect", "migrate", "recovery_hint",
+           "wrap_error"]
 
 SCHEMA_VERSION = 3
 _HEADER = b"SQLite format 3\x00"
@@ -317,3 +320,36 @@ def wrap_error(exc: sqlite3.Error, path: Path) -> Exception:
     if "malformed" in str(exc) or "not a database" in str(exc):
         return _corrupt(path, f"damaged ({exc})")
     return StoreError(f"{path}: {exc}")
+
+
+class Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; any SQLite failure becomes one ttc error.
+
+    SQLite may roll a transaction back itself (a full disk does), so the rollback
+    here is conditional: a second error from ``ROLLBACK`` must not hide the first.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise wrap_error(exc, self._path) from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+                return
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error as failure:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise wrap_error(failure, self._path) from None
+        if isinstance(exc, sqlite3.Error):
+            raise wrap_error(exc, self._path) from None

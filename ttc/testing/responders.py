@@ -23,7 +23,9 @@ __all__ = [
     "Query",
     "Reply",
     "Responder",
+    "anthropic_message",
     "arithmetic_responder",
+    "chat_completion",
     "count_words",
     "render_body",
 ]
@@ -130,35 +132,60 @@ def render_body(
         content += [{"type": "redacted_thinking", "data": "opaque"}] * reply.redacted_thinking
         if text or not content:
             content.append({"type": "text", "text": text, "citations": None})
-        usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": n_think + n_text}
-        if report_thinking_tokens:
-            usage["output_tokens_details"] = {"thinking_tokens": n_think}
-        return {
-            "id": f"msg_fake{q.number:08d}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": "max_tokens" if cut else "end_turn",
-            "stop_sequence": None,
-            "usage": usage,
-        }
+        return anthropic_message(q.number, model, content, "max_tokens" if cut else "end_turn",
+                                 input_tokens, n_think + n_text, n_think,
+                                 report_thinking_tokens=report_thinking_tokens)
     message = {"role": "assistant", "content": text, reasoning_field: thinking or None}
-    usage = {
+    return chat_completion(q.number, model, message, "length" if cut else "stop",
+                           input_tokens, n_think + n_text, n_think,
+                           report_thinking_tokens=report_thinking_tokens,
+                           logprobs=_logprobs(body, thinking, text, reply.confidence))
+
+
+def anthropic_message(
+    number: int, model: str, content: list[dict[str, Any]], stop_reason: str,
+    input_tokens: int, output_tokens: int, thinking_tokens: int, *,
+    report_thinking_tokens: bool = True,
+) -> dict[str, Any]:
+    """A Messages API reply around ``content``: the one envelope of every fake answer
+    (plain or tool use), so both stay the shape the SDK parses."""
+    usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    if report_thinking_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+    return {
+        "id": f"msg_fake{number:08d}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def chat_completion(
+    number: int, model: str, message: dict[str, Any], finish_reason: str,
+    input_tokens: int, output_tokens: int, thinking_tokens: int, *,
+    report_thinking_tokens: bool = True, logprobs: Any = None,
+) -> dict[str, Any]:
+    """A chat completion around ``message`` (choice 0): the OpenAI twin of
+    ``anthropic_message``."""
+    usage: dict[str, Any] = {
         "prompt_tokens": input_tokens,
-        "completion_tokens": n_think + n_text,
-        "total_tokens": input_tokens + n_think + n_text,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
     }
     if report_thinking_tokens:
-        usage["completion_tokens_details"] = {"reasoning_tokens": n_think}
+        usage["completion_tokens_details"] = {"reasoning_tokens": thinking_tokens}
     choice = {
         "index": 0,
         "message": message,
-        "logprobs": _logprobs(body, thinking, text, reply.confidence),
-        "finish_reason": "length" if cut else "stop",
+        "logprobs": logprobs,
+        "finish_reason": finish_reason,
     }
     return {
-        "id": f"chatcmpl-fake{q.number:08d}",
+        "id": f"chatcmpl-fake{number:08d}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,16 @@ from typing import Any
 
 import orjson
 
-from ttc.testing.responders import _ARITH, Api, Query, _head, _words, count_words
+from ttc.testing.responders import (
+    _ARITH,
+    Api,
+    Query,
+    _head,
+    _words,
+    anthropic_message,
+    chat_completion,
+    count_words,
+)
 
 __all__ = [
     "ScriptedToolModel",
@@ -288,13 +296,9 @@ def render_tool_body(
             content.append({"type": "text", "text": text})  # as the docs show it
         content += [{"type": "tool_use", "id": f"toolu_{key:08x}{k}", "name": name,
                      "input": args} for k, (name, args) in enumerate(calls)]
-        usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output}
-        if report_thinking_tokens:
-            usage["output_tokens_details"] = {"thinking_tokens": n_think}
         stop = "max_tokens" if cut else "tool_use" if calls else "end_turn"
-        return {"id": f"msg_fake{q.number:08d}", "type": "message", "role": "assistant",
-                "model": model, "content": content, "stop_reason": stop, "stop_sequence": None,
-                "usage": usage}
+        return anthropic_message(q.number, model, content, stop, input_tokens, output, n_think,
+                                 report_thinking_tokens=report_thinking_tokens)
     message: dict[str, Any] = {"role": "assistant", "content": text or None,
                                reasoning_field: thinking or None}
     if calls:
@@ -302,13 +306,6 @@ def render_tool_body(
             {"id": f"call_{key:08x}{k}", "type": "function",
              "function": {"name": name, "arguments": json.dumps(args)}}
             for k, (name, args) in enumerate(calls)]
-    usage = {"prompt_tokens": input_tokens, "completion_tokens": output,
-             "total_tokens": input_tokens + output}
-    if report_thinking_tokens:
-        usage["completion_tokens_details"] = {"reasoning_tokens": n_think}
     finish = "length" if cut else "tool_calls" if calls else "stop"
-    return {"id": f"chatcmpl-fake{q.number:08d}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": finish}],
-            "usage": usage}
+    return chat_completion(q.number, model, message, finish, input_tokens, output, n_think,
+                           report_thinking_tokens=report_thinking_tokens)
