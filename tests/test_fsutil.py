@@ -39,3 +39,20 @@ def test_user_path_leaves_an_unknown_user_literal() -> None:
 
     assert user_path("~no_such_user_xyz/data.jsonl") == Path("~no_such_user_xyz/data.jsonl")
     assert user_path("~/data.jsonl") == Path.home() / "data.jsonl"
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    """mkstemp's 0600 would hide shared reports from the rest of a team."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.json", "{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "kept.csv"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "new")
+        assert kept.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

@@ -33,6 +33,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
+        # mkstemp makes 0600 files; an export or report gets the mode a plain open() gives
+        os.chmod(tmp, _existing_mode(target) if target.exists() else 0o666 & ~_umask())
         yield tmp
         _fsync(tmp)
         os.replace(tmp, target)
@@ -52,6 +54,16 @@ def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
 def atomic_write_text(target: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``target`` whole or not at all; returns ``target``."""
     return atomic_write_bytes(target, text.encode(encoding))
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
+
+
+def _existing_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def _fsync(path: Path) -> None:
