@@ -18,7 +18,13 @@ import pytest
 
 from ttc.cli import main
 from ttc.config import config_from_dict
-from ttc.errors import RunLockedError, StoreCorruptError, StoreError, StoreVersionError
+from ttc.errors import (
+    RunLockedError,
+    StoreCorruptError,
+    StoreError,
+    StoreVersionError,
+    UserInputError,
+)
 from ttc.lock import LOCK_NAME, read_holder, safe_command
 from ttc.problems import Problem
 from ttc.sampler import Sweep
@@ -382,3 +388,31 @@ def test_readers_leave_the_store_byte_for_byte_unchanged(
     with RunStore(sim_run, read_only=True) as store, pytest.raises(StoreError, match="read-only"):
         store.set_meta(x=1)
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+
+
+# ---------------------------------------------------------------- a hostile lock file
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
+    sim_run: Path, tmp_path: Path
+) -> None:
+    """A shared run directory whose ttc.lock points at a user's file: ``ttc grade`` (a real
+    process) refuses in one line and the file keeps its content (it used to be emptied)."""
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious notes\n")
+    (sim_run / LOCK_NAME).unlink(missing_ok=True)
+    (sim_run / LOCK_NAME).symlink_to(victim)
+    proc = subprocess.run([sys.executable, "-m", "ttc", "grade", str(sim_run)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=60)
+    assert victim.read_text() == "precious notes\n"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "ttc.lock" in proc.stderr
+    assert read_holder(sim_run) is None  # the target's content is never read as a holder
+
+
+def test_a_lock_path_that_is_not_a_regular_file_is_refused(sim_run: Path) -> None:
+    (sim_run / LOCK_NAME).unlink(missing_ok=True)
+    os.mkfifo(sim_run / LOCK_NAME)
+    with pytest.raises(UserInputError, match="not a regular file"):
+        RunStore(sim_run)
