@@ -373,8 +373,12 @@ def test_every_batch_call_scrubs_the_key_from_its_errors() -> None:
     assert not any(KEY[:8] in s for s in said)
 
 
+@pytest.mark.parametrize("provider, model", [
+    ("anthropic", {"api_key_env": "FAKE_BATCH_KEY"}),
+    ("openai", {"headers": {"api-key": KEY}}),  # a gateway key sent as a header
+])
 def test_a_batch_entry_error_quoting_the_key_is_stored_scrubbed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    provider: str, model: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ttc.store import RunStore
     from ttc.testing import batches
@@ -385,8 +389,7 @@ def test_a_batch_entry_error_quoting_the_key_is_stored_scrubbed(
         b"injected batch outcome", f"key {KEY} refused".encode()))
     data = write_data(tmp_path, 2)
     with run_in_thread(batch_plan=BatchPlan(per_entry=("invalid",))) as server:
-        cfg = batch_config("anthropic", server.base_url, data,
-                           model={"api_key_env": "FAKE_BATCH_KEY"})
+        cfg = batch_config(provider, server.base_url, data, model=model)
         assert asyncio.run(Sweep(cfg, tmp_path / "run").run()).failed == 12
     with RunStore(tmp_path / "run", read_only=True) as store:
         errors = [r.error or "" for r in store.iter_samples()]

@@ -75,7 +75,8 @@ class RMServer:
             if self.faults:
                 status = self.faults.pop(0)
                 headers = {"retry-after": "0"} if status in (429, 503) else {}
-                return web.json_response({"error": {"message": f"scripted {status}"}},
+                echoed = request.headers.get("x-api-key", "")  # a gateway quoting its key
+                return web.json_response({"error": {"message": f"scripted {status} {echoed}"}},
                                          status=status, headers=headers)
             if self.malformed:
                 return web.Response(text="<html>gateway</html>", status=200)
@@ -222,6 +223,23 @@ def test_fatal_errors_stop_at_once() -> None:
 
     run_with_server(server, test)
     assert len(server.bodies) == 1
+
+
+def test_a_header_key_echoed_by_the_scorer_endpoint_is_scrubbed() -> None:
+    key = "gw-0123456789abcdefghijklmnopqrstuvwxyz"
+    server = RMServer(faults=[401])
+
+    async def test(s: RMServer) -> str:
+        scorer = RewardModelScorer(s.url + "/score", headers={"x-api-key": key})
+        try:
+            with pytest.raises(FatalAPIError) as info:
+                await scorer(samples(1))
+            return str(info.value)
+        finally:
+            await scorer.aclose()
+
+    said = run_with_server(server, test)
+    assert said.endswith("scripted 401 ***") and key[:8] not in said
 
 
 def test_malformed_bodies_and_timeouts_exhaust_retries() -> None:

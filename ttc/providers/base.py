@@ -9,7 +9,8 @@ and streams add only ``sweep.idle_timeout_s`` (silence, not length).
 
 ``HTTPProvider.complete`` is the one exit of every HTTP backend, streamed or not:
 usage is checked for impossible values, stored text is capped at
-``sweep.max_text_bytes``, and the API key is scrubbed from any error there. Batch
+``sweep.max_text_bytes``, and every credential sent (the env key, auth-like header
+values) is scrubbed from any error and from the stored output there. Batch
 results (``ttc.batch``) leave through ``batch_result``, which applies the same parse
 and the same checks to the body a batch returned, so a batch sample is the online one.
 """
@@ -33,12 +34,14 @@ from ttc.providers.responses import (
     MAX_INPUT_TOKENS,
     cap_text,
     check_usage,
+    credentials,
     error_for_response,
     optional_field,
     parse_json_body,
     post_json,
     require_field,
     retry_after_seconds,
+    scrub_completion,
     scrub_secret,
 )
 from ttc.sse import SSEEvent
@@ -261,10 +264,12 @@ class HTTPProvider(Provider):
         self._base = base
         self._url = base + self.endpoint
         key = config.api_key()
-        self._secret = key or ""
         self._headers = {
             "content-type": "application/json", **self.auth_headers(key), **config.headers
         }
+        #: every credential sent (the env key, auth-like header values): scrubbed out of
+        #: errors and of stored output alike
+        self._secret = credentials(key, self._headers)
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         """Headers that carry the key (a bearer token unless a subclass says otherwise)."""
@@ -292,7 +297,8 @@ class HTTPProvider(Provider):
 
     # ------------------------------------------------------------ the one exit
     async def complete(self, request: SampleRequest) -> Completion:
-        """Draw one sample; usage checked, text capped, the key scrubbed from errors."""
+        """Draw one sample; usage checked, text capped, the key scrubbed from errors and
+        from the stored output."""
         try:
             return self._checked(await self._complete(request), request)
         except APIError as exc:
@@ -301,7 +307,7 @@ class HTTPProvider(Provider):
 
     def _checked(self, completion: Completion, request: SampleRequest) -> Completion:
         check_usage(completion, self.output_cap(request), self.kind)
-        return cap_text(completion, self.max_text_bytes)
+        return scrub_completion(cap_text(completion, self.max_text_bytes), self._secret)
 
     @abc.abstractmethod
     async def _complete(self, request: SampleRequest) -> Completion:

@@ -30,6 +30,7 @@ from typing import Any
 from ttc.errors import ConfigError, MalformedResponseError, MissingAPIKeyError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import post_json
+from ttc.providers.responses import credentials
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -197,7 +198,7 @@ class RewardModelScorer:
         if self._transport is None:
             self._owned = self._transport = AiohttpTransport()
         headers = self._request_headers()
-        secret = headers.get("authorization", "").removeprefix("Bearer ")
+        secret = credentials(None, headers)  # the key and any auth-like header value
         data = await post_json(
             self._transport, self.url, self.build_body(batch), headers=headers,
             timeout=self.timeout_s, provider="reward model", secret=secret,

@@ -29,6 +29,7 @@ from ttc.config import ModelConfig
 from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import Provider, SampleRequest, post_json
+from ttc.providers.responses import credentials
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -306,7 +307,7 @@ class VerifierScorer:
 
     async def _ask_logprobs(self, prompt: str) -> float | None:
         transport, headers, url = self._client()
-        secret = headers.get("authorization", "").removeprefix("Bearer ")
+        secret = credentials(None, headers)  # the key and any auth-like header value
         data = await post_json(transport, url, self.build_body(prompt), headers=headers,
                                timeout=self.timeout_s, provider="verifier", secret=secret)
         try:
