@@ -289,7 +289,7 @@ def test_concurrency_limit_holds_across_batches() -> None:
 def test_configured_from_a_scorers_table(tmp_path: Path) -> None:
     from ttc.config import ScorerConfig
 
-    with pytest.raises(ConfigError, match="need a url"):
+    with pytest.raises(ConfigError, match="url is required"):
         make_scorer(ScorerConfig("rm", "reward_model", {}))
     with pytest.raises(ConfigError, match="format"):
         make_scorer(ScorerConfig("rm", "reward_model", {"url": "http://x", "format": "tgi"}))

@@ -31,6 +31,7 @@ from ttc.errors import ConfigError, MalformedResponseError, MissingAPIKeyError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import post_json
 from ttc.providers.responses import credentials
+from ttc.scorer_rules import check_scorer_options
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -115,15 +116,9 @@ class RewardModelScorer:
     def from_options(
         cls, name: str, options: dict[str, Any], *, transport: Transport | None = None
     ) -> RewardModelScorer:
-        """Build from a ``[[scorers]]`` entry (``url``, ``format``, ``model``, ...)."""
-        allowed = {"url", "format", "model", "input", "template", "label_index", "batch_size",
-                   "concurrency", "timeout_s", "max_attempts", "backoff_base_s",
-                   "api_key_env", "headers"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise ConfigError(f"scorer {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
-        if "url" not in options:
-            raise ConfigError(f"scorer {name!r}: reward_model scorers need a url")
+        """Build from a ``[[scorers]]`` entry (``url``, ``format``, ``model``, ...), its
+        values checked by ``ttc.scorer_rules`` (as the config loader does)."""
+        check_scorer_options("reward_model", name, options)
         return cls(name=name, transport=transport, **options)
 
     @property
