@@ -446,6 +446,8 @@ def _report(args: argparse.Namespace) -> int:
     from ttc.report import write_report
     from ttc.run import open_run
 
+    _check_bootstrap(args.bootstrap, 0)  # 0: point estimates, no intervals
+
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
         subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
@@ -479,6 +481,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise UserInputError("ttc compare needs two or more runs")
+    _check_bootstrap(args.bootstrap, 2)
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     if len(labels) < len(args.label):
         raise UserInputError("--label takes RUN=NAME, e.g. --label A=gen-1")
@@ -504,6 +507,17 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: more resamples than this add nothing a report can show (the percentile bounds settle
+#: well before) and cost memory in proportion; the engine also refuses what cannot fit
+MAX_BOOTSTRAP = 100_000
+
+
+def _check_bootstrap(n_boot: int, low: int) -> None:
+    if not low <= n_boot <= MAX_BOOTSTRAP:
+        raise UserInputError(f"--bootstrap must be within {low}..{MAX_BOOTSTRAP:,} resamples, "
+                             f"got {n_boot:,}")
+
+
 def _refuse_mixed_grading(store: Any) -> None:
     """A report must not vote or average verdicts reached under different grading rules."""
     rules = store.grading_rules()
@@ -519,6 +533,8 @@ def _refuse_mixed_grading(store: Any) -> None:
 def _adaptive(args: argparse.Namespace) -> int:
     from ttc.adaptive import adaptive_report
     from ttc.run import open_run
+
+    _check_bootstrap(args.bootstrap, 1)
 
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
