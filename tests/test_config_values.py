@@ -205,3 +205,44 @@ def _model(extra: dict[str, object]):  # type: ignore[no-untyped-def]
     return config_from_dict({"model": {"provider": "openai", "name": "m",
                                        "base_url": "http://127.0.0.1:1/v1", **extra},
                              "dataset": {"path": "<unused>"}})
+
+
+# ------------------------------------------------------------------ sizes
+
+
+def test_samples_beyond_any_run_are_one_line(tmp_path: Path) -> None:
+    """10^12 samples ran a dry run for minutes (packing batches one by one), 10^19 never
+    finished and ``--yes`` died in ``len()`` with an OverflowError: now one line each."""
+    (tmp_path / "data.jsonl").write_text(
+        '{"id": "a", "question": "1+1?", "answer": "2"}\n'
+        '{"id": "b", "question": "2+2?", "answer": "4"}\n')
+    path = write(tmp_path, BASE.split("[[scorers]]")[0] + "[sweep]\nbudgets = [1024]\n"
+                 "samples = 10000000000000000000\n")
+    runs = (["--dry-run", "--set", "sweep.samples=1000000000000"], ["--dry-run"],
+            ["--yes", "--set", "sweep.max_attempts=1"])
+    for extra in runs:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ttc", "sweep", str(path), "--out", str(tmp_path / "run"),
+             "--quiet", *extra], env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=60)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr, err
+        assert "sweep.samples must be at most 1,000,000,000" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_cells_beyond_what_a_run_can_hold_are_refused(tmp_path: Path) -> None:
+    from ttc.config_rules import MAX_CELLS
+    from ttc.plan import make_plan
+    from ttc.problems import Problem
+    from ttc.providers.simulated import SimulatedProvider
+
+    cfg = config_from_dict({"model": {"provider": "simulated"},
+                            "dataset": {"path": "<unused>"},
+                            "sweep": {"budgets": [1024, 2048], "samples": 10**9}})
+    problems = [Problem(id=f"p{i}", question="q", answer="1") for i in range(501)]
+    with pytest.raises(ConfigError, match=r"501 problems x 2 budgets x 1,000,000,000 samples"):
+        make_plan(cfg, problems, {}, set(), SimulatedProvider(cfg.model))
+    plan = make_plan(cfg, problems[:500], {p.id: None for p in problems}, set(),
+                     SimulatedProvider(cfg.model))
+    assert len(plan.jobs) == plan.total == MAX_CELLS  # exactly at the cap: len() still works

@@ -263,13 +263,15 @@ def _run_sweep(sweep: Any) -> tuple[Any, int | None]:
 
 def _print_plan(sweep: object, config: object, out: Path) -> int:
     from ttc.batch.projection import project_batches
+    from ttc.config_rules import BATCH_PROVIDERS
     from ttc.providers.base import HTTPProvider
     from ttc.sampler import Sweep
 
     assert isinstance(sweep, Sweep)
     store, problems, provider, plan = sweep.prepare_dry()
     s, m = sweep.config.sweep, sweep.config.model
-    batch = project_batches(sweep, provider, plan)
+    # packing is projected for a batch sweep only; an online one shows the discount alone
+    batch = project_batches(sweep, provider, plan) if s.mode == "batch" else None
     print(f"run directory : {out}")
     print(f"model         : {provider.describe().get('name')} ({m.provider})")
     print(f"mode          : {s.mode} (sweep.mode)")
@@ -297,7 +299,10 @@ def _print_plan(sweep: object, config: object, out: Path) -> int:
     print(f"output tokens : up to {plan.projected_output_tokens:,} (every sample at its cap)")
     online = " <- sweep.mode" if s.mode == "online" else ""
     print(f"cost online   : up to ${plan.projected_cost:,.2f} at the configured prices{online}")
-    if batch is None:
+    if s.mode == "online" and m.provider in BATCH_PROVIDERS:
+        print(f"cost batch    : up to ${plan.projected_cost * (1 - m.batch_discount):,.2f} at "
+              f"model.batch_discount = {m.batch_discount:g} (sweep.mode = \"batch\")")
+    elif batch is None:
         print(f"cost batch    : provider '{m.provider}' has no batch API")
     else:
         lim = batch.limits

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_PROVIDERS",
+    "MAX_CELLS",
+    "MAX_SAMPLES",
     "MAX_TOKENS",
     "check_key_env",
     "check_url",
@@ -35,7 +37,14 @@ Blame = Callable[[str, str], ConfigError]
 #: a budget or token cap above this is a typo (no model thinks 100M tokens per answer)
 MAX_TOKENS = 100_000_000
 _MAX_SEED = 2**63
+#: samples per (problem, budget): far beyond any estimator's needs, and small enough that
+#: every count derived from it (cells, tokens, batches) stays an exact machine integer
+MAX_SAMPLES = 1_000_000_000
+#: cells (problems x budgets x samples) in one sweep: beyond this no store could hold
+#: the run (checked once the dataset is loaded, by ``ttc.plan.make_plan``)
+MAX_CELLS = 10**12
 _LIMITS_INT = {  # key: (low, high, why the cap)
+    "sweep.samples": (1, MAX_SAMPLES, "more than any estimate needs"),
     "sweep.max_attempts": (1, 100, "more attempts only pay for the same failure again"),
     "sweep.concurrency": (1, 65_536, "beyond what one process can hold open"),
     "sweep.confirm_above": (1, None, ""),
