@@ -395,3 +395,31 @@ def test_credentials_are_the_env_key_and_auth_like_header_values() -> None:
     assert credentials(None, {}) == ()
     assert scrub_text("a k2-bbbbbbbb b Bearer c", credentials(None, headers)) == \
         "a *** b Bearer c"
+
+
+def test_an_sse_event_with_no_end_fails_as_malformed_not_at_the_deadline() -> None:
+    """The red-team's hostile server: 24 MB of one SSE line over a real socket, then
+    silence. The decoder used to re-split the growing line on every chunk (quadratic:
+    13-16 s for 64 MB) and hold all of it; now the event passes 4 x max_text_bytes and
+    the attempt fails as a malformed (retryable) reply while the bytes still arrive."""
+
+    async def hugeline(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: message_start\ndata: {\"type\": \"message_start\", \"x\": \"")
+        piece = b"a" * 65536
+        for _ in range(24 * 16):
+            await resp.write(piece)
+        await asyncio.sleep(30)  # then silence: only the idle limit would end it
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hugeline)
+    with serve(app) as url:
+        provider = AnthropicProvider(
+            ModelConfig(provider="anthropic", name="c", base_url=url),
+            sweep=SweepConfig(stream=True, idle_timeout_s=20.0, max_text_bytes=1 << 20))
+        with pytest.raises(MalformedResponseError, match="with no end") as info:
+            complete(provider)
+    assert "at most 4,259,840" in str(info.value)  # 4 x max_text_bytes + 64 KiB

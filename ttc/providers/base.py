@@ -76,6 +76,9 @@ __all__ = [
 
 #: ``sweep.stream = "auto"`` streams requests that may produce more output tokens than this
 AUTO_STREAM_TOKENS = 16384
+#: one SSE event may be this many times ``sweep.max_text_bytes`` (a delta, JSON-escaped,
+#: plus its envelope) before the stream counts as malformed
+MAX_EVENT_FACTOR = 4
 
 
 class TokenListener(Protocol):
@@ -256,6 +259,9 @@ class HTTPProvider(Provider):
         self.batch_mode = sweep.mode == "batch"
         self.idle_timeout_s = sweep.idle_timeout_s
         self.max_text_bytes = sweep.max_text_bytes
+        #: the longest SSE event read: a few times the stored-text cap (JSON escaping can
+        #: triple text), beyond which a stream is malformed (retried)
+        self.max_event_bytes = MAX_EVENT_FACTOR * sweep.max_text_bytes + 65536
         self._owns_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport(
             max_connections=max_connections
@@ -387,7 +393,8 @@ class HTTPProvider(Provider):
                 if not resp.is_event_stream:  # a server that ignored "stream": plain JSON
                     whole = HTTPResponse(resp.status, resp.headers, await resp.read())
                     return parse_json_body(whole, self.kind)
-                async with contextlib.aclosing(resp.event_batches()) as batches:
+                events = resp.event_batches(self.max_event_bytes)
+                async with contextlib.aclosing(events) as batches:
                     async for batch in batches:
                         for event in batch:
                             assembler.feed(event)
