@@ -351,3 +351,34 @@ def test_a_tmpfs_that_stays_full_says_what_is_unsaved_and_where(
     assert main(["sweep", str(cfg), "--out", str(run), "--quiet"]) == 0
     with RunStore(run, read_only=True) as store:
         assert len(store.done_keys()) == 4000 > kept
+
+
+def test_a_report_or_comparison_into_a_full_disk_leaves_the_old_one_whole(
+    small_disk: Path, addition_dataset: Path
+) -> None:
+    """``ttc report`` / ``ttc compare --out`` (real processes) into a full tmpfs: one line
+    naming the target (not a hidden temporary), exit 2, the old folder untouched (it was
+    left as a new summary.json beside the old report.md), and nothing else on the disk."""
+    cfg = config_from_dict({"model": {"provider": "simulated", "seed": 1},
+                            "dataset": {"path": str(addition_dataset)},
+                            "sweep": {"budgets": [1024, 4096], "samples": 4}})
+    run = small_disk.parent / "run"
+    asyncio.run(Sweep(cfg, run).run())
+    commands = {"rep": ["report", str(run), "--bootstrap", "10", "--out"],
+                "cmp": ["compare", str(run), str(run), "--bootstrap", "10", "--out"]}
+    for name, args in commands.items():
+        first = subprocess.run([sys.executable, "-m", "ttc", *args, str(small_disk / name)],
+                               env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in small_disk.rglob("*")}
+    fill(small_disk, 16 * 1024)
+    for name, args in commands.items():
+        proc = subprocess.run([sys.executable, "-m", "ttc", *args, str(small_disk / name)],
+                              env=ENV, capture_output=True, text=True, timeout=120)
+        lines = [line for line in proc.stderr.strip().splitlines()
+                 if not line.startswith("[ttc report")]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+        assert "No space left on device" in lines[0] and f"{small_disk / name}" in lines[0]
+        assert f"/.{name}." not in lines[0]  # the hidden build folder is not what failed
+    after = {p: p.stat().st_mtime_ns for p in small_disk.rglob("*") if p.name != "filler"}
+    assert after == before  # every old file, unchanged; no new or partial file anywhere

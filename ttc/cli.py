@@ -458,10 +458,6 @@ def _report(args: argparse.Namespace) -> int:
         subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
         out = write_report(run, args.out, n_boot=args.bootstrap,
                            subjects=None if subjects in ([], ["all"]) else subjects)
-        if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
-            from ttc.agent.report import write_agent_report
-
-            write_agent_report(run, out, n_boot=args.bootstrap)
     print(f"report written to {out}")
     for name in ("summary.json", "report.md", "report.html"):
         if (out / name).exists():
@@ -539,13 +535,19 @@ def _adaptive(args: argparse.Namespace) -> int:
     from ttc.adaptive import adaptive_report
     from ttc.run import open_run
 
-    _check_bootstrap(args.bootstrap, 1)
+    if args.bootstrap > MAX_BOOTSTRAP:  # the lower bound is adaptive_report's own check
+        _check_bootstrap(args.bootstrap, 1)
 
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
         result = asyncio.run(adaptive_report(run, args.rule, args.param, budget=args.budget,
                                              n_boot=args.bootstrap))
-    written = result.write(args.out) if args.out is not None else []
+    written: list[Path] = []
+    if args.out is not None:  # several files: built aside and swapped in whole
+        from ttc.fsutil import atomic_dir
+
+        with atomic_dir(args.out) as folder:
+            written = [args.out / Path(p).relative_to(folder) for p in result.write(folder)]
     print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
     for path in written if not args.json else []:
         print(f"  wrote {path}")
