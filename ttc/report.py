@@ -4,8 +4,10 @@ report.md and report.html.
 Every file reads the same ``ttc.analysis.Analysis``; nothing recomputes a number.
 ``summary.json`` is a stable contract that scripts can diff across runs: keys exactly
 ``SUMMARY_KEYS`` (``model, dataset, prompt, budgets, fit, curves``, then ``complete``,
-``cells`` and ``warnings``). ``complete`` is false when any planned cell (problems x
-budgets x samples of the stored config) is missing or failed; ``fit`` is null when the
+``cells``, ``warnings`` and ``grading``: the rule every verdict was reached under,
+``{"grader_version", "number_fallback"}``, or null when the run does not record one).
+``complete`` is false when any planned cell (problems x budgets x samples of the stored
+config) is missing or failed; ``fit`` is null when the
 run has a single budget (or budgets whose realized token means coincide), else it
 carries ``warnings`` (fewer than 3 budgets, fewer than 10 problems, a budget where most
 samples were censored, extrapolation). An interval is null where it rests on fewer than
@@ -40,7 +42,7 @@ __all__ = ["BUDGET_KEYS", "CURVE_KEYS", "FIGURES", "SUMMARY_KEYS", "details_dict
            "summary_dict", "write_report"]
 
 SUMMARY_KEYS = ("model", "dataset", "prompt", "budgets", "fit", "curves", "complete", "cells",
-                "warnings")
+                "warnings", "grading")
 BUDGET_KEYS = ("budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
                "binds_fraction", "n_problems", "n_samples", "n_failed")
 CURVE_KEYS = ("budget", "metric", "k", "value", "ci_low", "ci_high", "subject", "n_problems")
@@ -137,6 +139,7 @@ def summary_dict(analysis: Analysis) -> dict[str, Any]:
         "cells": {"planned": done.planned, "done": done.done, "failed": done.failed,
                   "missing": done.missing, "plan": "inferred" if done.inferred else "config"},
         "warnings": list(analysis.warnings),
+        "grading": identity.get("grading"),
     })
 
 
