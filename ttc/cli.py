@@ -149,9 +149,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
         _say(f"ttc: error: {_one_line(exc)}")
         return 2
+    except (TypeError, ValueError, OverflowError):  # a value of the wrong type in a store?
+        found = _mistyped_store(args)
+        if found is None:
+            raise
+        _say(f"ttc: error: {_one_line(found)}")
+        return 2
     except KeyboardInterrupt:
         _say("\nttc: interrupted")
         return 130
+
+
+def _check_types(store: Any) -> None:
+    from ttc.store._types import check_types
+
+    check_types(store._db, store.path)  # noqa: SLF001 - the store's own connection
+
+
+def _mistyped_store(args: argparse.Namespace) -> UserInputError | None:
+    """After a reader failed on a value: the store column holding a non-number, if any
+    (checked only on failure, so readers pay no extra scan)."""
+    from ttc.store import RunStore
+
+    runs = [getattr(args, "run", None), *(getattr(args, "runs", None) or [])]
+    for run in (r for r in runs if r is not None):
+        try:
+            with RunStore(run, read_only=True) as store:
+                _check_types(store)
+        except UserInputError as exc:
+            return exc
+        except (OSError, sqlite3.Error):
+            continue
+    return None
 
 
 def _one_line(exc: object) -> str:
@@ -332,6 +361,7 @@ def _status(args: argparse.Namespace) -> int:
     from ttc.store import RunStore
 
     with RunStore(args.run, read_only=True) as store:
+        _check_types(store)  # totals would silently sum text as 0
         counts = store.status_counts()
         totals = store.totals()
         meta = store.run_meta()
@@ -419,6 +449,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"wrote {export_steps(args.run, args.format, args.output, with_text=args.with_text)}")
         return 0
     with open_run(args.run) as run:
+        _check_types(run.store)  # an export would carry the text on as if it were a number
         target = export_run(run, args.format, args.output, with_text=args.with_text)
     print(f"wrote {target}")
     return 0
