@@ -128,13 +128,20 @@ def test_dry_run_of_a_billion_samples_projects_its_batches_arithmetically(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_data(tmp_path, 2)
-    path = toml_config(tmp_path, "openai", "http://127.0.0.1:9", model="batch_discount = 0.6")
+    path = toml_config(tmp_path, "openai", "http://127.0.0.1:9", model="batch_discount = 0.6",
+                       mode="batch")
     started = time.process_time()  # CPU time: load elsewhere on the machine cannot trip it
     assert main(["sweep", str(path), "--dry-run", "--set", "sweep.samples=1000000000"]) == 0
     assert time.process_time() - started < 2.0
     out = capsys.readouterr().out
     assert "  80,000 batches of 4,000,000,000 requests" in out  # 50,000 to a batch
-    assert "at model.batch_discount = 0.6" in out
+    assert "at model.batch_discount = 0.6 <- sweep.mode" in out
+    # an online sweep packs nothing: it shows what the batch discount would save
+    assert main(["sweep", str(path), "--dry-run", "--set", "sweep.samples=1000000000",
+                 "--set", "sweep.mode=online"]) == 0
+    out = capsys.readouterr().out
+    assert "at model.batch_discount = 0.6 (sweep.mode = \"batch\")" in out
+    assert "batches of" not in out
 
 
 def test_dry_run_and_status_show_cells_waiting_on_a_batch(

@@ -203,7 +203,7 @@ def test_custom_ids_are_stable_and_accepted_by_both_apis(pid: str, budget: str, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 60)), min_size=1, max_size=12),
+@given(st.lists(st.tuples(st.integers(1, 150), st.integers(1, 60)), min_size=1, max_size=12),
        st.integers(1, 25), st.integers(60, 900), st.integers(0, 20), st.integers(0, 2))
 def test_pack_counts_predicts_the_packer_exactly(
     groups: list[tuple[int, int]], most: int, size: int, overhead: int, sep: int
@@ -227,7 +227,7 @@ def test_pack_counts_predicts_the_packer_exactly(
         batches.append(rest)
     real = [(len(b), overhead + sum(len(e.line) for e in b) + sep * (len(b) - 1))
             for b in batches]
-    predicted = list(pack_counts(groups, limits))
+    predicted = [(n, b) for n, b, repeat in pack_counts(groups, limits) for _ in range(repeat)]
     assert sorted(predicted) == sorted(real)  # an entry too large for any batch: on its own
     assert [p for p in predicted if p[1] <= size] == [r for r in real if r[1] <= size]
     assert all(n <= most and (b <= size or n == 1) for n, b in real)
@@ -371,8 +371,12 @@ def test_every_batch_call_scrubs_the_key_from_its_errors() -> None:
     assert not any(KEY[:8] in s for s in said)
 
 
+@pytest.mark.parametrize("provider, model", [
+    ("anthropic", {"api_key_env": "FAKE_BATCH_KEY"}),
+    ("openai", {"headers": {"api-key": KEY}}),  # a gateway key sent as a header
+])
 def test_a_batch_entry_error_quoting_the_key_is_stored_scrubbed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    provider: str, model: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ttc.store import RunStore
     from ttc.testing import batches
@@ -383,8 +387,7 @@ def test_a_batch_entry_error_quoting_the_key_is_stored_scrubbed(
         b"injected batch outcome", f"key {KEY} refused".encode()))
     data = write_data(tmp_path, 2)
     with run_in_thread(batch_plan=BatchPlan(per_entry=("invalid",))) as server:
-        cfg = batch_config("anthropic", server.base_url, data,
-                           model={"api_key_env": "FAKE_BATCH_KEY"})
+        cfg = batch_config(provider, server.base_url, data, model=model)
         assert asyncio.run(Sweep(cfg, tmp_path / "run").run()).failed == 12
     with RunStore(tmp_path / "run", read_only=True) as store:
         errors = [r.error or "" for r in store.iter_samples()]

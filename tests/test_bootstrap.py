@@ -101,3 +101,25 @@ def test_paired_pvalue_and_nan_pairs() -> None:
     res = paired_bootstrap(first, second + 0.1, n_boot=500)
     assert res.n_problems == 90 and res.estimate == pytest.approx(0.1)
     assert res.pvalue < 0.01 and res.sign == "second minus first"
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocating() -> None:
+    """10^8 resamples of one problem once grew to 23 GB; now it is one user error (and
+    a ValueError for library callers) naming the largest count that fits."""
+    import tracemalloc
+
+    from ttc.bootstrap import MAX_WEIGHTS
+    from ttc.errors import BootstrapSizeError, UserInputError
+
+    tracemalloc.start()
+    try:
+        for n_problems, n_boot in ((1, 100_000_000), (5_000, 100_000), (10**12, 10**12)):
+            with pytest.raises(BootstrapSizeError, match="use at most") as info:
+                ProblemBootstrap(n_problems, n_boot=n_boot)
+            assert isinstance(info.value, ValueError) and isinstance(info.value, UserInputError)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    fits = ProblemBootstrap(200, n_boot=MAX_WEIGHTS // 200)  # exactly at the limit: allowed
+    assert fits.n_boot * fits.n_problems == MAX_WEIGHTS

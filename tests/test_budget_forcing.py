@@ -280,3 +280,56 @@ def test_streamed_calls_give_the_same_sample_over_real_sockets() -> None:
     assert all(b["stream_options"] == {"include_usage": True} for b in bodies)
     assert seen == sorted(seen) and seen[-1][0] == whole.thinking_tokens  # exact: reported
     assert abs(seen[-1][1] - whole.output_tokens) <= 8  # the answer's tokens, estimated live
+
+
+def test_a_failed_attempt_carries_the_thinking_it_already_paid_for(tmp_path: Any) -> None:
+    """The answer call of an attempt gets a 429 after its thinking call was served: the
+    error carries the thinking tokens (paid), and the sweep records them as waste.
+
+    Real sockets: the fake server answers request 1 (thinking, cut at the 64-token
+    budget) and refuses request 2 (the answer) with 429; the retry then succeeds.
+    """
+    from ttc.config import SweepConfig, config_from_dict
+    from ttc.errors import RateLimitError
+    from ttc.sampler import Sweep
+    from ttc.store import RunStore
+    from ttc.testing.fake_server import FaultPlan, run_in_thread
+
+    config = ModelConfig(provider="openai", name="smol", answer_tokens=16,
+                         budget_forcing=BudgetForcingConfig(enabled=True))
+    request = SampleRequest(problem=Problem(id="p1", question="q", answer="8"),
+                            prompt="What is 3 + 5?", budget=64, sample_index=0, seed=5)
+
+    async def attempt(base_url: str) -> Completion:
+        provider = BudgetForcingProvider(dataclasses.replace(config, base_url=base_url),
+                                         sweep=SweepConfig(stream=False))
+        try:
+            return await provider.complete(request)
+        finally:
+            await provider.aclose()
+
+    with run_in_thread(plan=FaultPlan(at={2: "rate_limit"})) as server:
+        with pytest.raises(RateLimitError) as caught:
+            asyncio.run(attempt(server.base_url + "/v1"))
+        retried = asyncio.run(attempt(server.base_url + "/v1"))
+    assert retried.thinking_tokens == 64  # the fake model thinks past a 64-token budget
+    assert caught.value.output_tokens == 64  # the thinking call served before the 429
+
+    data = tmp_path / "one.jsonl"
+    data.write_text('{"id": "p1", "question": "What is 3 + 5?", "answer": "8"}\n')
+    with run_in_thread(plan=FaultPlan(at={2: "rate_limit"})) as server:
+        cfg = config_from_dict({
+            "model": {"provider": "openai", "name": "smol", "base_url": server.base_url + "/v1",
+                      "answer_tokens": 16, "price_output_per_mtok": 10.0,
+                      "budget_forcing": {"enabled": True}},
+            "dataset": {"path": str(data)},
+            "sweep": {"budgets": [64], "samples": 1, "stream": False,
+                      "backoff_base_s": 0.001, "backoff_max_s": 0.002},
+        })
+        asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        served = len(server.requests)
+    with RunStore(tmp_path / "run", read_only=True) as store:
+        (record,) = list(store.iter_samples())
+    assert served == 4 and record.attempts == 2 and record.extra["calls"] == 2
+    assert record.wasted_output_tokens == 64
+    assert record.cost == pytest.approx((record.output_tokens + 64) * 10 / 1e6)

@@ -235,3 +235,39 @@ def test_unusable_paths_are_one_line_errors(tmp_path: Path) -> None:
     proc = ttc("export", "run", "--format", "csv", "-o", "/nonexistent/dir/x.csv", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "/nonexistent/dir" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import asyncio
+
+    from ttc.config import config_from_dict
+    from ttc.sampler import Sweep
+
+    folder = tmp_path_factory.mktemp("small")
+    (folder / "d.jsonl").write_text("".join(
+        json.dumps({"id": f"p{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+        for i in range(5)))
+    cfg = config_from_dict({"model": {"provider": "simulated"},
+                            "dataset": {"path": str(folder / "d.jsonl")},
+                            "sweep": {"budgets": [1024], "samples": 2}})
+    asyncio.run(Sweep(cfg, folder / "run").run())
+    return folder / "run"
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "adaptive"])
+@pytest.mark.parametrize("n_boot", ["-5", "100000000"])
+def test_bootstrap_counts_out_of_range_are_one_line(
+    command: str, n_boot: str, small_run: Path, tmp_path: Path
+) -> None:
+    """``--bootstrap -5`` printed a traceback and ``--bootstrap 100000000`` ran out of
+    memory; both are refused in one line before anything is computed."""
+    run = str(small_run)
+    args = {"report": ["report", run, "--out", str(tmp_path / "rep")],
+            "compare": ["compare", run, run],
+            "adaptive": ["adaptive", run, "--rule", "esc"]}[command]
+    proc = ttc(*args, f"--bootstrap={n_boot}", cwd=tmp_path)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert "--bootstrap must be" in err[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "rep").exists()

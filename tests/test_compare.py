@@ -216,7 +216,7 @@ def test_no_shared_problems_exit_2_one_line(tmp_path: Path,
     (["--label", "Z=x"], "no run 'Z'"),
     (["--label", "A=same", "--label", "B=same"], "labels must differ"),
     (["--label", "oops"], "--label takes RUN=NAME"),
-    (["--bootstrap", "1"], "at least 2 resamples"),
+    (["--bootstrap", "1"], "--bootstrap must be within 2..100,000"),
 ])
 def test_bad_requests_exit_2(pair: tuple[Path, Path], args: list[str], message: str,
                              capsys: pytest.CaptureFixture[str]) -> None:

@@ -261,6 +261,13 @@ BAD_ROWS = [
     ('{"question": "q", "choices": ["a", ""], "answer": 0}\n', 1, "choice 1 is empty"),
     ('{"id": "x", "question": "q", "answer": "1"}\n{"id": "x", "question": "r", "answer": "2"}\n',
      2, "duplicate problem id 'x' (first on line 1)"),
+    # Python's json accepts these; a gold answer "nan" or "inf" grades nothing right
+    ('{"question": "q", "answer": "1"}\n{"question": "1+1?", "answer": NaN}\n', 2, "NaN"),
+    ('{"question": "1+1?", "answer": Infinity}\n', 1, "Infinity"),
+    ('{"question": "1+1?", "answer": -Infinity}\n', 1, "-Infinity"),
+    ('{"question": "1+1?", "answer": 1e400}\n', 1, "1e400"),
+    ('{"question": "q", "choices": ["a", NaN], "answer": 0}\n', 1, "non-finite"),
+    ('{"question": "q", "answer": "2", "meta": {"w": NaN}}\n', 1, "non-finite"),
 ]  # fmt: skip
 
 

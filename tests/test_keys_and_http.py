@@ -311,3 +311,121 @@ def test_stored_text_is_capped_and_marked(stream: bool) -> None:
     assert result.extra["truncated"] == ["thinking"]
     assert result.thinking == "é" * 512  # 1024 bytes: the half character is dropped
     assert result.text == "short answer"
+
+
+# ------------------------------------------------- every credential sent, everywhere
+
+
+@contextlib.contextmanager
+def echoing(mode: str) -> Iterator[str]:
+    """An OpenAI-compatible gateway that echoes whatever credential it received (the
+    ``x-api-key`` / ``api-key`` header or the bearer token): in a 401 or 500 body, or
+    inside a successful answer (text and reasoning)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        key = (request.headers.get("x-api-key") or request.headers.get("api-key")
+               or request.headers.get("authorization", "")[7:])
+        said = f"your key {key} is noted; the answer is \\boxed{{7}}"
+        if mode == "401":
+            return web.json_response({"error": {"message": f"bad key {key}"}}, status=401)
+        if mode == "500":
+            return web.Response(status=500, text=f"upstream rejected key={key}")
+        return web.json_response({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": said, "reasoning_content": said}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+        })
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    with serve(app) as url:
+        yield url
+
+
+def _run_dir_bytes(run: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("header", ["x-api-key", "api-key", "Authorization"])
+@pytest.mark.parametrize("mode", ["401", "500", "answer"])
+def test_a_header_credential_is_scrubbed_like_the_env_key(
+    header: str, mode: str, tmp_path: Path, addition_dataset: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``model.headers = {"x-api-key" = KEY}`` is the only way to send x-api-key /
+    api-key to an OpenAI-compatible gateway: echoed in an error or an answer, it must
+    reach neither the store, nor ``ttc status``, nor an export."""
+    from ttc.cli import main
+
+    value = f"Bearer {KEY}" if header == "Authorization" else KEY
+    with echoing(mode) as url:
+        cfg = config_from_dict({
+            "model": {"provider": "openai", "name": "m", "base_url": url + "/v1",
+                      "headers": {header: value}},
+            "dataset": {"path": str(addition_dataset)},
+            "sweep": {"budgets": [1024], "samples": 1, "max_attempts": 2, "stream": False,
+                      "backoff_base_s": 0.001, "backoff_max_s": 0.002},
+        })
+        aborted = ""
+        try:
+            asyncio.run(Sweep(cfg, tmp_path / "run").run())
+        except SweepAborted as exc:  # a 401 stops the sweep with the server's message
+            aborted = str(exc)
+    assert main(["status", str(tmp_path / "run")]) == 0
+    assert main(["export", str(tmp_path / "run"), "--with-text", "-o",
+                 str(tmp_path / "x.jsonl")]) == 0
+    out = capsys.readouterr()
+    stored = _run_dir_bytes(tmp_path / "run").decode("utf-8", "replace")
+    exported = (tmp_path / "x.jsonl").read_text()
+    for where, text in (("store", stored), ("stdout", out.out), ("stderr", out.err),
+                        ("export", exported), ("abort", aborted)):
+        assert pieces_of_key(text) == [], where
+    if mode == "answer":
+        assert '"answer":"7"' in exported and "your key *** is noted" in exported
+    elif mode == "500":
+        assert "key=***" in exported and "key=***" in out.out  # the error, as status shows it
+    else:
+        assert aborted == "openai HTTP 401: bad key ***"
+
+
+def test_credentials_are_the_env_key_and_auth_like_header_values() -> None:
+    from ttc.providers.responses import credentials
+
+    headers = {"content-type": "application/json", "x-api-key": "k1-aaaaaaaa",
+               "Api-Key": "k2-bbbbbbbb", "authorization": "Bearer k3-cccccccc",
+               "x-request-source": "not-a-secret", "Proxy-Authorization": "Basic k4-dddd"}
+    assert credentials("env-key-0000", headers) == (
+        "env-key-0000", "k1-aaaaaaaa", "k2-bbbbbbbb", "k3-cccccccc", "k4-dddd")
+    assert credentials(None, {}) == ()
+    assert scrub_text("a k2-bbbbbbbb b Bearer c", credentials(None, headers)) == \
+        "a *** b Bearer c"
+
+
+def test_an_sse_event_with_no_end_fails_as_malformed_not_at_the_deadline() -> None:
+    """The red-team's hostile server: 24 MB of one SSE line over a real socket, then
+    silence. The decoder used to re-split the growing line on every chunk (quadratic:
+    13-16 s for 64 MB) and hold all of it; now the event passes 4 x max_text_bytes and
+    the attempt fails as a malformed (retryable) reply while the bytes still arrive."""
+
+    async def hugeline(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: message_start\ndata: {\"type\": \"message_start\", \"x\": \"")
+        piece = b"a" * 65536
+        for _ in range(24 * 16):
+            await resp.write(piece)
+        await asyncio.sleep(30)  # then silence: only the idle limit would end it
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hugeline)
+    with serve(app) as url:
+        provider = AnthropicProvider(
+            ModelConfig(provider="anthropic", name="c", base_url=url),
+            sweep=SweepConfig(stream=True, idle_timeout_s=20.0, max_text_bytes=1 << 20))
+        with pytest.raises(MalformedResponseError, match="with no end") as info:
+            complete(provider)
+    assert "at most 4,259,840" in str(info.value)  # 4 x max_text_bytes + 64 KiB

@@ -27,7 +27,7 @@ TOP_LEVEL = [
 MODULES = {
     "ttc.analysis": ["SIGN_CONVENTION", "Analysis", "BudgetTable", "Completeness", "analyze",
                      "budget_table"],
-    "ttc.bootstrap": ["NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
+    "ttc.bootstrap": ["MAX_WEIGHTS", "NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
                       "PairedDifference", "ProblemBootstrap", "paired_bootstrap"],
     "ttc.comparison": ["COMPARE_KEYS", "HOLM_ABOVE", "ROW_KEYS", "SIGN", "Comparison",
                        "build_comparison", "compare", "holm_adjust", "run_pairs"],

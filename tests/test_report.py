@@ -201,3 +201,27 @@ def test_single_budget_has_null_fit_and_effort_levels_work(tmp_path: Path) -> No
     assert any("only 2 budgets" in w for w in summary["fit"]["warnings"])
     assert "fit_comparison" not in json.loads((report / "analysis.json").read_text())
     assert "AIC" not in (report / "report.md").read_text()
+
+
+def test_the_report_states_the_grading_rule(tmp_path: Path, addition_dataset: Path) -> None:
+    """Issue 10: "the report states the rule". A run graded without the number fallback,
+    then regraded with it: summary.json, report.md and report.html say which rule."""
+    from ttc.cli import main
+    from ttc.grading import GRADER_VERSION
+
+    out = tmp_path / "run"
+    sweep({"model": {"provider": "simulated", "seed": 2},
+           "dataset": {"path": str(addition_dataset)}, "grading": {"number_fallback": False},
+           "sweep": {"budgets": [1024, 4096], "samples": 2}}, out)
+    for fallback, words in ((False, "only a boxed or stated answer counts"),
+                            (True, "with no boxed or stated answer, the last number counts")):
+        if fallback:
+            assert main(["grade", str(out), "--number-fallback"]) == 0
+        with open_run(out) as run:
+            report = write_report(run, n_boot=50, progress=False)
+        summary = json.loads((report / "summary.json").read_text())
+        assert summary["grading"] == {"grader_version": str(GRADER_VERSION),
+                                      "number_fallback": fallback}
+        line = f"number_fallback = {str(fallback).lower()} (math: {words})"
+        assert line in (report / "report.md").read_text()
+        assert line in (report / "report.html").read_text()

@@ -75,7 +75,8 @@ class RMServer:
             if self.faults:
                 status = self.faults.pop(0)
                 headers = {"retry-after": "0"} if status in (429, 503) else {}
-                return web.json_response({"error": {"message": f"scripted {status}"}},
+                echoed = request.headers.get("x-api-key", "")  # a gateway quoting its key
+                return web.json_response({"error": {"message": f"scripted {status} {echoed}"}},
                                          status=status, headers=headers)
             if self.malformed:
                 return web.Response(text="<html>gateway</html>", status=200)
@@ -224,6 +225,23 @@ def test_fatal_errors_stop_at_once() -> None:
     assert len(server.bodies) == 1
 
 
+def test_a_header_key_echoed_by_the_scorer_endpoint_is_scrubbed() -> None:
+    key = "gw-0123456789abcdefghijklmnopqrstuvwxyz"
+    server = RMServer(faults=[401])
+
+    async def test(s: RMServer) -> str:
+        scorer = RewardModelScorer(s.url + "/score", headers={"x-api-key": key})
+        try:
+            with pytest.raises(FatalAPIError) as info:
+                await scorer(samples(1))
+            return str(info.value)
+        finally:
+            await scorer.aclose()
+
+    said = run_with_server(server, test)
+    assert said.endswith("scripted 401 ***") and key[:8] not in said
+
+
 def test_malformed_bodies_and_timeouts_exhaust_retries() -> None:
     async def malformed(s: RMServer) -> None:
         scorer = RewardModelScorer(s.url + "/classify", format="vllm_classify",
@@ -271,7 +289,7 @@ def test_concurrency_limit_holds_across_batches() -> None:
 def test_configured_from_a_scorers_table(tmp_path: Path) -> None:
     from ttc.config import ScorerConfig
 
-    with pytest.raises(ConfigError, match="need a url"):
+    with pytest.raises(ConfigError, match="url is required"):
         make_scorer(ScorerConfig("rm", "reward_model", {}))
     with pytest.raises(ConfigError, match="format"):
         make_scorer(ScorerConfig("rm", "reward_model", {"url": "http://x", "format": "tgi"}))

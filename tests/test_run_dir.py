@@ -18,7 +18,13 @@ import pytest
 
 from ttc.cli import main
 from ttc.config import config_from_dict
-from ttc.errors import RunLockedError, StoreCorruptError, StoreError, StoreVersionError
+from ttc.errors import (
+    RunLockedError,
+    StoreCorruptError,
+    StoreError,
+    StoreVersionError,
+    UserInputError,
+)
 from ttc.lock import LOCK_NAME, read_holder, safe_command
 from ttc.problems import Problem
 from ttc.sampler import Sweep
@@ -382,3 +388,79 @@ def test_readers_leave_the_store_byte_for_byte_unchanged(
     with RunStore(sim_run, read_only=True) as store, pytest.raises(StoreError, match="read-only"):
         store.set_meta(x=1)
     assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+
+
+# ---------------------------------------------------------------- a hostile lock file
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
+    sim_run: Path, tmp_path: Path
+) -> None:
+    """A shared run directory whose ttc.lock points at a user's file: ``ttc grade`` (a real
+    process) refuses in one line and the file keeps its content (it used to be emptied)."""
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious notes\n")
+    (sim_run / LOCK_NAME).unlink(missing_ok=True)
+    (sim_run / LOCK_NAME).symlink_to(victim)
+    proc = subprocess.run([sys.executable, "-m", "ttc", "grade", str(sim_run)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=60)
+    assert victim.read_text() == "precious notes\n"
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "ttc.lock" in proc.stderr
+    assert read_holder(sim_run) is None  # the target's content is never read as a holder
+
+
+def test_a_lock_path_that_is_not_a_regular_file_is_refused(sim_run: Path) -> None:
+    (sim_run / LOCK_NAME).unlink(missing_ok=True)
+    os.mkfifo(sim_run / LOCK_NAME)
+    with pytest.raises(UserInputError, match="not a regular file"):
+        RunStore(sim_run)
+
+
+# ---------------------------------------------------------------- wrong-typed values
+
+
+@pytest.mark.parametrize(("sql", "column"), [
+    ("INSERT INTO scores SELECT problem_id, budget, sample_index, 'rm', 'v1', 'NaN' "
+     "FROM samples", "scores.score"),
+    ("UPDATE samples SET output_tokens = 'lots' WHERE problem_id = 'add-03' "
+     "AND sample_index = 1", "samples.output_tokens"),
+    ("UPDATE samples SET correct = 'yes' WHERE problem_id = 'add-05'", "samples.correct"),
+])
+def test_wrong_typed_values_are_one_line_naming_the_column_and_the_way_out(
+    sim_run: Path, tmp_path: Path, sql: str, column: str
+) -> None:
+    """A store of the right schema holding text where numbers belong ('NaN' scores,
+    'lots' of tokens) made ``ttc report`` die with a TypeError traceback. Every reader
+    now says which file and column, and how to recover; the recovery it names works."""
+    db = sqlite3.connect(sim_run / "samples.sqlite")
+    db.execute(sql)
+    db.commit()
+    db.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def ttc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ttc", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    recovery = ""
+    for args in (("status", str(sim_run)), ("export", str(sim_run), "-o",
+                                            str(tmp_path / "x.jsonl")),
+                 ("report", str(sim_run), "--bootstrap", "10", "--out", str(tmp_path / "r"))):
+        proc = ttc(*args)
+        lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("[ttc")]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+        assert f"{sim_run / 'samples.sqlite'}: " in lines[0] and f"in {column} are not" in lines[0]
+        recovery = lines[0]
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "r").exists()
+    statement = recovery.split('sqlite3 ')[1].split(' "', 1)[1].split('")')[0]
+    db = sqlite3.connect(sim_run / "samples.sqlite")
+    db.execute(statement)  # the way out the message names
+    db.commit()
+    db.close()
+    if column == "samples.correct":
+        assert ttc("grade", str(sim_run)).returncode == 0
+    assert ttc("status", str(sim_run)).returncode == 0
+    assert ttc("report", str(sim_run), "--bootstrap", "10", "--out",
+               str(tmp_path / "r")).returncode == 0

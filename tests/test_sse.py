@@ -92,3 +92,52 @@ def test_any_chunking_gives_the_same_events(
     if points:
         partial = decode([raw[: points[0]]])
         assert partial == expected[: len(partial)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(_event, max_size=8),
+    eols=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40),
+)
+def test_line_ends_changing_mid_stream_under_any_chunking(
+    events: list[tuple[str | None, list[str]]], eols: list[bytes], cuts: list[int]
+) -> None:
+    """A stream that starts with "\\n" and later uses "\\r\\n" (the decoder switches from
+    its fast path to the general one while holding a tail), cut anywhere, even into
+    one-byte chunks, gives the events of the whole."""
+    pick = iter(eols * 50)
+    raw, expected = b"", []
+    for name, lines in events:
+        if name is not None:
+            raw += b"event: " + name.encode() + next(pick)
+        for line in lines:
+            raw += b"data: " + line.encode() + next(pick)
+        raw += next(pick)
+        expected.append(SSEEvent(name or "message", "\n".join(lines).encode()))
+    points = sorted({c % (len(raw) + 1) for c in cuts})
+    chunks = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    assert decode(chunks) == expected
+    assert decode([raw[i : i + 1] for i in range(len(raw))]) == expected
+
+
+def test_an_event_longer_than_the_limit_is_malformed_on_either_path() -> None:
+    """One line with no end (the red-team's 64 MB), or endless data lines with no blank
+    line: refused once the event passes the limit, not held until memory runs out."""
+    import pytest
+
+    from ttc.errors import MalformedResponseError
+
+    for eol in (b"\n", b"\r\n"):
+        decoder = SSEDecoder(max_event_bytes=10_000)
+        decoder.feed(b"data: ok" + eol + eol)
+        with pytest.raises(MalformedResponseError, match="with no end"):
+            for _ in range(100):
+                decoder.feed(b"x" * 1000)  # one line, never ended
+        decoder = SSEDecoder(max_event_bytes=10_000)
+        with pytest.raises(MalformedResponseError, match="with no end"):
+            for _ in range(100):
+                decoder.feed(b"data: " + b"y" * 500 + eol)  # data lines, never a blank one
+    at_limit = SSEDecoder(max_event_bytes=10_000)  # an event just under the limit is fine
+    assert at_limit.feed(b"data: " + b"z" * 9_000 + b"\n\n") == [
+        SSEEvent("message", b"z" * 9_000)]

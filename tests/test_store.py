@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ttc.config import config_from_dict
+from ttc.errors import ConfigError
 from ttc.export import EXPORT_COLUMNS, export_run
 from ttc.problems import Problem
 from ttc.regrade import regrade_run
@@ -176,22 +177,29 @@ def test_scorer_and_header_credentials_never_reach_the_run(
         "sweep": {"budgets": [1024], "samples": 1},
         "scorers": [
             {"name": "rm", "kind": "reward_model", "url": "http://127.0.0.1:9/score",
-             "headers": {"authorization": "Bearer SECRET-RM"}, "api_key": "SECRET-KEY",
-             "key": "kept"},
+             "headers": {"authorization": "Bearer SECRET-RM"}},
             {"name": "judge", "kind": "verifier",
-             "model": {"provider": "openai", "headers": {"authorization": "SECRET-VER"}}},
+             "model": {"provider": "openai", "name": "judge-model",
+                       "base_url": "http://127.0.0.1:9/v1",
+                       "headers": {"authorization": "SECRET-VER"}}},
         ],
     })
     asyncio.run(Sweep(cfg, tmp_path / "run").run())
     blob = b"".join(p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file())
-    for secret in (b"SECRET-MODEL", b"SECRET-RM", b"SECRET-KEY", b"SECRET-VER",
+    for secret in (b"SECRET-MODEL", b"SECRET-RM", b"SECRET-VER",
                    b"SECRET-BODY", b"SECRET-NESTED"):
         assert secret not in blob
     with RunStore(tmp_path / "run") as store:
         scorers = store.meta()["config"]["scorers"]
         assert store.meta()["config"]["model"]["extra_body"] == {"top_k": 5, "metadata": {}}
     assert scorers[0]["options"]["url"] == "http://127.0.0.1:9/score"
-    assert scorers[0]["options"]["key"] == "kept"
+    assert "SECRET-RM" not in json.dumps(scorers)
+    # a key pasted as a scorer option is refused at load, before anything is stored
+    with pytest.raises(ConfigError, match="unknown option.*api_key"):
+        config_from_dict({"dataset": {"path": str(addition_dataset)},
+                          "scorers": [{"name": "rm", "kind": "reward_model",
+                                       "url": "http://127.0.0.1:9/score",
+                                       "api_key": "SECRET-KEY"}]})
 
 
 def test_a_key_pasted_into_extra_body_is_not_part_of_the_model_identity() -> None:

@@ -351,3 +351,66 @@ def test_a_tmpfs_that_stays_full_says_what_is_unsaved_and_where(
     assert main(["sweep", str(cfg), "--out", str(run), "--quiet"]) == 0
     with RunStore(run, read_only=True) as store:
         assert len(store.done_keys()) == 4000 > kept
+
+
+def test_a_report_or_comparison_into_a_full_disk_leaves_the_old_one_whole(
+    small_disk: Path, addition_dataset: Path
+) -> None:
+    """``ttc report`` / ``ttc compare --out`` (real processes) into a full tmpfs: one line
+    naming the target (not a hidden temporary), exit 2, the old folder untouched (it was
+    left as a new summary.json beside the old report.md), and nothing else on the disk."""
+    cfg = config_from_dict({"model": {"provider": "simulated", "seed": 1},
+                            "dataset": {"path": str(addition_dataset)},
+                            "sweep": {"budgets": [1024, 4096], "samples": 4}})
+    run = small_disk.parent / "run"
+    asyncio.run(Sweep(cfg, run).run())
+    commands = {"rep": ["report", str(run), "--bootstrap", "10", "--out"],
+                "cmp": ["compare", str(run), str(run), "--bootstrap", "10", "--out"]}
+    for name, args in commands.items():
+        first = subprocess.run([sys.executable, "-m", "ttc", *args, str(small_disk / name)],
+                               env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in small_disk.rglob("*")}
+    fill(small_disk, 16 * 1024)
+    for name, args in commands.items():
+        proc = subprocess.run([sys.executable, "-m", "ttc", *args, str(small_disk / name)],
+                              env=ENV, capture_output=True, text=True, timeout=120)
+        lines = [line for line in proc.stderr.strip().splitlines()
+                 if not line.startswith("[ttc report")]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr
+        assert "No space left on device" in lines[0] and f"{small_disk / name}" in lines[0]
+        assert f"/.{name}." not in lines[0]  # the hidden build folder is not what failed
+    after = {p: p.stat().st_mtime_ns for p in small_disk.rglob("*") if p.name != "filler"}
+    assert after == before  # every old file, unchanged; no new or partial file anywhere
+
+
+def test_a_quiet_sweep_says_at_once_that_it_waits_for_disk_space(
+    small_disk: Path, tmp_path: Path, addition_dataset: Path
+) -> None:
+    """``--quiet`` printed nothing for the ~61 s of write retries before the final line:
+    a real process now says at once (stdout) that it holds answers and waits; space
+    freed after that line lets it finish with every answer stored once."""
+    run = small_disk / "run"
+    with RunStore(run, create=True):
+        pass
+    filler = fill(small_disk, 64 * 1024)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nprovider = "simulated"\n[dataset]\npath = "{addition_dataset}"\n'
+                   '[sweep]\nbudgets = [1024, 4096]\nsamples = 100\n')
+    proc = subprocess.Popen([sys.executable, "-m", "ttc", "sweep", str(cfg), "--out", str(run),
+                             "--quiet"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first thing a quiet sweep says
+        assert line.startswith(f"ttc: cannot write to {run / 'samples.sqlite'}")
+        assert "sending no request while retrying for about 61 s" in line
+        assert proc.poll() is None  # said while it waits, not after the minute ran out
+        filler.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and err == "", err
+    assert "4000 samples drawn" in out
+    with RunStore(run, read_only=True) as store:
+        assert len(store.done_keys()) == 4000

@@ -9,7 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["print_plan", "print_result", "show_status"]
+__all__ = ["check_types", "print_plan", "print_result", "show_status"]
+
+
+def check_types(store: Any) -> None:
+    """Text where a store holds numbers: one line naming the file and column."""
+    from ttc.store._types import check_types as check
+
+    check(store._db, store.path)  # noqa: SLF001 - the store's own connection
 
 
 def print_result(result: Any, out: Path) -> int:
@@ -38,13 +45,15 @@ def print_result(result: Any, out: Path) -> int:
 def print_plan(sweep: object, config: object, out: Path) -> int:
     """``ttc sweep --dry-run``: what the sweep would send, and what it may cost."""
     from ttc.batch.projection import project_batches
+    from ttc.config_rules import BATCH_PROVIDERS
     from ttc.providers.base import HTTPProvider
     from ttc.sampler import Sweep
 
     assert isinstance(sweep, Sweep)
     store, problems, provider, plan = sweep.prepare_dry()
     s, m = sweep.config.sweep, sweep.config.model
-    batch = project_batches(sweep, provider, plan)
+    # packing is projected for a batch sweep only; an online one shows the discount alone
+    batch = project_batches(sweep, provider, plan) if s.mode == "batch" else None
     print(f"run directory : {out}")
     print(f"model         : {provider.describe().get('name')} ({m.provider})")
     print(f"mode          : {s.mode} (sweep.mode)")
@@ -75,7 +84,10 @@ def print_plan(sweep: object, config: object, out: Path) -> int:
     print(f"output tokens : up to {plan.projected_output_tokens:,} (every sample at its cap)")
     online = " <- sweep.mode" if s.mode == "online" else ""
     print(f"cost online   : up to ${plan.projected_cost:,.2f} at the configured prices{online}")
-    if batch is None:
+    if s.mode == "online" and m.provider in BATCH_PROVIDERS:
+        print(f"cost batch    : up to ${plan.projected_cost * (1 - m.batch_discount):,.2f} at "
+              f"model.batch_discount = {m.batch_discount:g} (sweep.mode = \"batch\")")
+    elif batch is None:
         print(f"cost batch    : provider '{m.provider}' has no batch API")
     else:
         lim = batch.limits
@@ -106,6 +118,7 @@ def show_status(args: argparse.Namespace) -> int:
     from ttc.store import RunStore
 
     with RunStore(args.run, read_only=True) as store:
+        check_types(store)  # totals would silently sum text as 0
         counts = store.status_counts()
         totals = store.totals()
         meta = store.run_meta()

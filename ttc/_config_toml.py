@@ -52,6 +52,9 @@ class Locator:
         self.set_keys = tuple(set_keys)
 
     def line(self, dotted: str) -> int | None:
+        entry = re.fullmatch(r"(\w+)\.(\d+)\.(\w+)", dotted)  # "scorers.1.url"
+        if entry:
+            return self._entry_line(entry.group(1), int(entry.group(2)), entry.group(3))
         parts = dotted.split(".")
         key = parts[-1]
         section = ".".join(parts[:-1])
@@ -71,6 +74,23 @@ class Locator:
             if re.fullmatch(rf"\[\[?\s*{re.escape(section)}\s*\]\]?", raw.strip()):
                 section_line = number
         return section_line
+
+    def _entry_line(self, array: str, index: int, key: str) -> int | None:
+        """The line of ``key`` in the ``index``-th ``[[array]]`` table (else its header)."""
+        seen, header, inside = -1, None, False
+        for number, raw in enumerate(self.lines, start=1):
+            stripped = raw.strip()
+            if stripped.startswith("["):
+                if re.fullmatch(rf"\[\[\s*{re.escape(array)}\s*\]\]", stripped):
+                    seen += 1
+                    inside = seen == index
+                    header = number if inside else header
+                else:
+                    inside = False  # another table, or a sub-table of this entry
+                continue
+            if inside and re.match(rf"{re.escape(key)}\s*=", stripped):
+                return number
+        return header
 
     def error(self, dotted: str, message: str) -> ConfigError:
         for key in self.set_keys:

@@ -10,8 +10,13 @@ import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from ttc.errors import ConnectionFailedError, RequestTimeoutError, StreamCutError
-from ttc.sse import SSEDecoder, SSEEvent
+from ttc.errors import (
+    ConnectionFailedError,
+    MalformedResponseError,
+    RequestTimeoutError,
+    StreamCutError,
+)
+from ttc.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 
 __all__ = ["Failures", "HTTPResponse", "StreamResponse", "StreamingVerbs", "Upload", "describe",
            "idle", "late"]
@@ -59,9 +64,11 @@ class StreamResponse:
         """The whole body."""
         return await self._read()
 
-    async def events(self) -> AsyncGenerator[SSEEvent, None]:
+    async def events(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> AsyncGenerator[SSEEvent, None]:
         """The body's SSE events in order; ends at the end of the body."""
-        async for batch in self.event_batches():
+        async for batch in self.event_batches(max_event_bytes):
             for event in batch:
                 yield event
 
@@ -85,11 +92,17 @@ class StreamResponse:
         if tail.strip():
             yield [tail]
 
-    async def event_batches(self) -> AsyncGenerator[list[SSEEvent], None]:
-        """The same events, a list per received chunk (one await per chunk, not per event)."""
-        decoder = SSEDecoder()
+    async def event_batches(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """The same events, a list per received chunk (one await per chunk, not per event);
+        an event longer than ``max_event_bytes`` is a ``MalformedResponseError``."""
+        decoder = SSEDecoder(max_event_bytes)
         async for chunk in self._chunks():
-            batch = decoder.feed(chunk)
+            try:
+                batch = decoder.feed(chunk)
+            except MalformedResponseError as exc:
+                raise MalformedResponseError(f"stream from {self.url}: {exc}") from None
             if batch:
                 yield batch
         tail = decoder.close()

@@ -169,6 +169,20 @@ def _curve_block(summary: dict[str, Any]) -> list[Block]:
             ("table", ["metric", "N", "value", "95% CI", "problems"], rows)]
 
 
+def grading_text(rule: dict[str, Any] | None) -> str:
+    """The grading rule in words: how a verdict was reached is part of every number."""
+    if not rule:
+        return "rule not recorded (graded by an older ttc; `ttc grade RUN` records one)"
+    if "mixed" in rule:
+        return (f"samples graded under {len(rule['mixed'])} different rules; "
+                f"`ttc grade RUN` regrades them under one")
+    fallback = bool(rule.get("number_fallback"))
+    how = ("with no boxed or stated answer, the last number counts" if fallback
+           else "only a boxed or stated answer counts")
+    return (f"number_fallback = {str(fallback).lower()} (math: {how}), grader version "
+            f"{rule.get('grader_version', '?')}")
+
+
 def blocks(analysis: Analysis, summary: dict[str, Any], details: dict[str, Any],
            figures: list[str]) -> list[Block]:
     from ttc.report import DEFINITIONS, FIGURES
@@ -189,6 +203,7 @@ def blocks(analysis: Analysis, summary: dict[str, Any], details: dict[str, Any],
         ("status", status, complete),
         ("ul", [f"model: `{json.dumps(summary['model'], sort_keys=True)}`",
                 f"dataset: `{json.dumps(summary['dataset'], sort_keys=True)}`",
+                f"grading: {grading_text(summary.get('grading'))}",
                 f"intervals: {settings['level']:.0%} problem bootstrap, {settings['n_boot']} "
                 f"resamples, seed {settings['seed']}; differences are {SIGN_CONVENTION}"]),
     ]

@@ -177,7 +177,8 @@ def analyze(
     result = pass_over(source, scores, metrics=metrics, ks=ks, n_mc=n_mc, seed=seed, say=say)
     identity: dict[str, Any] = {}
     if not isinstance(source, pd.DataFrame):
-        identity = {"model": source.model, "dataset": source.dataset, "prompt": source.prompt}
+        identity = {"model": source.model, "dataset": source.dataset, "prompt": source.prompt,
+                    "grading": source.grading}
     say("intervals, fits, frontier")
     return _build(result, identity, dict(subject_map), subjects, by_subject,
                   ProblemBootstrap(len(result.problem_ids), n_boot=n_boot, seed=seed,

@@ -38,7 +38,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ttc.errors import BootstrapSizeError
+
 __all__ = [
+    "MAX_WEIGHTS",
     "NAN_POLICY",
     "SIGN_CONVENTION",
     "BootstrapResult",
@@ -54,6 +57,12 @@ NAN_POLICY = ("NaN = the problem has no value there: estimates and bootstrap rep
 #: every difference ttc reports is the second thing minus the first (later run minus
 #: earlier, higher budget minus lower), and says so
 SIGN_CONVENTION = "second minus first"
+
+
+#: most ``n_boot x n_problems`` weights one bootstrap holds: 160 MB of float64 (the draw
+#: briefly needs about three times that). ``--bootstrap 100000000`` on a one-problem run
+#: once allocated until the OOM killer stopped it; now it is refused before allocating.
+MAX_WEIGHTS = 20_000_000
 
 
 class ConfidenceInterval(NamedTuple):
@@ -124,6 +133,12 @@ class ProblemBootstrap:
             raise ValueError(f"level must lie in (0, 1), got {level}")
         if n_boot < 0 or n_problems < 0:
             raise ValueError("n_boot and n_problems must be nonnegative")
+        if int(n_boot) * int(n_problems) > MAX_WEIGHTS:
+            most = max(1, MAX_WEIGHTS // max(int(n_problems), 1))
+            raise BootstrapSizeError(
+                f"{int(n_boot):,} bootstrap resamples of {int(n_problems):,} problems would "
+                f"hold {int(n_boot) * int(n_problems):,} resample weights, above the "
+                f"{MAX_WEIGHTS:,} ttc keeps in memory; use at most {most:,} resamples")
         self.n_problems = int(n_problems)
         self.n_boot = int(n_boot)
         self.seed = seed

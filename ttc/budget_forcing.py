@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttc.config import BudgetForcingConfig
-from ttc.errors import MalformedResponseError
+from ttc.errors import APIError, MalformedResponseError
 from ttc.providers.base import (
     Completion,
     HTTPProvider,
@@ -96,7 +96,21 @@ class BudgetForcingProvider(HTTPProvider):
         return max(0, self.max_output_tokens(budget) - self.config.answer_tokens)
 
     async def _complete(self, request: SampleRequest) -> Completion:
-        """Think up to the budget (with Wait rounds), close the thinking, then answer."""
+        """Think up to the budget (with Wait rounds), close the thinking, then answer.
+
+        A call that fails after earlier calls of the attempt were served raises with
+        those calls' output tokens added to ``APIError.output_tokens``: they were paid
+        for, and the retry pays for its own thinking again, so the sampler counts them
+        as waste.
+        """
+        paid = [0]  # output tokens of this attempt's calls served so far
+        try:
+            return await self._force(request, paid)
+        except APIError as exc:
+            exc.output_tokens += paid[0]
+            raise
+
+    async def _force(self, request: SampleRequest, paid: list[int]) -> Completion:
         bf = self.forcing
         budget = self.thinking_budget(request.budget)
         head = render_chat(bf.chat_template, system=request.system, prompt=request.prompt)
@@ -123,6 +137,7 @@ class BudgetForcingProvider(HTTPProvider):
             prompt_tokens_total += call.prompt_tokens
             thinking += call.text
             used += call.completion_tokens
+            paid[0] = used
             reported = reported and call.reported
             if call.finish_reason == "length" or used >= budget:
                 censored = True

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttc import __version__
-from ttc._cli_show import print_plan, print_result, show_status
+from ttc._cli_show import check_types, print_plan, print_result, show_status
 from ttc.errors import APIError, TTCError, UserInputError
 
 __all__ = ["main"]
@@ -150,9 +150,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # an unwritable --out / -o path, a file where a folder should be
         _say(f"ttc: error: {_one_line(exc)}")
         return 2
+    except (TypeError, ValueError, OverflowError):  # a value of the wrong type in a store?
+        found = _mistyped_store(args)
+        if found is None:
+            raise
+        _say(f"ttc: error: {_one_line(found)}")
+        return 2
     except KeyboardInterrupt:
         _say("\nttc: interrupted")
         return 130
+
+
+def _mistyped_store(args: argparse.Namespace) -> UserInputError | None:
+    """After a reader failed on a value: the store column holding a non-number, if any
+    (checked only on failure, so readers pay no extra scan)."""
+    from ttc.store import RunStore
+
+    runs = [getattr(args, "run", None), *(getattr(args, "runs", None) or [])]
+    for run in (r for r in runs if r is not None):
+        try:
+            with RunStore(run, read_only=True) as store:
+                check_types(store)
+        except UserInputError as exc:
+            return exc
+        except (OSError, sqlite3.Error):
+            continue
+    return None
 
 
 def _one_line(exc: object) -> str:
@@ -257,6 +280,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"wrote {export_steps(args.run, args.format, args.output, with_text=args.with_text)}")
         return 0
     with open_run(args.run) as run:
+        check_types(run.store)  # an export would carry the text on as if it were a number
         target = export_run(run, args.format, args.output, with_text=args.with_text)
     print(f"wrote {target}")
     return 0
@@ -289,15 +313,13 @@ def _report(args: argparse.Namespace) -> int:
     from ttc.report import write_report
     from ttc.run import open_run
 
+    _check_bootstrap(args.bootstrap, 0)  # 0: point estimates, no intervals
+
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
         subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
         out = write_report(run, args.out, n_boot=args.bootstrap,
                            subjects=None if subjects in ([], ["all"]) else subjects)
-        if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
-            from ttc.agent.report import write_agent_report
-
-            write_agent_report(run, out, n_boot=args.bootstrap)
     print(f"report written to {out}")
     for name in ("summary.json", "report.md", "report.html"):
         if (out / name).exists():
@@ -322,6 +344,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise UserInputError("ttc compare needs two or more runs")
+    _check_bootstrap(args.bootstrap, 2)
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     if len(labels) < len(args.label):
         raise UserInputError("--label takes RUN=NAME, e.g. --label A=gen-1")
@@ -347,6 +370,17 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: more resamples than this add nothing a report can show (the percentile bounds settle
+#: well before) and cost memory in proportion; the engine also refuses what cannot fit
+MAX_BOOTSTRAP = 100_000
+
+
+def _check_bootstrap(n_boot: int, low: int) -> None:
+    if not low <= n_boot <= MAX_BOOTSTRAP:
+        raise UserInputError(f"--bootstrap must be within {low}..{MAX_BOOTSTRAP:,} resamples, "
+                             f"got {n_boot:,}")
+
+
 def _refuse_mixed_grading(store: Any) -> None:
     """A report must not vote or average verdicts reached under different grading rules."""
     rules = store.grading_rules()
@@ -363,11 +397,19 @@ def _adaptive(args: argparse.Namespace) -> int:
     from ttc.adaptive import adaptive_report
     from ttc.run import open_run
 
+    if args.bootstrap > MAX_BOOTSTRAP:  # the lower bound is adaptive_report's own check
+        _check_bootstrap(args.bootstrap, 1)
+
     with open_run(args.run) as run:
         _refuse_mixed_grading(run.store)
         result = asyncio.run(adaptive_report(run, args.rule, args.param, budget=args.budget,
                                              n_boot=args.bootstrap))
-    written = result.write(args.out) if args.out is not None else []
+    written: list[Path] = []
+    if args.out is not None:  # several files: built aside and swapped in whole
+        from ttc.fsutil import atomic_dir
+
+        with atomic_dir(args.out) as folder:
+            written = [args.out / Path(p).relative_to(folder) for p in result.write(folder)]
     print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
     for path in written if not args.json else []:
         print(f"  wrote {path}")

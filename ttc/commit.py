@@ -8,7 +8,8 @@ buffer, as it used to for up to 20 ms (34-36 answers over two kills at concurren
 
 When the disk refuses a write (full, I/O error), the batch stays in memory, workers
 stay parked (so no new request is sent: ``wait_writable`` gates every attempt), and
-the write is retried on a growing delay. If the disk is still refusing after
+the write is retried on a growing delay (``on_stall`` says so once, on stdout, so a
+``--quiet`` sweep does not sit silent for a minute). If the disk is still refusing after
 ``RETRY_DELAYS``, every waiting worker gets the ``StoreWriteError`` saying how many
 answers are unsaved and where space is needed.
 """
@@ -38,6 +39,13 @@ class Committer:
 
     #: seconds between write attempts while the disk refuses (about a minute in all)
     RETRY_DELAYS: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+    @staticmethod
+    def on_stall(message: str) -> None:
+        """Told once when the disk starts refusing (even under ``--quiet``, a minute of
+        silence looks like a hang). On stdout: stderr keeps the one line of a failure."""
+        with contextlib.suppress(OSError, ValueError):
+            print(message, flush=True)
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
@@ -95,6 +103,14 @@ class Committer:
                 self.stalled = exc
                 self._writable.clear()
                 self._retry = asyncio.get_running_loop().create_task(self._retry_writes())
+                self.on_stall(self._stall_message(exc))
+
+    def _stall_message(self, exc: StoreWriteError) -> str:
+        where = self.store.path.resolve().parent
+        return (f"ttc: cannot write to {self.store.path} ({exc.reason}); holding "
+                f"{self.unsaved:,} completed answers and sending no request while retrying "
+                f"for about {sum(self.RETRY_DELAYS):.0f} s: free space on the filesystem of "
+                f"{where} to let the sweep go on")
 
     def _write(self) -> None:
         """Write everything pending in one transaction; on failure it all stays pending."""

@@ -21,7 +21,7 @@ import numpy as np
 import seaborn as sns
 
 from ttc._compare_text import comparison_markdown
-from ttc.fsutil import atomic_write_text
+from ttc.fsutil import atomic_dir, atomic_write_text
 from ttc.plots import save_figure, style
 
 if TYPE_CHECKING:
@@ -175,8 +175,12 @@ def _json_default(value: Any) -> Any:
 def write_comparison(cmp: Comparison, out: str | Path) -> list[Path]:
     """compare.json (the ``--json`` object), compare.csv, values.csv, runs.csv, compare.md
     and both figures as PNG and SVG, each written whole or not at all."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as folder:  # built aside, swapped in whole: never half new
+        names = [p.relative_to(folder) for p in _write_comparison(cmp, folder)]
+    return [Path(out) / name for name in names]
+
+
+def _write_comparison(cmp: Comparison, folder: Path) -> list[Path]:
     written = [atomic_write_text(folder / "compare.json",
                                  json.dumps(cmp.to_dict(), indent=1, allow_nan=False,
                                             default=_json_default) + "\n")]

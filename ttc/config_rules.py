@@ -20,14 +20,31 @@ from ttc.errors import ConfigError
 if TYPE_CHECKING:
     from ttc.config import Config
 
-__all__ = ["BATCH_PROVIDERS", "MAX_TOKENS", "check_values", "looks_like_key", "warnings_for"]
+__all__ = [
+    "BATCH_PROVIDERS",
+    "MAX_CELLS",
+    "MAX_SAMPLES",
+    "MAX_TOKENS",
+    "check_key_env",
+    "check_url",
+    "check_values",
+    "looks_like_key",
+    "warnings_for",
+]
 
 Blame = Callable[[str, str], ConfigError]
 
 #: a budget or token cap above this is a typo (no model thinks 100M tokens per answer)
 MAX_TOKENS = 100_000_000
 _MAX_SEED = 2**63
+#: samples per (problem, budget): far beyond any estimator's needs, and small enough that
+#: every count derived from it (cells, tokens, batches) stays an exact machine integer
+MAX_SAMPLES = 1_000_000_000
+#: cells (problems x budgets x samples) in one sweep: beyond this no store could hold
+#: the run (checked once the dataset is loaded, by ``ttc.plan.make_plan``)
+MAX_CELLS = 10**12
 _LIMITS_INT = {  # key: (low, high, why the cap)
+    "sweep.samples": (1, MAX_SAMPLES, "more than any estimate needs"),
     "sweep.max_attempts": (1, 100, "more attempts only pay for the same failure again"),
     "sweep.concurrency": (1, 65_536, "beyond what one process can hold open"),
     "sweep.confirm_above": (1, None, ""),
@@ -75,13 +92,33 @@ def _get(config: Config, dotted: str) -> object:
     return node
 
 
+#: a variable name is words joined by underscores; no word of a sane name is this long
+_MAX_WORD = 20
+_HEX = re.compile(r"[0-9a-fA-F]{20,}")
+
+
 def looks_like_key(value: str) -> bool:
-    """Whether a string looks like an API key rather than a variable name."""
-    if value.startswith(_KEY_PREFIXES):
+    """Whether a string looks like an API key rather than a variable name.
+
+    Variable names are words joined by underscores (``OPENAI_API_KEY``, ``hf_token``,
+    ``AZURE_OPENAI_KEY_2``); keys are long runs of noise. So a value is a key when it
+    starts with a known key prefix (and is long enough to be one), is 20+ hex digits
+    (Together, Fireworks), has an underscore-free stretch longer than any word
+    (base64 and alphanumeric keys), or switches between letters and digits again and
+    again within one stretch (``a1b2c3...``). Keys holding ``-``, ``+``, ``/`` or ``=``
+    are refused anyway: they are not variable names.
+    """
+    if value.startswith(_KEY_PREFIXES) and len(value) >= 16:
         return True
-    has = (any(c.isdigit() for c in value), any(c.islower() for c in value),
-           any(c.isupper() for c in value))
-    return len(value) >= 32 and all(has)
+    if _HEX.fullmatch(value):
+        return True
+    for word in value.split("_"):
+        if len(word) > _MAX_WORD:
+            return True
+        switches = sum(a.isdigit() != b.isdigit() for a, b in zip(word, word[1:], strict=False))
+        if len(word) >= 12 and switches >= 5:
+            return True
+    return False
 
 
 def check_values(config: Config, blame: Blame) -> None:
@@ -127,8 +164,17 @@ def check_values(config: Config, blame: Blame) -> None:
         from ttc.adaptive.online_config import check_adaptive
 
         check_adaptive(config, blame)
-    _check_url(m.base_url, "model.base_url", blame)
-    _check_key_env(m.api_key_env, "model.api_key_env", blame)
+    check_url(m.base_url, "model.base_url", blame)
+    check_key_env(m.api_key_env, "model.api_key_env", blame)
+    from ttc.scorer_rules import check_scorer_options
+
+    for i, scorer in enumerate(config.scorers):
+        check_scorer_options(scorer.kind, scorer.name, scorer.options, _entry_blame(blame, i))
+
+
+def _entry_blame(blame: Blame, index: int) -> Blame:
+    """Blame an option of the ``index``-th ``[[scorers]]`` table at its own line."""
+    return lambda option, message: blame(f"scorers.{index}.{option}", message)
 
 
 def _check_batch_mode(config: Config, blame: Blame) -> None:
@@ -148,7 +194,10 @@ def _check_batch_mode(config: Config, blame: Blame) -> None:
                     'on the last); use sweep.mode = "online"')
 
 
-def _check_url(url: str, dotted: str, blame: Blame) -> None:
+def check_url(url: str, dotted: str, blame: Blame) -> None:
+    """An http(s) URL with a host, carrying no credentials: no ``user:password@``, no
+    query string, no fragment (``?key=...`` would be stored with the config and sent in
+    every log line). Messages about a URL that may hold a key never repeat it."""
     if not url:
         return
     if any(ch.isspace() or not ch.isprintable() for ch in url):
@@ -159,15 +208,20 @@ def _check_url(url: str, dotted: str, blame: Blame) -> None:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
         raise blame(dotted, f"{dotted} is not a valid URL ({exc})") from None
+    if parts.username is not None or parts.password is not None:
+        raise blame(dotted, f"{dotted} must not hold credentials (user:password@); "
+                    f"name the key's variable in api_key_env")
+    if "?" in url or "#" in url:
+        raise blame(dotted, f"{dotted} must not hold a query string or fragment (a key in a "
+                    f"URL would be stored and logged; the value is not shown); name the "
+                    f"key's variable in api_key_env, or send it with a headers table")
     if parts.scheme not in ("http", "https") or not host:
         raise blame(dotted, f"{dotted} must be an http:// or https:// URL with a host, "
                     f"got {url!r}")
-    if parts.username is not None or parts.password is not None:
-        raise blame(dotted, f"{dotted} must not hold credentials (user:password@); "
-                    f"name the key's variable in model.api_key_env")
 
 
-def _check_key_env(name: str, dotted: str, blame: Blame) -> None:
+def check_key_env(name: str, dotted: str, blame: Blame) -> None:
+    """``name`` names an environment variable (and is not a key pasted in its place)."""
     if not name:
         return
     if looks_like_key(name):

@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,12 +74,32 @@ def _read_text(path: Path) -> str:
     return text
 
 
+class _NonFinite(ValueError):
+    """A number JSON cannot hold: Python's ``json`` reads ``NaN``, ``Infinity`` and
+    ``1e400`` (as inf) all the same, and a gold answer "nan" grades nothing right."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
 def _json_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            row = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        except _NonFinite as exc:
+            raise DatasetError(f"non-finite number {exc} (NaN and Infinity are not JSON; "
+                               f"write the value as a string or a finite number)",
+                               path=path, line=number) from None
         except json.JSONDecodeError as exc:
             raise DatasetError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
         if not isinstance(row, dict):

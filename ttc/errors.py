@@ -9,6 +9,7 @@
     │   ├── MissingAPIKeyError  the variable named by model.api_key_env is unset
     │   ├── RunConflictError    a run directory holds another model, dataset or prompt
     │   ├── RunLockedError      another process is writing to the run directory
+    │   ├── BootstrapSizeError  resamples x problems too many to hold (also a ValueError)
     │   └── StoreError          the run's samples.sqlite cannot be used as it is
     │       ├── StoreCorruptError   not a database, truncated, or not a file
     │       └── StoreVersionError   written by a newer ttc
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "APIError",
+    "BootstrapSizeError",
     "ConfigError",
     "ConnectionFailedError",
     "DatasetError",
@@ -103,6 +105,11 @@ class RunConflictError(UserInputError):
 
 class RunLockedError(UserInputError):
     """Another live process holds the run directory's writer lock (see ``ttc.lock``)."""
+
+
+class BootstrapSizeError(UserInputError, ValueError):
+    """A problem bootstrap too large to hold in memory (``n_boot x n_problems`` weights);
+    refused before anything is allocated, with the largest count that fits."""
 
 
 class StoreError(UserInputError):

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -87,10 +88,18 @@ def safe_command(argv: Sequence[str] | None = None) -> str:
 def read_holder(run_dir: str | Path) -> Holder | None:
     """What the lock file says about its holder (None when no writer has it, or had it
     and exited cleanly; a killed writer's details stay, with a pid that is gone)."""
+    try:  # never through a symlink: the target is someone else's file, not a holder
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
     try:
-        raw = (Path(run_dir) / LOCK_NAME).read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        raw = os.read(fd, 65536).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+    finally:
+        os.close(fd)
     try:
         data = json.loads(raw) if raw.strip() else {}
     except json.JSONDecodeError:
@@ -105,6 +114,35 @@ def read_holder(run_dir: str | Path) -> Holder | None:
         since=float(since) if isinstance(since, (int, float)) else None,
         host=str(data.get("host") or ""),
     )
+
+
+#: never follow a symlink (a shared run directory whose ttc.lock points at a user's file
+#: would have it emptied by ``ftruncate``), never block on a FIFO or device
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating) the lock file: a regular file of its own, or one line refusing it."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserInputError(_not_regular(path, "a symlink")) from None
+        reason = "the location is read-only" if exc.errno in (errno.EROFS, errno.EACCES) \
+            else exc.strerror or str(exc)
+        raise UserInputError(
+            f"{path.parent}: cannot take the run's writer lock ({reason}); "
+            f"only reading commands (status, export, report) work here"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserInputError(_not_regular(path, "not a regular file"))
+    return fd
+
+
+def _not_regular(path: Path, what: str) -> str:
+    return (f"{path} is {what}, so ttc will not write its lock there; remove it "
+            f"(ttc creates a fresh one) and run the command again")
 
 
 class RunLock:
@@ -129,15 +167,7 @@ class RunLock:
     ) -> None:
         if self._fd is not None:
             return
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            reason = "the location is read-only" if exc.errno in (errno.EROFS, errno.EACCES) \
-                else exc.strerror or str(exc)
-            raise UserInputError(
-                f"{self.run_dir}: cannot take the run's writer lock ({reason}); "
-                f"only reading commands (status, export, report) work here"
-            ) from None
+        fd = _open_lock_file(self.path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

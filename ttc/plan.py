@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ttc.config import Budget, Config
+from ttc.config import Budget, Config, config_error
+from ttc.config_rules import MAX_CELLS
 from ttc.problems import Problem
 from ttc.providers.base import Provider, TraceWatch
 from ttc.store import SampleKey, budget_label
@@ -130,6 +131,12 @@ def make_plan(
     ``pending`` cells wait on a provider batch: counted apart, never planned again.
     """
     samples = config.sweep.samples
+    total = len(problems) * len(config.sweep.budgets) * samples
+    if total > MAX_CELLS:  # every count below stays an exact machine integer (len() too)
+        raise config_error(config, "sweep.samples",
+                           f"{len(problems):,} problems x {len(config.sweep.budgets)} budgets x "
+                           f"{samples:,} samples is {total:,} cells, above the {MAX_CELLS:,} "
+                           f"one run can hold")
     ids = {p.id for p in problems}
     labels = {budget_label(b) for b in config.sweep.budgets}
 
@@ -154,7 +161,6 @@ def make_plan(
             per_budget[label] = count
         out_tokens += count * provider.max_output_tokens(budget)
         missing += count
-    total = len(problems) * len(config.sweep.budgets) * samples
     m = config.model
     cost = (in_tokens * m.price_input_per_mtok + out_tokens * m.price_output_per_mtok) / 1e6
     jobs = PlannedJobs(config, problems, orders, done if stored else set(), missing, stored)

@@ -4,8 +4,10 @@ report.md and report.html.
 Every file reads the same ``ttc.analysis.Analysis``; nothing recomputes a number.
 ``summary.json`` is a stable contract that scripts can diff across runs: keys exactly
 ``SUMMARY_KEYS`` (``model, dataset, prompt, budgets, fit, curves``, then ``complete``,
-``cells`` and ``warnings``). ``complete`` is false when any planned cell (problems x
-budgets x samples of the stored config) is missing or failed; ``fit`` is null when the
+``cells``, ``warnings`` and ``grading``: the rule every verdict was reached under,
+``{"grader_version", "number_fallback"}``, or null when the run does not record one).
+``complete`` is false when any planned cell (problems x budgets x samples of the stored
+config) is missing or failed; ``fit`` is null when the
 run has a single budget (or budgets whose realized token means coincide), else it
 carries ``warnings`` (fewer than 3 budgets, fewer than 10 problems, a budget where most
 samples were censored, extrapolation). An interval is null where it rests on fewer than
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ttc.bootstrap import NAN_POLICY, SIGN_CONVENTION
-from ttc.fsutil import atomic_write_text
+from ttc.fsutil import atomic_dir, atomic_write_text
 
 if TYPE_CHECKING:
     from ttc.analysis import Analysis
@@ -40,7 +42,7 @@ __all__ = ["BUDGET_KEYS", "CURVE_KEYS", "FIGURES", "SUMMARY_KEYS", "details_dict
            "summary_dict", "write_report"]
 
 SUMMARY_KEYS = ("model", "dataset", "prompt", "budgets", "fit", "curves", "complete", "cells",
-                "warnings")
+                "warnings", "grading")
 BUDGET_KEYS = ("budget", "accuracy", "ci", "mean_thinking_tokens", "censored_fraction",
                "binds_fraction", "n_problems", "n_samples", "n_failed")
 CURVE_KEYS = ("budget", "metric", "k", "value", "ci_low", "ci_high", "subject", "n_problems")
@@ -137,6 +139,7 @@ def summary_dict(analysis: Analysis) -> dict[str, Any]:
         "cells": {"planned": done.planned, "done": done.done, "failed": done.failed,
                   "missing": done.missing, "plan": "inferred" if done.inferred else "config"},
         "warnings": list(analysis.warnings),
+        "grading": identity.get("grading"),
     })
 
 
@@ -234,11 +237,14 @@ def write_report(
     run: Run, out_dir: Path | None = None, *, n_boot: int = 1000, seed: int = 0,
     progress: bool = True, subjects: Sequence[str] | str | None = None,
 ) -> Path:
-    """Write summary.json, analysis.json, figures (PNG + SVG), report.md and report.html.
+    """Write summary.json, analysis.json, figures (PNG + SVG), report.md and report.html
+    (and, for an agent run, its step curves and figures).
 
     Defaults to ``RUN/report/``; returns the folder. ``subjects``: "all" (default) or
     the subjects to report (after the run's ``[dataset] subject_map``). Progress lines
-    go to stderr.
+    go to stderr. The folder is built beside the target and swapped in whole
+    (``ttc.fsutil.atomic_dir``): a failure (a full disk) leaves the old report intact,
+    never a new summary beside an old report.md.
     """
     import json
 
@@ -247,21 +253,28 @@ def write_report(
 
     step = _Steps(progress)
     out = Path(out_dir) if out_dir is not None else run.path / "report"
-    out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails before a long pass
-    step("analysis pass")
-    analysis = run.analyze(n_boot=n_boot, seed=seed, subjects=subjects, progress=step)
-    if not analysis.table.problem_ids:
-        raise UserInputError(f"{run.path}: the run holds no samples yet; run `ttc sweep` first")
-    summary, details = summary_dict(analysis), details_dict(analysis)
-    _adaptive(run, summary, details, n_boot=n_boot, seed=seed)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    atomic_write_text(out / "analysis.json", json.dumps(details, indent=1, allow_nan=False)
-                      + "\n")
-    step("figures")
-    figures = _figures(analysis, out / "figures")
-    step("report.md and report.html")
-    atomic_write_text(out / "report.md", markdown_report(analysis, summary, details, figures))
-    atomic_write_text(out / "report.html", html_report(analysis, summary, details, figures,
-                                                       out / "figures"))
+    with atomic_dir(out) as folder:  # an unusable --out fails here, before a long pass
+        step("analysis pass")
+        analysis = run.analyze(n_boot=n_boot, seed=seed, subjects=subjects, progress=step)
+        if not analysis.table.problem_ids:
+            raise UserInputError(
+                f"{run.path}: the run holds no samples yet; run `ttc sweep` first")
+        summary, details = summary_dict(analysis), details_dict(analysis)
+        _adaptive(run, summary, details, n_boot=n_boot, seed=seed)
+        atomic_write_text(folder / "summary.json",
+                          json.dumps(summary, indent=1, allow_nan=False) + "\n")
+        atomic_write_text(folder / "analysis.json",
+                          json.dumps(details, indent=1, allow_nan=False) + "\n")
+        step("figures")
+        figures = _figures(analysis, folder / "figures")
+        step("report.md and report.html")
+        atomic_write_text(folder / "report.md",
+                          markdown_report(analysis, summary, details, figures))
+        atomic_write_text(folder / "report.html", html_report(analysis, summary, details,
+                                                              figures, folder / "figures"))
+        if run.meta.get("agent"):  # agent runs: step curves and the action-scaling figures
+            from ttc.agent.report import write_agent_report
+
+            write_agent_report(run, folder, n_boot=n_boot, seed=seed)
     step(f"done: {out}")
     return out

@@ -63,6 +63,19 @@ class Run:
     def config(self) -> dict[str, Any]:
         return dict(self.meta.get("config", {}))
 
+    @property
+    def grading(self) -> dict[str, Any] | None:
+        """The rule every graded sample was graded under (``grader_version``,
+        ``number_fallback``); None when no graded sample records one (an older ttc).
+        Several rules give ``{"mixed": {rule: samples}}`` (``ttc grade`` unifies them)."""
+        import json
+
+        rules = {rule: n for rule, n in self.store.grading_rules().items() if rule}
+        if len(rules) == 1:
+            parsed = json.loads(next(iter(rules)))
+            return dict(parsed) if isinstance(parsed, dict) else None
+        return {"mixed": rules} if rules else None
+
     def refresh(self) -> None:
         """Forget cached frames (after more samples or scores were stored)."""
         for name in ("meta", "_samples", "_scores"):

@@ -91,28 +91,48 @@ class Packer:
         return out
 
 
-def pack_counts(groups: Iterable[tuple[int, int]], limits: Limits) -> Iterator[tuple[int, int]]:
-    """``(requests, bytes)`` of each batch that ``Packer`` would fill from groups of
-    ``(count, bytes per entry)``; O(groups + batches), for projections. An entry too
-    large for any batch (which ``Packer`` refuses) counts as a batch of its own."""
-    n = 0
-    size = limits.overhead
+def pack_counts(
+    groups: Iterable[tuple[int, int]], limits: Limits
+) -> Iterator[tuple[int, int, int]]:
+    """``(requests, bytes, repeat)``: runs of ``repeat`` identical batches that ``Packer``
+    would fill from groups of ``(count, bytes per entry)``.
+
+    Closed form, O(groups) whatever the counts: a group first tops up the open batch,
+    then fills ``count // per`` whole batches at once, and leaves its remainder open for
+    the next group (as ``Packer`` does). A billion samples used to walk 20,000 batches
+    per (problem, budget); ``--dry-run`` now answers in the time of the groups alone.
+    An entry too large for any batch (which ``Packer`` refuses) counts as a batch of
+    its own.
+    """
+    sep, overhead = limits.separator, limits.overhead
+    n, size = 0, overhead  # the open batch
     for count, each in groups:
-        if limits.overhead + each > limits.max_bytes:  # Packer refuses these: one each
-            for _ in range(count):
-                yield 1, limits.overhead + each
+        if count <= 0:
             continue
-        step = each + limits.separator
-        while count:
-            room_n = limits.max_requests - n
-            room_b = (limits.max_bytes - size + (limits.separator if n == 0 else 0)) // step
-            take = min(count, room_n, max(0, room_b))
-            if take == 0:
-                yield n, size
-                n, size = 0, limits.overhead
-                continue
-            size += take * step - (limits.separator if n == 0 else 0)
+        if overhead + each > limits.max_bytes:  # Packer refuses these: one each
+            yield 1, overhead + each, count
+            continue
+        step = each + sep
+        room_b = (limits.max_bytes - size + (sep if n == 0 else 0)) // step
+        take = min(count, limits.max_requests - n, max(0, room_b))
+        if take:
+            size += take * step - (sep if n == 0 else 0)
             n += take
             count -= take
+        if not count:
+            continue
+        if n:  # the open batch has no room for this group's next entry
+            yield n, size, 1
+        per = min(limits.max_requests, (limits.max_bytes - overhead + sep) // step)
+        whole, rest = divmod(count, per)
+        full = overhead + per * step - sep
+        if rest:
+            if whole:
+                yield per, full, whole
+            n, size = rest, overhead + rest * step - sep
+        else:  # the last whole batch stays open: a later, smaller entry may still fit
+            if whole > 1:
+                yield per, full, whole - 1
+            n, size = per, full
     if n:
-        yield n, size
+        yield n, size, 1

@@ -2,8 +2,9 @@
 
 Counted, not built: one entry per (problem, budget) is encoded to learn its size, and
 ``pack_counts`` packs the missing cells within the provider's limits the way the
-runner's ``Packer`` will. The cost is the online projection (every sample at its cap)
-times ``1 - model.batch_discount``.
+runner's ``Packer`` will, in closed form (O(problems x budgets), never per batch).
+Only a batch sweep projects this (``--dry-run`` of an online sweep does not pack). The
+cost is the online projection (every sample at its cap) times ``1 - model.batch_discount``.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def project_batches(sweep: Sweep, provider: Provider, plan: SweepPlan) -> BatchP
     packed = list(pack_counts(groups, api.limits))
     discount = sweep.config.model.batch_discount
     return BatchProjection(
-        batches=len(packed),
-        requests=sum(n for n, _ in packed),
-        bytes=sum(b for _, b in packed),
+        batches=sum(r for _, _, r in packed),
+        requests=sum(n * r for n, _, r in packed),
+        bytes=sum(b * r for _, b, r in packed),
         cost=plan.projected_cost * (1.0 - discount),
         discount=discount,
         limits=api.limits,

@@ -24,7 +24,12 @@ import orjson
 from ttc.batch.ids import Entry, Limits
 from ttc.errors import APIError, FatalAPIError
 from ttc.http import HTTPResponse, StreamResponse, Transport, Upload
-from ttc.providers.responses import error_for_response, parse_json_body, scrub_secret
+from ttc.providers.responses import (
+    Secrets,
+    error_for_response,
+    parse_json_body,
+    scrub_secret,
+)
 
 __all__ = ["BatchAPI", "BatchState", "BatchWire", "OffOriginError", "Outcome"]
 
@@ -99,7 +104,7 @@ class BatchWire:
         *,
         base_url: str,
         headers: Mapping[str, str],
-        secret: str,
+        secret: Secrets,
         provider: str,
         idle_timeout: float | None = 120.0,
     ) -> None:

@@ -3,7 +3,8 @@ budget forcing), re-exported by ``ttc.providers.base``.
 
 ``HTTPProvider.complete`` is the one exit of every HTTP backend, streamed or not:
 usage is checked for impossible values, stored text is capped at
-``sweep.max_text_bytes``, and the API key is scrubbed from any error there. Batch
+``sweep.max_text_bytes``, and every credential sent (the env key, auth-like header
+values) is scrubbed from any error and from the stored output there. Batch
 results (``ttc.batch``) leave through ``batch_result``, which applies the same parse
 and the same checks to the body a batch returned, so a batch sample is the online one.
 Whether a request streams (``wants_stream``) and how a stream is rebuilt into the body
@@ -32,9 +33,11 @@ from ttc.providers.base import (
 from ttc.providers.responses import (
     cap_text,
     check_usage,
+    credentials,
     error_for_response,
     parse_json_body,
     post_json,
+    scrub_completion,
     scrub_secret,
 )
 from ttc.sse import SSEEvent
@@ -46,6 +49,9 @@ __all__ = ["AUTO_STREAM_TOKENS", "HTTPProvider", "StreamAssembler", "TextPieces"
 
 #: ``sweep.stream = "auto"`` streams requests that may produce more output tokens than this
 AUTO_STREAM_TOKENS = 16384
+#: one SSE event may be this many times ``sweep.max_text_bytes`` (a delta, JSON-escaped,
+#: plus its envelope) before the stream counts as malformed
+MAX_EVENT_FACTOR = 4
 
 
 class StreamAssembler(Protocol):
@@ -129,6 +135,9 @@ class HTTPProvider(Provider):
         self.batch_mode = sweep.mode == "batch"
         self.idle_timeout_s = sweep.idle_timeout_s
         self.max_text_bytes = sweep.max_text_bytes
+        #: the longest SSE event read: a few times the stored-text cap (JSON escaping can
+        #: triple text), beyond which a stream is malformed (retried)
+        self.max_event_bytes = MAX_EVENT_FACTOR * sweep.max_text_bytes + 65536
         #: alternatives per token to ask for (``sweep.logprobs``); 0: no logprobs
         self.top_logprobs = sweep.top_logprobs if sweep.logprobs else 0
         self._owns_transport = transport is None
@@ -139,10 +148,12 @@ class HTTPProvider(Provider):
         self._base = base
         self._url = base + self.endpoint
         key = config.api_key()
-        self._secret = key or ""
         self._headers = {
             "content-type": "application/json", **self.auth_headers(key), **config.headers
         }
+        #: every credential sent (the env key, auth-like header values): scrubbed out of
+        #: errors and of stored output alike
+        self._secret = credentials(key, self._headers)
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         """Headers that carry the key (a bearer token unless a subclass says otherwise)."""
@@ -170,7 +181,8 @@ class HTTPProvider(Provider):
 
     # ------------------------------------------------------------ the one exit
     async def complete(self, request: SampleRequest) -> Completion:
-        """Draw one sample; usage checked, text capped, the key scrubbed from errors."""
+        """Draw one sample; usage checked, text capped, the key scrubbed from errors and
+        from the stored output."""
         try:
             return self._checked(await self._complete(request), request)
         except APIError as exc:
@@ -179,7 +191,7 @@ class HTTPProvider(Provider):
 
     def _checked(self, completion: Completion, request: SampleRequest) -> Completion:
         check_usage(completion, self.output_cap(request), self.kind)
-        return cap_text(completion, self.max_text_bytes)
+        return scrub_completion(cap_text(completion, self.max_text_bytes), self._secret)
 
     @abc.abstractmethod
     async def _complete(self, request: SampleRequest) -> Completion:
@@ -262,7 +274,8 @@ class HTTPProvider(Provider):
                 if not resp.is_event_stream:  # a server that ignored "stream": plain JSON
                     whole = HTTPResponse(resp.status, resp.headers, await resp.read())
                     return parse_json_body(whole, self.kind)
-                async with contextlib.aclosing(resp.event_batches()) as batches:
+                events = resp.event_batches(self.max_event_bytes)
+                async with contextlib.aclosing(events) as batches:
                     async for batch in batches:
                         for event in batch:
                             assembler.feed(event)

@@ -9,9 +9,11 @@ leaving most of it where a plain ``replace`` no longer finds it.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,8 +45,13 @@ __all__ = [
     "parse_json_body",
     "post_json",
     "require_field",
+    "Secrets",
+    "credentials",
     "retry_after_seconds",
+    "scrub_completion",
     "scrub_secret",
+    "scrub_text",
+    "scrub_value",
 ]
 
 #: stored error messages are cut to this length, after the key is blanked out
@@ -179,7 +186,7 @@ async def post_json(
     headers: Mapping[str, str],
     timeout: float | None,
     provider: str,
-    secret: str = "",
+    secret: Secrets = "",
 ) -> dict[str, Any]:
     """POST a JSON body; return the decoded 2xx object or raise the right ``APIError``.
 
@@ -216,18 +223,87 @@ def optional_field(data: dict[str, Any], key: str, kind: type, provider: str) ->
     return None if data.get(key) is None else require_field(data, key, kind, provider)
 
 
-def scrub_secret(exc: APIError, secret: str) -> None:
-    """Blank the key, and any piece of it of 8+ characters, out of an error; then cut it
-    to ``MAX_ERROR_CHARS``. In place; safe to apply twice."""
+#: one credential, or every credential a client sends (the env key, auth header values)
+Secrets = str | Sequence[str]
+#: an ``Authorization``-style value is "<scheme> <token>": the token is the secret
+_AUTH_SCHEME = re.compile(r"(?i)(bearer|basic|token|apikey|api-key|key|digest)\s+(\S.*)")
+
+
+def credentials(key: str | None, headers: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Every credential a client sends: the env key and each auth-like header's value.
+
+    ``model.headers = {"x-api-key" = ...}`` is the only way to send ``x-api-key`` or
+    ``api-key`` to an OpenAI-compatible gateway, so such a value is as secret as the
+    env key and is scrubbed wherever the env key is. A header counts when its name
+    says it holds a credential (``ttc._secrets.is_secret_name``); of a ``Bearer``-style
+    value the token is kept, so the scheme word alone is never blanked.
+    """
+    from ttc._secrets import is_secret_name
+
+    found: list[str] = [key] if key else []
+    for name, value in (headers or {}).items():
+        if not value or not is_secret_name(name):
+            continue
+        match = _AUTH_SCHEME.fullmatch(value.strip())
+        found.append(match.group(2) if match else value.strip())
+    return tuple(dict.fromkeys(v for v in found if v))
+
+
+def _as_tuple(secret: Secrets) -> tuple[str, ...]:
+    return (secret,) if isinstance(secret, str) else tuple(secret)
+
+
+def scrub_secret(exc: APIError, secret: Secrets) -> None:
+    """Blank the key(s), and any piece of one of 8+ characters, out of an error; then
+    cut it to ``MAX_ERROR_CHARS``. In place; safe to apply twice."""
     exc.args = tuple(
         _cut(scrub_text(arg, secret)) if isinstance(arg, str) else arg for arg in exc.args
     )
 
 
-def scrub_text(text: str, secret: str) -> str:
-    """``text`` with every run of 8+ characters that also occurs in ``secret`` replaced
+def scrub_value(value: Any, secret: Secrets) -> Any:
+    """``value`` with ``scrub_text`` applied to every string in it, at any depth of dicts,
+    lists and tuples (other objects are returned as they are)."""
+    if isinstance(value, str):
+        return scrub_text(value, secret)
+    if isinstance(value, dict):
+        return {k: scrub_value(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(v, secret) for v in value]
+    if type(value) is tuple:
+        return tuple(scrub_value(v, secret) for v in value)
+    return value
+
+
+def scrub_completion(completion: Completion, secret: Secrets) -> Completion:
+    """Blank the credential(s) out of everything a completion stores, in place.
+
+    A gateway that echoes the key inside a successful answer (a debug banner, a
+    templated greeting) would otherwise have it stored with the text, graded into the
+    answer and exported. Every field that holds text passes through ``scrub_value``:
+    text, thinking, ``extra`` and any subclass's fields (an agent step's verbatim
+    message). No-op when there is no credential.
+    """
+    secrets = tuple(s for s in _as_tuple(secret) if s)
+    if not secrets:
+        return completion
+    for f in dataclasses.fields(completion):
+        value = getattr(completion, f.name)
+        if isinstance(value, (str, dict, list, tuple)):
+            setattr(completion, f.name, scrub_value(value, secrets))
+    return completion
+
+
+def scrub_text(text: str, secret: Secrets) -> str:
+    """``text`` with every run of 8+ characters that also occurs in a secret replaced
     by ``***`` (the whole key, a truncated prefix, a suffix a server kept)."""
-    if not secret:
+    for one in _as_tuple(secret):
+        text = _scrub_one(text, one)
+    return text
+
+
+def _scrub_one(text: str, secret: str) -> str:
+    if not secret or not text:
         return text
     if len(secret) < _MIN_PIECE:
         return text.replace(secret, "***")

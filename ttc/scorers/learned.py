@@ -71,9 +71,9 @@ class LearnedScorer:
     @classmethod
     def from_options(cls, name: str, options: dict[str, Any]) -> LearnedScorer:
         """Build from a ``[[scorers]]`` entry's options (``features``, ``l2``, ...)."""
-        unknown = set(options) - {"features", "l2", "n_folds", "seed"}
-        if unknown:
-            raise ConfigError(f"scorer {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        from ttc.scorer_rules import check_scorer_options
+
+        check_scorer_options("learned", name, options)
         scorer = cls(name=name, **options)
         if scorer.l2 < 0 or scorer.n_folds < 2:
             raise ConfigError(f"scorer {name!r}: need l2 >= 0 and n_folds >= 2")

@@ -30,6 +30,8 @@ from typing import Any
 from ttc.errors import ConfigError, MalformedResponseError, MissingAPIKeyError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import post_json
+from ttc.providers.responses import credentials
+from ttc.scorer_rules import check_scorer_options
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -114,15 +116,9 @@ class RewardModelScorer:
     def from_options(
         cls, name: str, options: dict[str, Any], *, transport: Transport | None = None
     ) -> RewardModelScorer:
-        """Build from a ``[[scorers]]`` entry (``url``, ``format``, ``model``, ...)."""
-        allowed = {"url", "format", "model", "input", "template", "label_index", "batch_size",
-                   "concurrency", "timeout_s", "max_attempts", "backoff_base_s",
-                   "api_key_env", "headers"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise ConfigError(f"scorer {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
-        if "url" not in options:
-            raise ConfigError(f"scorer {name!r}: reward_model scorers need a url")
+        """Build from a ``[[scorers]]`` entry (``url``, ``format``, ``model``, ...), its
+        values checked by ``ttc.scorer_rules`` (as the config loader does)."""
+        check_scorer_options("reward_model", name, options)
         return cls(name=name, transport=transport, **options)
 
     @property
@@ -197,7 +193,7 @@ class RewardModelScorer:
         if self._transport is None:
             self._owned = self._transport = AiohttpTransport()
         headers = self._request_headers()
-        secret = headers.get("authorization", "").removeprefix("Bearer ")
+        secret = credentials(None, headers)  # the key and any auth-like header value
         data = await post_json(
             self._transport, self.url, self.build_body(batch), headers=headers,
             timeout=self.timeout_s, provider="reward model", secret=secret,

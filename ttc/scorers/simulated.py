@@ -33,9 +33,9 @@ class SimulatedScorer:
 
     @classmethod
     def from_options(cls, name: str, options: dict[str, Any]) -> SimulatedScorer:
-        unknown = set(options) - {"key", "transform"}
-        if unknown:
-            raise ConfigError(f"scorer {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        from ttc.scorer_rules import check_scorer_options
+
+        check_scorer_options("simulated", name, options)
         return cls(name=name, **options)
 
     async def __call__(self, samples: Sequence[ScorableSample]) -> list[float | None]:

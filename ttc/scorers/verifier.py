@@ -29,6 +29,8 @@ from ttc.config import ModelConfig
 from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import Provider, SampleRequest, post_json
+from ttc.providers.responses import credentials
+from ttc.scorer_rules import check_scorer_options
 from ttc.scorers.base import (
     ScorableSample,
     answer_text,
@@ -198,6 +200,7 @@ class VerifierScorer:
         """Options: ``model`` (a ``[model]`` table; default the run's model), ``prompt``,
         ``scale``, ``use_logprobs``, ``top_logprobs``, ``max_tokens``, ``budget``,
         ``concurrency``, ``timeout_s``, ``max_attempts``, ``max_solution_chars``."""
+        check_scorer_options("verifier", name, options)
         options = dict(options)
         raw_model = options.pop("model", None)
         if raw_model is not None:
@@ -206,12 +209,6 @@ class VerifierScorer:
             model_config = model_config_from_dict(raw_model)
         if model_config is None:
             raise ConfigError(f"scorer {name!r}: no model; add a [scorers.model] table")
-        allowed = {"prompt", "scale", "use_logprobs", "top_logprobs", "max_tokens", "budget",
-                   "concurrency", "timeout_s", "max_attempts", "backoff_base_s",
-                   "max_solution_chars"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise ConfigError(f"scorer {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
         return cls(model_config, name=name, transport=transport, **options)
 
     @property
@@ -306,7 +303,7 @@ class VerifierScorer:
 
     async def _ask_logprobs(self, prompt: str) -> float | None:
         transport, headers, url = self._client()
-        secret = headers.get("authorization", "").removeprefix("Bearer ")
+        secret = credentials(None, headers)  # the key and any auth-like header value
         data = await post_json(transport, url, self.build_body(prompt), headers=headers,
                                timeout=self.timeout_s, provider="verifier", secret=secret)
         try:
