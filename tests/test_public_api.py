@@ -27,8 +27,9 @@ TOP_LEVEL = [
 MODULES = {
     "ttc.analysis": ["SIGN_CONVENTION", "Analysis", "BudgetTable", "Completeness", "analyze",
                      "budget_table"],
-    "ttc.bootstrap": ["MAX_WEIGHTS", "NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult", "ConfidenceInterval",
-                      "PairedDifference", "ProblemBootstrap", "paired_bootstrap"],
+    "ttc.bootstrap": ["MAX_WEIGHTS", "NAN_POLICY", "SIGN_CONVENTION", "BootstrapResult",
+                      "ConfidenceInterval", "PairedDifference", "ProblemBootstrap",
+                      "paired_bootstrap"],
     "ttc.comparison": ["COMPARE_KEYS", "HOLM_ABOVE", "ROW_KEYS", "SIGN", "Comparison",
                        "build_comparison", "compare", "holm_adjust", "run_pairs"],
     "ttc.comparison_plots": ["FIGURES", "plot_category_bars", "plot_differences",

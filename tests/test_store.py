@@ -196,7 +196,8 @@ def test_scorer_and_header_credentials_never_reach_the_run(
     assert "SECRET-RM" not in json.dumps(scorers)
     # a key pasted as a scorer option is refused at load, before anything is stored
     with pytest.raises(ConfigError, match="unknown option.*api_key"):
-        config_from_dict({"dataset": {"path": str(addition_dataset)},
+        config_from_dict({"model": {"provider": "simulated"},
+                          "dataset": {"path": str(addition_dataset)},
                           "scorers": [{"name": "rm", "kind": "reward_model",
                                        "url": "http://127.0.0.1:9/score",
                                        "api_key": "SECRET-KEY"}]})
