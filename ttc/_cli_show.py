@@ -25,6 +25,8 @@ def print_result(result: Any, out: Path) -> int:
     if result.skipped or result.stopped:
         print(f"  the adaptive rule skipped {result.skipped:,} planned samples and stopped "
               f"{result.stopped:,} traces mid-stream (`ttc status {out}`: the savings)")
+    if result.pending:
+        print(f"  {result.waiting()}")
     if result.min_concurrency < result.concurrency_ceiling:
         print(f"  rate limits cut concurrency to {result.min_concurrency} "
               f"(of {result.concurrency_ceiling}); it ended at {result.concurrency}")
@@ -44,7 +46,7 @@ def print_plan(sweep: object, config: object, out: Path) -> int:
     assert isinstance(sweep, Sweep)
     store, problems, provider, plan = sweep.prepare_dry()
     s, m = sweep.config.sweep, sweep.config.model
-    batch = project_batches(sweep, provider, plan)
+    batch = project_batches(sweep.recorder, provider, plan)
     print(f"run directory : {out}")
     print(f"model         : {provider.describe().get('name')} ({m.provider})")
     print(f"mode          : {s.mode} (sweep.mode)")

@@ -64,6 +64,12 @@ class SweepResult:
         self.tokens += record.output_tokens
         self.wasted_tokens += record.wasted_output_tokens
 
+    def waiting(self) -> str:
+        """What an online sweep says of the cells it leaves to provider batches."""
+        return (f"{self.pending:,} cells wait on provider batches (an online sweep never sends "
+                f"them): run again to collect the batches that have ended, or run `ttc sweep` "
+                f'with sweep.mode = "batch" to wait for them all')
+
 
 class Recorder:
     """Requests and records of one sweep's cells (see the module docstring)."""

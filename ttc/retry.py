@@ -120,20 +120,20 @@ class _Waiting:
             self._halt._waiting.add(self._task)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> None:
         task = self._task
         if task is None:
-            return False
+            return
         self._halt._waiting.discard(task)
         if task not in self._halt._woken:
-            return False
+            return
         self._halt._woken.discard(task)
         others = task.uncancel() > 0
         if kind is asyncio.CancelledError and others:
-            return False  # cancelled by someone else too (Ctrl-C): stay cancelled
+            return  # cancelled by someone else too (Ctrl-C): stay cancelled
         if kind is None or kind is asyncio.CancelledError:
             raise Halted from None
-        return False  # a failure of its own (a disk that gave up) outranks the halt
+        return  # a failure of its own (a disk that gave up) outranks the halt
 
 
 class AttemptsFailed(TTCError):
