@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from ttc.batch.anthropic import AnthropicBatches
 from ttc.batch.ids import Limits
 from ttc.batch.openai import OpenAIBatches
+from ttc._cli_show import print_result
 from ttc.batch.results import BatchResults
 from ttc.cli import main
 from ttc.commit import Committer
@@ -396,7 +397,7 @@ def test_a_disk_that_stays_full_leaves_results_with_the_provider(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
-    provider: str, tmp_path: Path, server: FakeServer
+    provider: str, tmp_path: Path, server: FakeServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_data(tmp_path, 3)
     run = tmp_path / "run"
@@ -413,8 +414,14 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
         row[1] for row in open_batches(run)))
     pending = 12
     assert server.batches.stats()["entries"] == 12 + pending
-    idle = sweep(cfg("online", 6), run)  # the batch still runs: its cells are left to it
+    capsys.readouterr()
+    # the batch still runs: its cells are left to it, and the sweep says so
+    idle = asyncio.run(Sweep(cfg("online", 6), run, progress=True).run())
     assert idle.planned == 0 and server.count == 12 and len(cells(run)) == 24
+    assert idle.pending == pending
+    said = f"{pending} cells wait on provider batches (an online sweep never sends them)"
+    assert f"ttc: {said}" in capsys.readouterr().err
+    assert print_result(idle, run) == 0 and said in capsys.readouterr().out
     server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now
     last = sweep(cfg("online", 8), run)  # folds the ended batch in, then goes online
     assert last.completed == 12 + pending and server.count == 24
