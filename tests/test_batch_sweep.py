@@ -20,10 +20,10 @@ from batch_support import PROVIDERS, batch_config, cells, open_batches, toml_con
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ttc._cli_show import print_result
 from ttc.batch.anthropic import AnthropicBatches
 from ttc.batch.ids import Limits
 from ttc.batch.openai import OpenAIBatches
-from ttc._cli_show import print_result
 from ttc.batch.results import BatchResults
 from ttc.cli import main
 from ttc.commit import Committer
