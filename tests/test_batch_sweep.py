@@ -247,6 +247,7 @@ def test_a_create_whose_answer_is_lost_is_found_not_sent_again(
     data = write_data(tmp_path, 2)
     result = sweep(batch_config(provider, server.base_url, data), tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     assert server.faults[f"batch_{fault}"] == 1
 
 
@@ -282,6 +283,7 @@ def test_stopped_while_the_create_call_is_in_flight_the_next_run_adopts_the_batc
     server.batches.plan = BatchPlan()
     result = sweep(cfg, tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     assert server.batches.stats()["most_submissions_of_one_entry"] == 1
     assert open_batches(tmp_path / "run") == []
 
@@ -299,6 +301,7 @@ def test_stopped_before_the_create_arrived_the_next_run_sends_it(
     server.batches.plan = BatchPlan()
     result = sweep(cfg, tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     with RunStore(tmp_path / "run", read_only=True) as store:
         assert [r.status for r in store.batches.batches()] == ["released", "collected"]
 
@@ -424,7 +427,7 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
     assert print_result(idle, run) == 0 and said in capsys.readouterr().out
     server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now
     last = sweep(cfg("online", 8), run)  # folds the ended batch in, then goes online
-    assert last.completed == 12 + pending and server.count == 24
+    assert last.completed == 12 + pending and server.count == 24 and last.pending == 0
     stored = cells(run)
     assert len(stored) == 48 and set(stored.values()) == {"ok"}
     assert server.batches.stats()["most_submissions_of_one_entry"] == 1

@@ -93,7 +93,7 @@ class Sweep:
     async def run(self) -> SweepResult:
         """Draw every missing sample; safe to cancel at any point."""
         store, problems, provider, plan = self.prepare()
-        result = SweepResult(planned=len(plan.jobs), regraded=plan.regrade, pending=plan.pending)
+        result = SweepResult(planned=len(plan.jobs), regraded=plan.regrade)
         from ttc.grading import decided_in_process, default_grader
 
         # gold answers that only the symbolic checker can settle: start its worker now
@@ -119,7 +119,8 @@ class Sweep:
                     return result
                 if await batches.collect_ended():  # online: fold in batches that ended
                     plan = replan(self.config, store, problems, provider)
-                    result.planned, result.pending = len(plan.jobs), plan.pending
+                    result.planned = len(plan.jobs)
+            result.pending = plan.pending  # left to their batches (batch mode waits for them)
             if result.pending:
                 bar.note(result.waiting())
             if not plan.jobs:  # nothing missing: no server to start, no request to send
