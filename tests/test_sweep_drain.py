@@ -5,6 +5,11 @@ fake server: nothing paid for is thrown away, nothing new is sent after the erro
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,8 @@ from ttc.config import Config, config_from_dict
 from ttc.sampler import Sweep, SweepAborted
 from ttc.store import RunStore
 from ttc.testing.fake_server import FaultPlan, run_in_thread
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def streamed(dataset: Path, base_url: str, **sweep: Any) -> dict[str, Any]:
@@ -151,4 +158,43 @@ def test_a_second_stop_abandons_what_is_in_flight_and_keeps_what_completed(
         sent = server.count
     assert took < 5  # the stall (60 s) was abandoned, not waited for
     assert sent == 3
+    assert [r.status for r in stored(tmp_path / "run")] == ["ok"]
+
+
+def test_sigterm_during_the_drain_ends_the_command_with_the_fatal_error(
+    addition_dataset: Path, tmp_path: Path
+) -> None:
+    """The real command: SIGTERM while a stalled stream is drained does not wait for it;
+    the answer that completed is stored and the exit is the 401's (one line, exit 1)."""
+    plan = FaultPlan(at={1: "stall", 2: "unauthorized"}, hang_s=60, event_delay_s=0.02,
+                     words_per_event=64)
+    with run_in_thread(plan=plan) as server:
+        (tmp_path / "sweep.toml").write_text(toml(streamed(addition_dataset, server.base_url)))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ttc", "sweep", "sweep.toml", "--out", "run", "--quiet"],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def ok_rows() -> int:
+            if not (tmp_path / "run" / "samples.sqlite").exists():
+                return 0
+            uri = f"file:{tmp_path / 'run' / 'samples.sqlite'}?mode=ro"
+            try:
+                with sqlite3.connect(uri, uri=True, timeout=5) as db:
+                    return int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+        deadline = time.monotonic() + 30
+        while not (server.faults["unauthorized"] and ok_rows() >= 1):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        sent_signal = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent_signal
+        sent = server.count
+    assert proc.returncode == 1, err
+    assert err.count("\n") == 1 and err.startswith("ttc: ") and "401" in err
+    assert took < 10 and sent == 3
     assert [r.status for r in stored(tmp_path / "run")] == ["ok"]
