@@ -372,3 +372,23 @@ def test_set_override_is_blamed_on_set(tmp_path: Path) -> None:
                                    '"arithmetic"\n[adaptive]\nrule = "esc"\n',
                          "--set", "adaptive.window=0")
     assert code == 2 and "--set adaptive.window" in err and "at least 1" in err, err
+
+
+def test_the_progress_line_of_an_online_rule_reads_up_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rule may stop every problem early: the planned total is only a ceiling."""
+    import ttc.progress
+
+    monkeypatch.setattr(ttc.progress, "PLAIN_EVERY_S", 0.0)
+    table = random_table(7)
+    with run_in_thread(responder=table_responder(table)) as server:
+        cfg = config(_dataset(tmp_path), server.base_url, {"rule": "esc", "window": 3})
+        result = asyncio.run(Sweep(cfg, tmp_path / "run", progress=True).run())
+        adaptive = capsys.readouterr().err
+        plain = config(_dataset(tmp_path), server.base_url, None, samples=1)
+        asyncio.run(Sweep(plain, tmp_path / "plain", progress=True).run())
+        fixed = capsys.readouterr().err
+    assert result.skipped > 0
+    assert f"sweep 1/up to {N_PROBLEMS * 8} " in adaptive and "ETA at most" in adaptive
+    assert "up to" not in fixed and f"sweep 1/{N_PROBLEMS} (" in fixed

@@ -20,6 +20,7 @@ from batch_support import PROVIDERS, batch_config, cells, open_batches, toml_con
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ttc._cli_show import print_result
 from ttc.batch.anthropic import AnthropicBatches
 from ttc.batch.ids import Limits
 from ttc.batch.openai import OpenAIBatches
@@ -246,6 +247,7 @@ def test_a_create_whose_answer_is_lost_is_found_not_sent_again(
     data = write_data(tmp_path, 2)
     result = sweep(batch_config(provider, server.base_url, data), tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     assert server.faults[f"batch_{fault}"] == 1
 
 
@@ -281,6 +283,7 @@ def test_stopped_while_the_create_call_is_in_flight_the_next_run_adopts_the_batc
     server.batches.plan = BatchPlan()
     result = sweep(cfg, tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     assert server.batches.stats()["most_submissions_of_one_entry"] == 1
     assert open_batches(tmp_path / "run") == []
 
@@ -298,6 +301,7 @@ def test_stopped_before_the_create_arrived_the_next_run_sends_it(
     server.batches.plan = BatchPlan()
     result = sweep(cfg, tmp_path / "run")
     assert result.completed == 12 and server.batches.submissions == 1
+    assert result.pending == 0  # a batch sweep waits for its cells: none is left waiting
     with RunStore(tmp_path / "run", read_only=True) as store:
         assert [r.status for r in store.batches.batches()] == ["released", "collected"]
 
@@ -396,7 +400,7 @@ def test_a_disk_that_stays_full_leaves_results_with_the_provider(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
-    provider: str, tmp_path: Path, server: FakeServer
+    provider: str, tmp_path: Path, server: FakeServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_data(tmp_path, 3)
     run = tmp_path / "run"
@@ -413,11 +417,17 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
         row[1] for row in open_batches(run)))
     pending = 12
     assert server.batches.stats()["entries"] == 12 + pending
-    idle = sweep(cfg("online", 6), run)  # the batch still runs: its cells are left to it
+    capsys.readouterr()
+    # the batch still runs: its cells are left to it, and the sweep says so
+    idle = asyncio.run(Sweep(cfg("online", 6), run, progress=True).run())
     assert idle.planned == 0 and server.count == 12 and len(cells(run)) == 24
+    assert idle.pending == pending
+    said = f"{pending} cells wait on provider batches (an online sweep never sends them)"
+    assert f"ttc: {said}" in capsys.readouterr().err
+    assert print_result(idle, run) == 0 and said in capsys.readouterr().out
     server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now
     last = sweep(cfg("online", 8), run)  # folds the ended batch in, then goes online
-    assert last.completed == 12 + pending and server.count == 24
+    assert last.completed == 12 + pending and server.count == 24 and last.pending == 0
     stored = cells(run)
     assert len(stored) == 48 and set(stored.values()) == {"ok"}
     assert server.batches.stats()["most_submissions_of_one_entry"] == 1

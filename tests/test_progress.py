@@ -46,3 +46,21 @@ def test_streams_in_flight_show_their_thinking_live(
     alone = progress.AttemptTokens()  # without a display it still counts (for waste)
     alone(5, 7)
     assert (alone.thinking_tokens, alone.output_tokens) == (5, 7)
+
+
+def test_an_upper_bound_reads_up_to_and_at_most(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An online stop rule may stop early: its plan is a ceiling, not a promise."""
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    bar = progress.SweepProgress(total=40, done=0, enabled=True, upper_bound=True)
+    with bar:
+        bar.advance(SampleRecord("p", "1024", 0, "ok", output_tokens=10))
+    err = capsys.readouterr().err
+    assert "sweep 1/up to 40 " in err and "ETA at most " in err and "%" not in err
+
+
+def test_notes_go_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    progress.SweepProgress(total=1, done=0, enabled=True).note("a batch ended")
+    progress.SweepProgress(total=1, done=0, enabled=False).note("never shown")
+    assert capsys.readouterr().err == "ttc: a batch ended\n"

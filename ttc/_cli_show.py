@@ -32,6 +32,8 @@ def print_result(result: Any, out: Path) -> int:
     if result.skipped or result.stopped:
         print(f"  the adaptive rule skipped {result.skipped:,} planned samples and stopped "
               f"{result.stopped:,} traces mid-stream (`ttc status {out}`: the savings)")
+    if result.pending:
+        print(f"  {result.waiting()}")
     if result.min_concurrency < result.concurrency_ceiling:
         print(f"  rate limits cut concurrency to {result.min_concurrency} "
               f"(of {result.concurrency_ceiling}); it ended at {result.concurrency}")
@@ -53,7 +55,7 @@ def print_plan(sweep: object, config: object, out: Path) -> int:
     store, problems, provider, plan = sweep.prepare_dry()
     s, m = sweep.config.sweep, sweep.config.model
     # packing is projected for a batch sweep only; an online one shows the discount alone
-    batch = project_batches(sweep, provider, plan) if s.mode == "batch" else None
+    batch = project_batches(sweep.recorder, provider, plan) if s.mode == "batch" else None
     print(f"run directory : {out}")
     print(f"model         : {provider.describe().get('name')} ({m.provider})")
     print(f"mode          : {s.mode} (sweep.mode)")

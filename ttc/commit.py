@@ -12,19 +12,27 @@ the write is retried on a growing delay (``on_stall`` says so once, on stdout, s
 ``--quiet`` sweep does not sit silent for a minute). If the disk is still refusing after
 ``RETRY_DELAYS``, every waiting worker gets the ``StoreWriteError`` saying how many
 answers are unsaved and where space is needed.
+
+What is written is the caller's: ``write`` stores a list of records in one
+transaction (the sampler's samples, ``RunStore.write_samples``; an agent's steps,
+``StepStore.write_steps``), raising ``StoreWriteError`` when the disk refuses; the run
+store gives the file to name and the WAL to checkpoint while retrying.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from ttc.errors import StoreWriteError
-from ttc.store import RunStore, SampleRecord
+from ttc.store import RunStore
 
 __all__ = ["Committer", "disk_full_message"]
+
+R = TypeVar("R")
 
 
 def disk_full_message(path: Path, unsaved: int, reason: str) -> str:
@@ -34,7 +42,7 @@ def disk_full_message(path: Path, unsaved: int, reason: str) -> str:
             f"run the same command to request them again")
 
 
-class Committer:
+class Committer(Generic[R]):
     """Writes records in group commits; see the module docstring."""
 
     #: seconds between write attempts while the disk refuses (about a minute in all)
@@ -47,12 +55,13 @@ class Committer:
         with contextlib.suppress(OSError, ValueError):
             print(message, flush=True)
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, write: Callable[[list[R]], object]) -> None:
         self.store = store
+        self._write_records = write
         self.committed = 0
         #: the disk's refusal while writes are being retried (None when writing works)
         self.stalled: StoreWriteError | None = None
-        self._records: list[SampleRecord] = []
+        self._records: list[R] = []
         self._futures: list[asyncio.Future[None]] = []
         self._scheduled = False
         self._writable = asyncio.Event()
@@ -68,7 +77,7 @@ class Committer:
     def start(self) -> None:
         """Called once the event loop runs, before the first commit."""
 
-    async def commit(self, record: SampleRecord) -> None:
+    async def commit(self, record: R) -> None:
         """Store ``record``; return once it is on disk (raise if the disk gave up).
 
         The write is a plain callback on the next loop turn (no task switch), so the
@@ -115,7 +124,7 @@ class Committer:
     def _write(self) -> None:
         """Write everything pending in one transaction; on failure it all stays pending."""
         records, futures = self._records, self._futures
-        self.store.write_samples(records)
+        self._write_records(records)
         self._records, self._futures = self._records[len(records):], self._futures[len(records):]
         self.committed += len(records)
         for future in futures:

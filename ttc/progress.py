@@ -7,10 +7,14 @@ Streams in flight report their tokens as they arrive through ``AttemptTokens`` (
 provider calls it per event; the sampler opens one per attempt), so a sweep of
 15-minute thinking runs shows thinking tokens climbing instead of a line frozen
 until the first sample completes.
+
+With an online stop rule the plan is only an upper bound (the rule stops each problem
+when its answer is settled), so the total reads "up to N" and the ETA "at most".
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,8 +30,12 @@ PLAIN_EVERY_S = 10.0
 class SweepProgress:
     """Context manager fed one record at a time by the sampler."""
 
-    def __init__(self, *, total: int, done: int, enabled: bool) -> None:
+    def __init__(self, *, total: int, done: int, enabled: bool,
+                 upper_bound: bool = False) -> None:
         self.total = total
+        #: ``total`` is what the sweep may draw at most (an online stop rule), not its plan
+        self.upper_bound = upper_bound
+        self.enabled = enabled
         self.done = done
         self.new = 0
         self.failed = 0
@@ -53,15 +61,15 @@ class SweepProgress:
                     TimeRemainingColumn,
                 )
 
-                self._progress = Progress(
-                    TextColumn("[bold]sweep"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TextColumn("{task.fields[stats]}"),
-                    TimeRemainingColumn(),
-                    console=console,
-                    transient=False,
-                )
+                columns: list[Any] = [TextColumn("[bold]sweep"), BarColumn()]
+                if upper_bound:
+                    columns += [TextColumn("{task.completed:,.0f}/up to {task.total:,.0f}"),
+                                TextColumn("{task.fields[stats]}"), TextColumn("at most"),
+                                TimeRemainingColumn()]
+                else:
+                    columns += [MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                TimeRemainingColumn()]
+                self._progress = Progress(*columns, console=console, transient=False)
             else:
                 self._plain = True
                 self._last = time.monotonic()
@@ -100,10 +108,21 @@ class SweepProgress:
         self._last = now
         rate = self.new / max(now - self._start, 1e-9)
         left = max(self.total - self.done, 0)
-        eta = f", ETA {left / rate / 60:.1f} min" if rate > 0 and left else ""
-        share = 100.0 * self.done / self.total if self.total else 100.0
-        print(f"sweep {self.done:,}/{self.total:,} ({share:.0f}%) {self.stats()}{eta}",
-              file=sys.stderr, flush=True)
+        bound = "at most " if self.upper_bound else ""
+        eta = f", ETA {bound}{left / rate / 60:.1f} min" if rate > 0 and left else ""
+        if self.upper_bound:
+            count = f"{self.done:,}/up to {self.total:,}"
+        else:
+            share = 100.0 * self.done / self.total if self.total else 100.0
+            count = f"{self.done:,}/{self.total:,} ({share:.0f}%)"
+        print(f"sweep {count} {self.stats()}{eta}", file=sys.stderr, flush=True)
+
+    def note(self, line: str) -> None:
+        """One line for the person watching (``ttc: ...``); nothing when quiet. A closed
+        terminal (SIGHUP) must not turn it into a traceback."""
+        if self.enabled:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"ttc: {line}", file=sys.stderr, flush=True)
 
     def stats(self) -> str:
         elapsed = max(time.monotonic() - self._start, 1e-9)

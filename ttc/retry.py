@@ -20,15 +20,26 @@ into its own record. The policy:
   output tokens of every failed attempt are summed as ``wasted`` (paid, not in the answer);
 * ``FatalAPIError`` with status 401/403/404/None or a refused redirect: ``SweepAborted``
   (every further request would fail alike); any other fatal error ends the call.
+
+Stopping without throwing paid work away (``Halt``): once a sweep is to stop (a
+``SweepAborted`` in one of its calls), ``Halt.halt`` refuses every attempt not yet
+sent, including the retries of calls whose earlier attempts failed, and wakes every
+call waiting to send one (its ``writable``, the rate limits, a concurrency slot, a
+backoff) with ``Halted``; attempts already sent run to their end under their own
+deadline, so their answers are stored. A call refused before its first attempt raises
+``Halted`` (nothing to store); one refused a retry raises ``AttemptsFailed`` with what
+its earlier attempts wasted, so that spend is stored too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Generic, TypeVar
 
 from ttc.concurrency import AdaptiveLimit
@@ -44,13 +55,85 @@ from ttc.errors import (
 from ttc.progress import AttemptTokens, SweepProgress
 from ttc.ratelimit import RequestLimiter, TokenBucket
 
-__all__ = ["Attempted", "AttemptsFailed", "SweepAborted", "backoff", "call_with_retries"]
+__all__ = ["Attempted", "AttemptsFailed", "Halt", "Halted", "SweepAborted", "backoff",
+           "call_with_retries"]
 
 T = TypeVar("T")
 
 
 class SweepAborted(APIError):
-    """A fatal error that every further request would hit too (bad key, unknown model)."""
+    """A fatal error that every further request would hit too (bad key, unknown model).
+
+    ``output_tokens`` sums what every attempt of the aborted call consumed (paid, no
+    answer) and ``attempts`` counts them, so the caller can store that spend.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, output_tokens: int = 0,
+                 attempts: int = 0) -> None:
+        super().__init__(message, status=status, output_tokens=output_tokens)
+        self.attempts = attempts
+
+
+class Halted(Exception):
+    """The sweep is stopping (``Halt``): this call may not send another attempt."""
+
+
+class Halt:
+    """The stop that lets what is in flight finish (see the module docstring).
+
+    A call registers while it waits to send (``waiting``); ``halt`` cancels those
+    waits, and ``waiting`` turns that cancellation (and only that one: a Ctrl-C at
+    the same moment stays a cancellation) into ``Halted``.
+    """
+
+    def __init__(self) -> None:
+        #: why the sweep stops (None while it runs)
+        self.reason: BaseException | None = None
+        self._waiting: set[asyncio.Task[object]] = set()
+        self._woken: set[asyncio.Task[object]] = set()
+
+    def halt(self, reason: BaseException) -> None:
+        """Refuse every attempt not yet sent, from now on; the first reason is kept."""
+        if self.reason is None:
+            self.reason = reason
+        for task in self._waiting - self._woken:
+            self._woken.add(task)
+            task.cancel()
+
+    def waiting(self) -> _Waiting:
+        """A block that only waits to send (no request goes out inside it)."""
+        return _Waiting(self)
+
+
+class _Waiting:
+    __slots__ = ("_halt", "_task")
+
+    def __init__(self, halt: Halt) -> None:
+        self._halt = halt
+        self._task: asyncio.Task[object] | None = None
+
+    def __enter__(self) -> None:
+        if self._halt.reason is not None:
+            raise Halted
+        self._task = asyncio.current_task()
+        if self._task is not None:
+            self._halt._waiting.add(self._task)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        task = self._task
+        if task is None:
+            return
+        self._halt._waiting.discard(task)
+        if task not in self._halt._woken:
+            return
+        self._halt._woken.discard(task)
+        others = task.uncancel() > 0
+        if kind is asyncio.CancelledError and others:
+            return  # cancelled by someone else too (Ctrl-C): stay cancelled
+        if kind is None or kind is asyncio.CancelledError:
+            raise Halted from None
+        return  # a failure of its own (a disk that gave up) outranks the halt
 
 
 class AttemptsFailed(TTCError):
@@ -85,18 +168,34 @@ async def call_with_retries(
     progress: SweepProgress | None = None,
     limit: AdaptiveLimit | None = None,
     writable: Callable[[], Awaitable[None]] | None = None,
+    halt: Halt | None = None,
 ) -> Attempted[T]:
     """Run ``call`` under the policy in the module docstring; ``used(result)`` is the
     tokens a success settles the token bucket with (default: its input plus output
     tokens, as a ``Completion`` or an agent's ``Turn`` carries them)."""
     error, attempt, wasted = "no attempt made", 0, 0
+    retry_after: float | None = None
     while attempt < sweep.max_attempts:
         attempt += 1
-        if writable is not None:
-            await writable()
-        await requests.acquire()
-        await tokens.reserve(reserve)
-        slot = await limit.acquire() if limit is not None else None
+        reserved = False
+        slot = None
+        try:
+            with halt.waiting() if halt is not None else _NOT_HALTED:
+                if attempt > 1:
+                    await asyncio.sleep(backoff(sweep, attempt - 1, retry_after))
+                if writable is not None:
+                    await writable()
+                await requests.acquire()
+                await tokens.reserve(reserve)
+                reserved = True
+                slot = await limit.acquire() if limit is not None else None
+        except Halted:
+            if reserved:
+                tokens.settle(reserve, 0)
+            if attempt == 1:
+                raise
+            raise AttemptsFailed(f"{error} (not retried: the sweep stopped)", attempt - 1,
+                                 wasted) from None
         started = time.perf_counter()
         live = AttemptTokens(progress)
         try:
@@ -111,8 +210,7 @@ async def call_with_retries(
             wasted += exc.output_tokens
             tokens.settle(reserve, exc.output_tokens)
             error = str(exc)
-            if attempt < sweep.max_attempts:
-                await asyncio.sleep(backoff(sweep, attempt, exc.retry_after))
+            retry_after = exc.retry_after
             continue
         except FatalAPIError as exc:
             if slot is not None:
@@ -122,7 +220,8 @@ async def call_with_retries(
             # bad key, unknown model, a redirect, or a backend that died (no HTTP
             # status): every further request would fail the same way
             if exc.status in (401, 403, 404, None) or isinstance(exc, RedirectRefusedError):
-                raise SweepAborted(str(exc), status=exc.status) from None
+                raise SweepAborted(str(exc), status=exc.status, output_tokens=wasted,
+                                   attempts=attempt) from None
             raise AttemptsFailed(str(exc), attempt, wasted) from None
         except BaseException:
             if slot is not None:
@@ -136,6 +235,10 @@ async def call_with_retries(
         tokens.settle(reserve, used(result) if used is not None else _usage(result))
         return Attempted(result, attempt, wasted, latency)
     raise AttemptsFailed(error, attempt, wasted)
+
+
+#: the ``waiting`` block of a call that no ``Halt`` stops
+_NOT_HALTED = contextlib.nullcontext()
 
 
 def backoff(sweep: SweepConfig, attempt: int, hint: float | None) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 from ttc.agent.protocol import Environment, StepResult, ToolCall, ToolSpec
 from ttc.agent.steps import StepRecord, StepStore, TrajectoryKey, TrajectoryState
 from ttc.agent.wire import Entry, ToolRequest, ToolResult, Turn
+from ttc.commit import Committer
 from ttc.config import Budget, SweepConfig
 from ttc.errors import TTCError
 from ttc.problems import Problem
@@ -71,11 +72,14 @@ def horizon_note(horizon: int) -> str:
 
 @dataclass(slots=True)
 class Limits:
-    """The sweep's shared rate limits and retry policy."""
+    """The sweep's shared rate limits, retry policy and step writer."""
 
     sweep: SweepConfig
     requests: RequestLimiter
     tokens: TokenBucket
+    #: stores each step as drawn (``StepStore.write_steps``); while the disk refuses,
+    #: no new request is sent (``ttc.commit``)
+    committer: Committer[StepRecord]
     #: the live progress line (None: quiet), told of streamed tokens per attempt
     progress: SweepProgress | None = None
 
@@ -190,7 +194,8 @@ async def _draw(provider: Any, request: ToolRequest, limits: Limits) -> tuple[Tu
     done = await call_with_retries(
         lambda live: provider.act(dataclasses.replace(request, on_tokens=live)),
         sweep=limits.sweep, requests=limits.requests, tokens=limits.tokens,
-        reserve=provider.max_output_tokens(request.budget) // 2, progress=limits.progress)
+        reserve=provider.max_output_tokens(request.budget) // 2, progress=limits.progress,
+        writable=limits.committer.wait_writable)
     return done.result, done.attempts, done.latency
 
 
@@ -253,13 +258,14 @@ async def run_trajectory(
             action=call.name if call else None, arguments=call.arguments if call else None,
             observation=result.observation, reward=float(result.reward),
             milestones=tuple(result.milestones), done=bool(result.done),
-            error=bool(result.error), answer=result.answer, text=c.text, thinking=c.thinking,
+            error=bool(result.error), answer=result.answer, text=c.text,
+            thinking=c.thinking if store_thinking else None,
             input_tokens=c.input_tokens, output_tokens=c.output_tokens,
             thinking_tokens=c.thinking_tokens, thinking_estimated=c.thinking_estimated,
             cost=provider.cost(c), latency_s=round(latency, 6), attempts=attempts,
             stop_reason=c.stop_reason, response_id=c.response_id,
         )
-        store.write_step(record, store_thinking=store_thinking)
+        await limits.committer.commit(record)  # on disk before the next step is drawn
         outcome.add(record)
         outcome.new_steps += 1
         conversation += record.entries()

@@ -33,7 +33,8 @@ from ttc.agent.loop import (
     TrajectoryOutcome,
     run_trajectory,
 )
-from ttc.agent.steps import StepStore, TrajectoryState
+from ttc.agent.steps import StepRecord, StepStore, TrajectoryState
+from ttc.commit import Committer
 from ttc.config import Config, config_error
 from ttc.errors import ConfigError
 from ttc.problems import Problem
@@ -252,13 +253,16 @@ class AgentSweep:
         result = AgentResult(planned=len(plan.jobs))
         started = time.monotonic()
         sweep = self.config.sweep
+        committer: Committer[StepRecord] | None = None
         try:
             if not plan.jobs:
                 return result
             await provider.start()
             bar = SweepProgress(total=plan.total, done=plan.done, enabled=self._progress)
+            committer = Committer(store, steps.write_steps)
+            committer.start()
             limits = Limits(sweep, RequestLimiter(sweep.requests_per_minute),
-                            TokenBucket(sweep.tokens_per_minute), progress=bar)
+                            TokenBucket(sweep.tokens_per_minute), committer, progress=bar)
             jobs = iter(plan.jobs)
             workers = min(sweep.concurrency, len(plan.jobs))
             if provider.max_concurrency is not None:
@@ -272,7 +276,11 @@ class AgentSweep:
             raise group_error.exceptions[0] from None
         finally:
             result.elapsed_s = time.monotonic() - started
-            steps.close()
+            try:
+                if committer is not None:
+                    await committer.aclose()  # the steps drawn are stored, even on Ctrl-C
+            finally:
+                steps.close()
             store.close()
             await provider.aclose()
         return result

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttc.agent.wire import Entry, ToolResult
 from ttc.store import pack_text, unpack_text
+from ttc.store._schema import Transaction
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,33 +150,32 @@ class StepStore:
         self._db.executescript(_SCHEMA)
 
     # ------------------------------------------------------------ writing
-    def write_step(self, record: StepRecord, *, store_thinking: bool = True) -> None:
-        """Insert one step and advance its trajectory, in one transaction (never replaces)."""
-        thinking = record.thinking if store_thinking else None
-        row = (
-            *record.key[:3], record.key[3], record.step,
-            json.dumps(record.message, ensure_ascii=False), _dump_results(record.results),
-            record.nudge, record.action, record.arguments, record.observation, record.reward,
-            json.dumps(list(record.milestones)), int(record.done), int(record.error),
-            record.answer, record.text,
-            pack_text(thinking),
-            record.input_tokens, record.output_tokens, record.thinking_tokens,
-            int(record.thinking_estimated), record.cost, record.latency_s, record.attempts,
-            record.stop_reason, record.response_id, record.created_at,
-        )
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(
+    def write_steps(self, records: list[StepRecord]) -> None:
+        """Insert steps and advance their trajectories, in one transaction (never replaces).
+
+        The writes of ``ttc.commit.Committer``: a disk that refuses (full, I/O error)
+        raises ``StoreWriteError`` with nothing half-written, so the committer keeps the
+        steps in memory, parks new requests and retries, as for the sampler's samples.
+        """
+        rows = [(
+            *r.key, r.step,
+            json.dumps(r.message, ensure_ascii=False), _dump_results(r.results),
+            r.nudge, r.action, r.arguments, r.observation, r.reward,
+            json.dumps(list(r.milestones)), int(r.done), int(r.error),
+            r.answer, r.text, pack_text(r.thinking),
+            r.input_tokens, r.output_tokens, r.thinking_tokens,
+            int(r.thinking_estimated), r.cost, r.latency_s, r.attempts,
+            r.stop_reason, r.response_id, r.created_at,
+        ) for r in records]
+        now = time.time()
+        with Transaction(self._db, self.path):
+            self._db.executemany(
                 f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _STEP_COLUMNS)})", row)
-            self._db.execute(
+                f"VALUES ({', '.join('?' for _ in _STEP_COLUMNS)})", rows)
+            self._db.executemany(
                 "UPDATE trajectories SET n_steps = ?, updated_at = ? WHERE problem_id = ? AND "
                 "budget = ? AND horizon = ? AND sample_index = ?",
-                (record.step, time.time(), *record.key))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+                [(r.step, now, *r.key) for r in records])
 
     def set_trajectory(self, key: TrajectoryKey, state: TrajectoryState) -> None:
         self._db.execute(

@@ -17,7 +17,7 @@ from ttc.providers.base import HTTPProvider, Provider
 
 if TYPE_CHECKING:
     from ttc.plan import SweepPlan
-    from ttc.sampler import Sweep
+    from ttc.recorder import Recorder
 
 __all__ = ["BatchProjection", "project_batches"]
 
@@ -37,8 +37,10 @@ class BatchProjection:
     limits: Limits
 
 
-def project_batches(sweep: Sweep, provider: Provider, plan: SweepPlan) -> BatchProjection | None:
-    """The batch projection of ``plan``; None when the provider has no batch API."""
+def project_batches(recorder: Recorder, provider: Provider, plan: SweepPlan
+                    ) -> BatchProjection | None:
+    """The batch projection of ``plan`` (``recorder``: the sweep's requests); None when
+    the provider has no batch API."""
     if not isinstance(provider, HTTPProvider):
         return None
     api = provider.batch_api()
@@ -47,10 +49,10 @@ def project_batches(sweep: Sweep, provider: Provider, plan: SweepPlan) -> BatchP
     groups = []
     for job, n in plan.jobs.groups():
         key = (job.problem.id, str(job.budget), job.sample_index)
-        line = api.encode(custom_id_for(key), provider.batch_body(sweep.request_for(job)))
+        line = api.encode(custom_id_for(key), provider.batch_body(recorder.request(job)))
         groups.append((n, len(line) + _SLACK))
     packed = list(pack_counts(groups, api.limits))
-    discount = sweep.config.model.batch_discount
+    discount = recorder.config.model.batch_discount
     return BatchProjection(
         batches=sum(r for _, _, r in packed),
         requests=sum(n * r for n, _, r in packed),

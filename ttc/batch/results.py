@@ -13,22 +13,21 @@ counted once, by its last outcome.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ttc.batch.wire import BatchState, Outcome
 from ttc.commit import Committer
-from ttc.config import parse_budget
+from ttc.config import Config, parse_budget
 from ttc.errors import APIError, MalformedResponseError, RetryableError, StoreWriteError
 from ttc.plan import Job, job_for
 from ttc.providers.base import HTTPProvider, Provider
+from ttc.recorder import Recorder, SweepResult
 from ttc.store import RunStore, SampleKey, SampleRecord
 
 if TYPE_CHECKING:
     from ttc.progress import SweepProgress
-    from ttc.sampler import Sweep, SweepResult
 
 __all__ = ["BatchResults"]
 
@@ -38,19 +37,20 @@ class BatchResults:
 
     def __init__(
         self,
-        sweep: Sweep,
+        config: Config,
+        recorder: Recorder,
         store: RunStore,
         provider: Provider,
         bar: SweepProgress,
         result: SweepResult,
     ) -> None:
-        self.sweep = sweep
-        self.config = sweep.config
+        self.config = config
+        self.recorder = recorder
         self.store = store
         self.provider = provider
         self.bar = bar
         self.result = result
-        self.committer = Committer(store)
+        self.committer: Committer[SampleRecord] = Committer(store, store.write_samples)
         #: what one batch sample costs relative to the same sample online
         self.price_factor = 1.0 - self.config.model.batch_discount
         self._problems = {p.id: (p, order) for p, order in store.problems()}
@@ -67,14 +67,12 @@ class BatchResults:
         error = outcome.error
         if outcome.body is not None and isinstance(self.provider, HTTPProvider):
             try:
-                completion = self.provider.batch_result(outcome.body, self.sweep.request_for(job))
+                completion = self.provider.batch_result(outcome.body, self.recorder.request(job))
             except APIError as exc:
                 error = exc
-            else:
-                record = await self.sweep._record(job, key[1], completion, 1, 0.0, self.provider)
-                record.latency_s = None  # a batch's queueing time is no model latency
-                record.cost = self.provider.cost(completion) * self.price_factor
-                return record
+            else:  # no latency: a batch's queueing time is no model latency
+                return await self.recorder.record(job, completion, self.provider,
+                                                  latency=None, price_factor=self.price_factor)
         if error is None:
             error = MalformedResponseError("no response body")
         scrub(error)
@@ -89,10 +87,7 @@ class BatchResults:
             self._queued.add(key)
         else:
             self._queued.discard(key)  # this failure is the cell's last word in this run
-        job = self.job(key)
-        return SampleRecord(problem_id=key[0], budget=key[1], sample_index=key[2],
-                            status="failed", attempts=1, error=error[:500],
-                            choice_order=job.order, created_at=time.time())
+        return Recorder.failed(self.job(key), error[:500])
 
     def job(self, key: SampleKey) -> Job:
         problem, base = self._problems[key[0]]

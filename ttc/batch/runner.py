@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ttc.batch.ids import Entry, Packer, custom_id_for
 from ttc.batch.results import BatchResults
 from ttc.batch.wire import BatchAPI, BatchState, OffOriginError
-from ttc.config import config_error
+from ttc.config import Config, config_error
 from ttc.errors import (
     APIError,
     ConnectionFailedError,
@@ -50,12 +49,13 @@ from ttc.errors import (
 )
 from ttc.plan import Job
 from ttc.providers.base import HTTPProvider, Provider
+from ttc.recorder import Recorder, SweepResult
+from ttc.retry import SweepAborted, backoff
 from ttc.store import BatchRow, RunStore
 
 if TYPE_CHECKING:
     from ttc.plan import SweepPlan
     from ttc.progress import SweepProgress
-    from ttc.sampler import Sweep, SweepResult
 
 __all__ = ["BatchSweep"]
 
@@ -63,24 +63,28 @@ T = TypeVar("T")
 
 
 class BatchSweep:
-    """The batch side of one ``Sweep.run`` (see the module docstring)."""
+    """The batch side of one ``Sweep.run`` (see the module docstring): the sweep's
+    ``Recorder`` builds each cell's request and record, its progress bar says what
+    happens (``note``), its result tallies what was stored."""
 
     def __init__(
         self,
-        sweep: Sweep,
+        config: Config,
+        recorder: Recorder,
         store: RunStore,
         provider: Provider,
         bar: SweepProgress,
         result: SweepResult,
     ) -> None:
-        self.sweep = sweep
-        self.config = sweep.config
+        self.config = config
+        self.recorder = recorder
         self.store = store
         self.ledger = store.batches
         self.provider = provider
+        self.bar = bar
         self.result = result
         #: outcomes into stored samples, and the cells to send again
-        self.results = BatchResults(sweep, store, provider, bar, result)
+        self.results = BatchResults(config, recorder, store, provider, bar, result)
         self.committer = self.results.committer
         self._api: BatchAPI | None = None
         self._probed = False
@@ -105,7 +109,8 @@ class BatchSweep:
             await self.results.close()
 
     async def collect_ended(self) -> bool:
-        """Online mode: re-attach, store what ended batches hold, leave the rest waiting.
+        """Online mode: re-attach, store what ended batches hold, leave the rest waiting
+        (the sweep says how many cells still wait: ``SweepResult.waiting``).
 
         Returns True when anything was found to re-attach to (the plan may have changed).
         """
@@ -119,11 +124,6 @@ class BatchSweep:
                 await self._check(api, row)
         finally:
             await self.results.close()
-        waiting = self.ledger.batches(open_only=True)
-        if waiting:
-            cells = sum(row.pending for row in waiting)
-            self._say(f"{cells:,} cells wait in {len(waiting)} provider batch(es); this online "
-                      f"sweep leaves them to those batches: run again to collect them")
         return True
 
     # ------------------------------------------------------------ setup
@@ -182,7 +182,7 @@ class BatchSweep:
         for job in jobs:
             key = (job.problem.id, str(job.budget), job.sample_index)
             custom_id = custom_id_for(key)
-            body = self._http.batch_body(self.sweep.request_for(job))
+            body = self._http.batch_body(self.recorder.request(job))
             entry = Entry(key, custom_id, api.encode(custom_id, body))
             try:
                 full = packer.add(entry)
@@ -241,7 +241,7 @@ class BatchSweep:
                 if attempt == s.max_attempts:
                     raise FatalAPIError(f"{exc} (after {attempt} attempts)",
                                         status=exc.status) from None
-                await asyncio.sleep(self.sweep._backoff(attempt, exc.retry_after))
+                await asyncio.sleep(backoff(s, attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ waiting
@@ -302,7 +302,7 @@ class BatchSweep:
                 if attempt >= s.max_attempts:
                     raise _abort(exc, f"the results of batch {state.remote_id} could not be "
                                  f"read; they stay with the provider") from None
-                await asyncio.sleep(self.sweep._backoff(attempt, exc.retry_after))
+                await asyncio.sleep(backoff(s, attempt, exc.retry_after))
                 cells = self.ledger.pending_cells(row.local_id)  # stored ones stay stored
             except FatalAPIError as exc:
                 raise _abort(exc, f"the results of batch {state.remote_id} could not be "
@@ -333,16 +333,14 @@ class BatchSweep:
                 if attempt == s.max_attempts:
                     raise _abort(exc, f"could not {what} after {attempt} attempts; every "
                                  f"batch stays attached") from None
-                await asyncio.sleep(self.sweep._backoff(attempt, exc.retry_after))
+                await asyncio.sleep(backoff(s, attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
     def _known(self) -> frozenset[str]:
         return frozenset(r.remote_id for r in self.ledger.batches() if r.remote_id)
 
     def _say(self, line: str) -> None:
-        if self.sweep._show_progress:
-            with contextlib.suppress(OSError, ValueError):
-                print(f"ttc: {line}", file=sys.stderr, flush=True)
+        self.bar.note(line)
 
 
 def _finder(api: BatchAPI, row: BatchRow, known: frozenset[str]) -> Callable[
@@ -358,8 +356,6 @@ def _retryable(exc: BaseException, timeout_s: float) -> RetryableError:
 
 def _abort(exc: APIError, context: str = "") -> APIError:
     """The error that ends a batch sweep (exit 1); the run stays attached to its batches."""
-    from ttc.sampler import SweepAborted
-
     text = f"{context}: {exc}" if context else str(exc)
     return SweepAborted(f"{text}; run the same command to resume (nothing is sent twice)",
                         status=exc.status)
