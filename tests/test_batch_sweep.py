@@ -422,7 +422,7 @@ def test_online_and_batch_runs_continue_each_other_storing_each_cell_once(
     idle = asyncio.run(Sweep(cfg("online", 6), run, progress=True).run())
     assert idle.planned == 0 and server.count == 12 and len(cells(run)) == 24
     assert idle.pending == pending
-    said = f"{pending} cells wait on provider batches (an online sweep never sends them)"
+    said = f"{pending} cells are pending on provider batches (an online sweep never sends them)"
     assert f"ttc: {said}" in capsys.readouterr().err
     assert print_result(idle, run) == 0 and said in capsys.readouterr().out
     server.batches.plan = BatchPlan(delay_s=0)  # the provider ends the batch now

@@ -66,9 +66,9 @@ class SweepResult:
 
     def waiting(self) -> str:
         """What an online sweep says of the cells it leaves to provider batches."""
-        return (f"{self.pending:,} cells wait on provider batches (an online sweep never sends "
-                f"them): run again to collect the batches that have ended, or run `ttc sweep` "
-                f'with sweep.mode = "batch" to wait for them all')
+        return (f"{self.pending:,} cells are pending on provider batches (an online sweep "
+                f"never sends them): run again to collect the batches that have ended, or run "
+                f'`ttc sweep` with sweep.mode = "batch" to wait for them all')
 
 
 class Recorder:
