@@ -4,7 +4,7 @@ Each forecaster sees only n_fit samples per problem (a random subset) and foreca
 coverage (pass@k averaged over problems) at k > n_fit; the truth is the exact pass@k
 (``ttc.estimators.pass_at_k``) computed on ALL of each problem's samples.
 
-- Coverage law (Brown et al. 2024, ``ttc.fits.fit_coverage_law``): log pass@k = a k^b
+- Coverage law (Brown et al. 2024, ``ttc.coverage.fit_coverage_law``): log pass@k = a k^b
   fitted to the mean exact pass@k at k = 1..n_fit.
 - Distributional (Schaeffer et al. 2025, ``ttc.forecast.fit_beta_coverage``): a Beta
   fitted by beta-binomial maximum likelihood to the per-problem counts c_i of n_fit,
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ttc.coverage import fit_coverage_law
 from ttc.estimators import pass_at_k
-from ttc.fits import fit_coverage_law
 from ttc.forecast import fit_beta_coverage
 
 __all__ = ["Dataset", "backtest", "main", "recorded", "simulated"]
