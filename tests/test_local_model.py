@@ -12,6 +12,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
 from local_support import needs_local
 
@@ -161,6 +162,47 @@ def test_budget_forcing_changes_realized_thinking_tokens() -> None:
     # a small budget is used up and cut off; a larger one buys clearly more thinking
     assert all(r == 8 for r in realized[8])
     assert sum(realized[48]) > 2 * sum(realized[8])
+
+
+@pytest.mark.local
+@_needs_model
+def test_parallel_slots_decode_requests_together() -> None:
+    """One server, 4 slots, 8 concurrent requests: the server's own /slots endpoint shows
+    several slots decoding at the same moment (never more than 4: the provider holds the
+    rest back), each slot has the context asked for, and every request gets its reply."""
+    config = ModelConfig(provider="local", answer_tokens=40, n_ctx=512, slots=4, threads=1,
+                         temperature=0.8)
+    provider = LocalProvider(config)
+    busy: list[int] = []
+    contexts: set[int] = set()
+
+    async def watch(url: str) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(url) as resp:
+                    slots = await resp.json()
+                busy.append(sum(1 for slot in slots if slot["is_processing"]))
+                contexts.update(slot["n_ctx"] for slot in slots)
+                await asyncio.sleep(0.01)
+
+    async def go() -> list[Completion]:
+        await provider.start()
+        try:
+            assert provider.server is not None and provider.max_concurrency == 4
+            watcher = asyncio.create_task(watch(provider.server.root_url + "/slots"))
+            requests = [_request(q, 8, i) for i, q in enumerate(_QUESTIONS * 3)][:8]
+            try:
+                return list(await asyncio.gather(*(provider.complete(r) for r in requests)))
+            finally:
+                watcher.cancel()
+        finally:
+            await provider.aclose()
+
+    outs = asyncio.run(go())
+    assert len(outs) == 8 and all(o.output_tokens > 0 and o.text for o in outs)
+    assert 2 <= max(busy) <= 4, busy
+    assert contexts == {512}
+    assert provider.server is None
 
 
 def test_missing_extra_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -102,7 +102,8 @@ class LlamaServer:
     """One ``llama-server`` process; ``async with LlamaServer(path) as s: s.base_url``.
 
     ``n_ctx`` is the context of one slot (prompt plus everything generated for one
-    request); the server holds ``n_ctx * slots`` tokens of KV cache, split evenly.
+    request); the server holds ``n_ctx * slots`` tokens of KV cache, split evenly
+    (llama.cpp rounds each slot's share up to a multiple of 256).
     """
 
     def __init__(
