@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="0: the provider's default")
+    parser.add_argument("--threads", type=int, default=0, help="0: llama-server's default")
     parser.add_argument("--only", choices=("chat", "forcing", "batching"), default=None)
     args = parser.parse_args()
 
@@ -178,9 +178,9 @@ def main() -> None:
     config = ModelConfig(provider="local", temperature=0.8, answer_tokens=answer,
                          threads=args.threads)
     forcing = dataclasses.replace(config, budget_forcing=BudgetForcingConfig(enabled=True))
-    threads = LocalProvider(config).threads()
+    threads = args.threads or "llama-server's default (one per physical core)"
     print(f"SmolLM2-135M, {args.requests} requests of up to {args.max_tokens} tokens, "
-          f"temperature 0.8, {threads} thread(s), parallelism {args.parallel}, "
+          f"temperature 0.8, threads: {threads}, parallelism {args.parallel}, "
           f"median of {args.rounds} alternating rounds")
     requests = _requests(questions, budget)
     rows: list[tuple[str, str, float, str, float]] = []

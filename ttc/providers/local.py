@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,12 +83,10 @@ class LocalProvider(Provider):
         self._start_lock: asyncio.Lock | None = None
 
     def threads(self) -> int:
-        """``model.threads``, or half the logical cores (llama.cpp's own default, about the
-        physical cores): oversubscribed llama.cpp threads spin and stall each other
-        (measured here: 2 threads on 2 busy cores ran 5-9x slower than 1)."""
-        if self.config.threads > 0:
-            return self.config.threads
-        return max(1, (os.cpu_count() or 2) // 2)
+        """``model.threads``; 0 leaves the choice to llama-server, which uses one thread per
+        physical core (hyperthreads only stall each other's math). One server uses them
+        all: continuous batching puts every slot in the same forward pass."""
+        return self.config.threads
 
     def context_per_slot(self) -> int:
         """``model.n_ctx``, or room for the largest request the sweep can send: its
