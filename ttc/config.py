@@ -84,8 +84,10 @@ class ModelConfig:
     headers: dict[str, str] = field(default_factory=dict)
     # local provider
     path: str = ""
-    servers: int = 1
-    n_ctx: int = 4096
+    #: requests one llama-server decodes at once (continuous batching)
+    slots: int = 8
+    #: context of one slot in tokens; 0 sizes it from the sweep's budgets
+    n_ctx: int = 0
     threads: int = 0
     startup_timeout_s: float = 600.0
     budget_forcing: BudgetForcingConfig = field(default_factory=BudgetForcingConfig)
@@ -300,6 +302,9 @@ def config_from_dict(
         raise ConfigError("missing [model] section", path=path or "<config>")
     if "dataset" not in data and "agent" not in data:
         raise ConfigError("missing [dataset] section", path=path or "<config>")
+    if isinstance(data["model"], dict) and "servers" in data["model"]:
+        raise loc.error("model.servers", "model.servers is gone: one llama-server now runs "
+                        "model.slots requests at once; write slots = N instead")
     model = _build(ModelConfig, data["model"], "model", loc)
     dataset = _build(DatasetConfig, data.get("dataset", {}), "dataset", loc)
     sweep = _build(SweepConfig, data.get("sweep", {}), "sweep", loc)
@@ -343,8 +348,8 @@ def _check(config: Config, loc: _Locator) -> None:
         )
     if m.answer_tokens <= 0:
         raise loc.error("model.answer_tokens", "model.answer_tokens must be positive")
-    if m.servers < 1:
-        raise loc.error("model.servers", "model.servers must be at least 1")
+    if m.slots < 1:
+        raise loc.error("model.slots", "model.slots must be at least 1")
     if not s.budgets:
         raise loc.error("sweep.budgets", "sweep.budgets must name at least one budget")
     seen: set[Budget] = set()

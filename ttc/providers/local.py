@@ -1,20 +1,22 @@
-"""The local backend: a real model on this machine through llama.cpp's server.
+"""The local backend: a real model on this machine through llama.cpp's ``llama-server``.
 
-``start()`` launches ``config.servers`` llama.cpp servers (the bundled SmolLM2-135M
-GGUF unless ``model.path`` names another) and each request goes to an idle one: a
-llama.cpp server evaluates one request at a time and ignores ``n > 1``, so more
-concurrency than servers would only queue inside the server and blur timeouts.
-Requests then go through the same code as any remote server: the OpenAI-compatible
-chat backend, or, with ``[model.budget_forcing] enabled = true``, the s1 budget
-forcing loop over raw completions (SmolLM2 has no native thinking, so only budget
-forcing gives a numeric budget a meaning beyond a cap on output tokens).
+``start()`` launches one ``llama-server`` (the bundled SmolLM2-135M GGUF unless
+``model.path`` names another) with ``model.slots`` parallel slots: continuous batching
+decodes that many requests in the same forward passes, so many samples of a prompt cost
+far less than one after another, and the server's prompt cache reuses their shared
+prefix. The provider sends at most ``slots`` requests at once (more would only queue
+inside the server and blur timeouts). Each slot's context is ``model.n_ctx`` or, when
+that is 0, sized from the sweep's largest budget: thinking budget + answer tokens + a
+prompt margin. Requests then go through the same code as any remote server: the
+OpenAI-compatible chat backend, or, with ``[model.budget_forcing] enabled = true``, the
+s1 budget forcing loop over raw completions (SmolLM2 has no native thinking, so only
+budget forcing gives a numeric budget a meaning beyond a cap on output tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,14 @@ def model_display_name(path: Path) -> str:
     return _QUANT_SUFFIX.sub("", stem) or stem
 
 
+#: prompt tokens an automatically sized slot leaves room for (template + question)
+PROMPT_MARGIN = 1024
+#: budget forcing's own text per call: think markers, "Final answer: ", one "Wait"
+_FORCING_MARGIN = 64
+
+
 class LocalProvider(Provider):
-    """Runs ``config.servers`` llama.cpp servers and routes each request to an idle one."""
+    """Runs one ``llama-server`` with ``config.slots`` slots and keeps them busy."""
 
     kind = "local"
 
@@ -64,52 +72,63 @@ class LocalProvider(Provider):
                 self._missing = exc
                 self.model_path = Path(DEFAULT_MODEL_FILE)
         self.name = config.name or model_display_name(self.model_path)
-        #: how many requests can run at once; more only wait in this provider's queue
-        self.max_concurrency = config.servers
+        #: how many requests run at once (the server's slots); more wait in this provider
+        self.max_concurrency = config.slots
         self._owns_transport = transport is None
         self._transport: Transport = transport or AiohttpTransport()
-        self.servers: list[LlamaServer] = []
-        self._backends: list[Provider] = []
-        self._idle: asyncio.Queue[int] | None = None
+        #: the running server, None before ``start()`` and after ``aclose()``
+        self.server: LlamaServer | None = None
+        self._backend: Provider | None = None
+        self._gate: asyncio.Semaphore | None = None
         self._start_lock: asyncio.Lock | None = None
 
-    def threads_per_server(self) -> int:
-        """``model.threads``, or half the logical cores (llama.cpp's own default, about the
-        physical cores) shared among the servers: oversubscribed llama.cpp threads spin and
-        stall each other (measured here: 2 threads on 2 busy cores ran 5-9x slower than 1)."""
-        if self.config.threads > 0:
-            return self.config.threads
-        return max(1, (os.cpu_count() or 2) // 2 // self.config.servers)
+    def threads(self) -> int:
+        """``model.threads``; 0 leaves the choice to llama-server, which uses one thread per
+        physical core (hyperthreads only stall each other's math). One server uses them
+        all: continuous batching puts every slot in the same forward pass."""
+        return self.config.threads
+
+    def context_per_slot(self) -> int:
+        """``model.n_ctx``, or room for the largest request the sweep can send: its
+        largest budget's output tokens (thinking + answer), budget forcing's inserted
+        text, and ``PROMPT_MARGIN`` prompt tokens, rounded up to a multiple of 256."""
+        c = self.config
+        if c.n_ctx > 0:
+            return c.n_ctx
+        budgets = (self._sweep or SweepConfig()).budgets
+        tokens = max(self.max_output_tokens(b) for b in budgets) + PROMPT_MARGIN
+        if c.budget_forcing.enabled:
+            bf = c.budget_forcing
+            rounds = bf.wait_rounds + (32 if bf.min_thinking_tokens else 0) + 1
+            tokens += _FORCING_MARGIN * rounds
+        return -(-tokens // 256) * 256
 
     async def start(self) -> None:
-        """Start every server (in parallel) and wait until all are healthy."""
+        """Start the server and wait until it has loaded the model."""
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
-            if self._backends:
+            if self._backend is not None:
                 return
             if self._missing is not None:
                 raise self._missing
             c = self.config
-            servers = [
-                LlamaServer(
-                    self.model_path,
-                    n_ctx=c.n_ctx,
-                    threads=self.threads_per_server(),
-                    startup_timeout_s=c.startup_timeout_s,
-                )
-                for _ in range(c.servers)
-            ]
-            self.servers = servers
-            results = await asyncio.gather(*(s.start() for s in servers), return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
-                await self._stop_servers()
-                raise failures[0]
-            self._backends = [self._backend_for(s) for s in servers]
-            self._idle = asyncio.Queue()
-            for i in range(len(servers)):
-                self._idle.put_nowait(i)
+            server = LlamaServer(
+                self.model_path,
+                slots=c.slots,
+                n_ctx=self.context_per_slot(),
+                threads=self.threads(),
+                startup_timeout_s=c.startup_timeout_s,
+            )
+            self.server = server
+            try:
+                await server.start()
+            except BaseException:
+                self.server = None
+                server.kill()
+                raise
+            self._backend = self._backend_for(server)
+            self._gate = asyncio.Semaphore(c.slots)
 
     def _backend_for(self, server: LlamaServer) -> Provider:
         config = dataclasses.replace(
@@ -121,56 +140,60 @@ class LocalProvider(Provider):
             budget_field="",
             effort_field="",
             max_tokens_field="max_tokens",
+            # llama-server closes the connection after every streamed reply although it
+            # advertises keep-alive; a pooled connection would then fail the next request
+            # ("Can not write request body") and cost it a retry. Loopback connects are
+            # ~0.1 ms, so each request gets its own.
+            headers={**self.config.headers, "Connection": "close"},
         )
         if config.budget_forcing.enabled:
             return BudgetForcingProvider(config, transport=self._transport, sweep=self._sweep)
         return OpenAIProvider(config, transport=self._transport, sweep=self._sweep)
 
     async def complete(self, request: SampleRequest) -> Completion:
-        """Wait for an idle server, then draw the sample there."""
-        if not self._backends:
+        """Wait for a free slot, then draw the sample on the server."""
+        if self._backend is None:
             await self.start()
-        assert self._idle is not None
-        index = await self._idle.get()
-        try:
-            return await self._backends[index].complete(request)
-        except ConnectionFailedError as exc:
-            server = self.servers[index]
-            if server.pid is not None and server.returncode() is not None:
-                raise FatalAPIError(
-                    f"the local llama.cpp server exited (code {server.returncode()}); "
-                    f"last lines of its log:\n{server.log_tail()}"
-                ) from exc
-            raise
-        finally:
-            self._idle.put_nowait(index)
+        assert self._backend is not None and self._gate is not None
+        async with self._gate:
+            try:
+                return await self._backend.complete(request)
+            except ConnectionFailedError as exc:
+                server = self.server
+                if server is not None and server.returncode() is not None:
+                    raise FatalAPIError(
+                        f"the local llama.cpp server exited (code {server.returncode()}); "
+                        f"last lines of its log:\n{server.log_tail()}"
+                    ) from exc
+                raise
 
     async def aclose(self) -> None:
-        """Stop the servers and close the HTTP pool."""
+        """Stop the server and close the HTTP pool."""
+        server, self.server = self.server, None
+        self._backend = None
+        self._gate = None
         try:
-            await self._stop_servers()
+            if server is not None:
+                try:
+                    await server.stop()
+                except Exception as exc:
+                    raise LocalModelError(f"stopping the llama.cpp server failed: {exc}") from exc
+                finally:  # whatever happened above, nothing may outlive us
+                    server.kill()
         finally:
-            self._backends = []
-            self._idle = None
             if self._owns_transport:
                 await self._transport.aclose()
 
-    async def _stop_servers(self) -> None:
-        servers, self.servers = self.servers, []
-        results = await asyncio.gather(*(s.stop() for s in servers), return_exceptions=True)
-        for s in servers:  # whatever happened above, nothing may outlive us
-            s.kill()
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors:
-            raise LocalModelError(f"stopping the llama.cpp servers failed: {errors[0]}")
-
     def describe(self) -> dict[str, Any]:
-        """Names the model file, so runs of different local models never mix."""
+        """Names the model file and the engine (its sampling defaults shape the samples),
+        so runs of different local models or engines never mix. Slots and threads are
+        left out: they change speed, not what is sampled."""
         c = self.config
         out: dict[str, Any] = {
             **super().describe(),
             "name": self.name,
             "model_file": self.model_path.name,
+            "engine": "llama-server",
             "answer_tokens": c.answer_tokens,
         }
         if c.budget_forcing.enabled:
@@ -178,4 +201,4 @@ class LocalProvider(Provider):
         return out
 
     def __repr__(self) -> str:
-        return f"LocalProvider({self.model_path.name!r}, servers={self.config.servers})"
+        return f"LocalProvider({self.model_path.name!r}, slots={self.config.slots})"
