@@ -13,7 +13,7 @@ Two comparisons on the bundled SmolLM2-135M, each in one run against one baselin
 Rounds alternate the contenders so background load hits both alike; the median round
 counts. Prints tokens/s and ratios.
 
-    python benchmarks/local_overhead.py [--requests 48] [--max-tokens 96] [--parallel 8]
+    python benchmarks/local_overhead.py [--requests 24] [--max-tokens 96] [--parallel 8]
 """
 
 from __future__ import annotations
@@ -163,10 +163,10 @@ async def batching(config: ModelConfig, requests: list[SampleRequest], parallel:
 def main() -> None:
     """Run both comparisons and print tokens/s and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--requests", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--parallel", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="0: llama-server's default")
     parser.add_argument("--only", choices=("chat", "forcing", "batching"), default=None)
     args = parser.parse_args()
