@@ -274,8 +274,8 @@ def _fit(result: PassResult, boot: ProblemBootstrap, budgets: pd.DataFrame
     for row in budgets.to_dict("records"):
         if row["censored_fraction"] > CENSORED_MAJORITY:
             notes.append(f"budget {row['budget']}: {row['censored_fraction']:.0%} of samples "
-                         f"censored (cut off without an answer), so accuracy there measures "
-                         f"the cap more than the model")
+                         f"censored (cut off by the budget), so accuracy there measures the "
+                         f"cap more than the model")
     edge = fit.leaves_unit_interval()
     if edge is not None:
         lo, hi = fit.x_range
