@@ -50,8 +50,9 @@ CURVE_KEYS = ("budget", "metric", "k", "value", "ci_low", "ci_high", "subject", 
 CURVE_METRIC = re.compile(r"^(majority|pass|best_of:.+|weighted_majority:.+)$")
 DEFINITIONS = {
     "censored": ("a sample its budget cut off: with native thinking its reply stopped at the "
-                 "token cap (mostly before an answer: wrong); under budget forcing its thinking was closed at the cap "
-                 "and its answer after that counts like any other"),
+                 "token cap (mostly before an answer: wrong); under budget forcing its "
+                 "thinking was closed at the cap and its answer after that counts as any "
+                 "other"),
     "binds": "a sample the budget limited: censored, or realized thinking at least 98% of "
              "the cap (token budgets only)",
     "interval": "percentile interval of the problem bootstrap (problems resampled, never "
