@@ -118,3 +118,23 @@ def test_a_disk_that_stays_full_ends_the_agent_sweep_with_one_line(
     assert "\n" not in message and "disk is full" in message
     assert str((tmp_path / "run").resolve()) in message
     assert Bulky.calls <= 4  # parked: no request while the disk refused (one per worker)
+
+
+def test_a_refused_trajectory_state_write_is_one_ttc_error(tmp_path: Path) -> None:
+    """The state row is not a paid step, but a refused write of it must still be one ttc
+    error (the CLI's one line), never a raw sqlite3 error, and leave no transaction."""
+    from ttc.agent.steps import TrajectoryState
+    from ttc.errors import TTCError
+
+    store = StepStore(tmp_path / DB_NAME)
+    key = ("p", "1024", 0, 0)
+    store.set_trajectory(key, TrajectoryState("running", 4, 0))
+    store._db.execute("PRAGMA query_only = 1")  # every write refused by SQLite itself
+    with pytest.raises(TTCError) as info:
+        store.set_trajectory(key, TrajectoryState("ended", 4, 3))
+    assert not isinstance(info.value, sqlite3.Error) and "\n" not in str(info.value)
+    assert not store._db.in_transaction
+    store._db.execute("PRAGMA query_only = 0")
+    store.set_trajectory(key, TrajectoryState("ended", 4, 3))
+    assert store.states()[key].status == "ended"
+    store.close()

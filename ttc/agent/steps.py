@@ -178,10 +178,15 @@ class StepStore:
                 [(r.step, now, *r.key) for r in records])
 
     def set_trajectory(self, key: TrajectoryKey, state: TrajectoryState) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO trajectories (problem_id, budget, horizon, sample_index, "
-            "status, cap, n_steps, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*key, state.status, state.cap, state.n_steps, state.error, time.time()))
+        """Record a trajectory's state. Its steps are already stored (``write_steps``), so a
+        refused write here loses no paid step: a resume replays them. It still fails as
+        one ttc error (a full disk: ``StoreWriteError``), never a raw SQLite one."""
+        with Transaction(self._db, self.path):
+            self._db.execute(
+                "INSERT OR REPLACE INTO trajectories (problem_id, budget, horizon, "
+                "sample_index, status, cap, n_steps, error, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, state.status, state.cap, state.n_steps, state.error, time.time()))
 
     # ------------------------------------------------------------ reading
     def states(self) -> dict[TrajectoryKey, TrajectoryState]:
