@@ -290,3 +290,25 @@ def test_kill_9_mid_trajectory_then_resume_pays_for_no_step_twice(
     with sqlite3.connect(tmp_path / "run" / "samples.sqlite") as db:
         assert db.execute("SELECT COUNT(*), SUM(correct) FROM samples").fetchone() == (24, 24)
     assert KEY not in again.stdout + again.stderr
+
+
+def test_a_401_lets_the_steps_in_flight_finish_and_sends_no_further_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for samples (tests/test_sweep_drain.py): three steps go out, the second to
+    arrive meets a 401 while the other two still stream, slowly. Both paid steps are
+    stored, no fourth request is sent, and the sweep ends with the 401."""
+    from ttc.retry import SweepAborted
+    from ttc.testing.fake_server import run_in_thread
+
+    monkeypatch.setenv("TTC_AGENT_TEST_KEY", KEY)
+    plan = FaultPlan(at={2: "unauthorized"}, event_delay_s=0.04, words_per_event=8)
+    with run_in_thread(plan=plan) as server:
+        config = load_config(_config(tmp_path, server.base_url, "openai", problems=3,
+                                     samples=1, concurrency=3, extra="stream = true"))
+        with pytest.raises(SweepAborted, match="401"):
+            asyncio.run(AgentSweep(config, tmp_path / "run").run())
+        sent, faults = server.count, dict(server.faults)
+    assert faults == {"unauthorized": 1}
+    assert sent == 3  # nothing new after the 401: no next step of the two that finished
+    assert [s[4] for s in _steps(tmp_path / "run")] == [1, 1]  # both paid steps stored

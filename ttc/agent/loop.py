@@ -35,7 +35,7 @@ from ttc.problems import Problem
 from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.retry import AttemptsFailed, call_with_retries
+from ttc.retry import AttemptsFailed, Halt, call_with_retries
 
 __all__ = [
     "DEFAULT_SYSTEM",
@@ -82,6 +82,9 @@ class Limits:
     committer: Committer[StepRecord]
     #: the live progress line (None: quiet), told of streamed tokens per attempt
     progress: SweepProgress | None = None
+    #: the stop that lets steps in flight finish (``ttc.retry.Halt``): after a fatal
+    #: error no step is sent, the ones already sent are drawn to their end and stored
+    halt: Halt = field(default_factory=Halt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,7 @@ async def _draw(provider: Any, request: ToolRequest, limits: Limits) -> tuple[Tu
         lambda live: provider.act(dataclasses.replace(request, on_tokens=live)),
         sweep=limits.sweep, requests=limits.requests, tokens=limits.tokens,
         reserve=provider.max_output_tokens(request.budget) // 2, progress=limits.progress,
-        writable=limits.committer.wait_writable)
+        writable=limits.committer.wait_writable, halt=limits.halt)
     return done.result, done.attempts, done.latency
 
 
@@ -218,8 +221,10 @@ async def run_trajectory(
 ) -> TrajectoryOutcome:
     """Run (or resume) one trajectory to its end or its cap; every step stored as drawn.
 
-    Raises ``ttc.retry.SweepAborted`` for errors every request would hit; a step that
-    fails its retries ends this call with the trajectory marked "failed" (resumable).
+    Raises ``ttc.retry.SweepAborted`` for errors every request would hit, and
+    ``ttc.retry.Halted`` when the sweep stopped before this trajectory's next step was
+    sent (its stored steps stay: a resume continues after them); a step that fails its
+    retries ends this call with the trajectory marked "failed" (resumable).
     """
     observation, tools = _reset(env, job)
     first = observation + (horizon_note(job.horizon) if job.horizon else "")

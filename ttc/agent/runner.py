@@ -41,6 +41,7 @@ from ttc.problems import Problem
 from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
+from ttc.retry import Halted, SweepAborted
 from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
 
 __all__ = ["AgentPlan", "AgentResult", "AgentSweep", "sample_label", "sweep_command"]
@@ -272,6 +273,8 @@ class AgentSweep:
                     for _ in range(workers):
                         group.create_task(
                             self._worker(jobs, provider, store, steps, limits, result, bar))
+            if limits.halt.reason is not None:  # every step in flight is stored by now
+                raise limits.halt.reason
         except* Exception as group_error:
             raise group_error.exceptions[0] from None
         finally:
@@ -293,6 +296,15 @@ class AgentSweep:
                 outcome = await run_trajectory(
                     job, self._env_cls(), provider, steps, limits, system=self.system,
                     store_thinking=self.config.sweep.store_thinking)
+            except Halted:
+                return  # the sweep stops: this trajectory resumes from its stored steps
+            except SweepAborted as exc:  # stop sending; the other workers' steps finish
+                if limits.halt.reason is None:
+                    bar.note(f"{exc}; sending nothing more, letting the steps in flight "
+                             f"finish (each within sweep.timeout_s = "
+                             f"{self.config.sweep.timeout_s:g}s; Ctrl-C abandons them)")
+                limits.halt.halt(exc)
+                return
             except EnvironmentContractError as exc:
                 raise config_error(self.config, "agent.environment", f"environment "
                                    f"{self.agent.environment!r} {exc}") from None
