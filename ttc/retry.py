@@ -56,7 +56,7 @@ from ttc.progress import AttemptTokens, SweepProgress
 from ttc.ratelimit import RequestLimiter, TokenBucket
 
 __all__ = ["Attempted", "AttemptsFailed", "Halt", "Halted", "SweepAborted", "backoff",
-           "call_with_retries"]
+           "call_with_retries", "drain_notice"]
 
 T = TypeVar("T")
 
@@ -103,6 +103,13 @@ class Halt:
     def waiting(self) -> _Waiting:
         """A block that only waits to send (no request goes out inside it)."""
         return _Waiting(self)
+
+
+def drain_notice(reason: BaseException, in_flight: str, timeout_s: float) -> str:
+    """What a sweep says once when ``Halt`` stops it: why, and what it still waits for
+    (``in_flight``: "the 3 requests", "the steps")."""
+    return (f"{reason}; sending nothing more, letting {in_flight} in flight finish (each "
+            f"within sweep.timeout_s = {timeout_s:g}s; Ctrl-C abandons them)")
 
 
 class _Waiting:

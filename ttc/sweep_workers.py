@@ -31,7 +31,14 @@ from ttc.progress import AttemptTokens, SweepProgress
 from ttc.providers.base import Completion, Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
 from ttc.recorder import Recorder, SweepResult
-from ttc.retry import AttemptsFailed, Halt, Halted, SweepAborted, call_with_retries
+from ttc.retry import (
+    AttemptsFailed,
+    Halt,
+    Halted,
+    SweepAborted,
+    call_with_retries,
+    drain_notice,
+)
 from ttc.store import SampleRecord
 
 if TYPE_CHECKING:
@@ -139,7 +146,5 @@ class Workers:
         first = self.halt.reason is None
         self.halt.halt(reason)
         if first and self.limit.in_flight:
-            self.bar.note(
-                f"{reason}; sending nothing more, letting the {self.limit.in_flight:,} "
-                f"requests in flight finish (each within sweep.timeout_s = "
-                f"{self.config.sweep.timeout_s:g}s; Ctrl-C abandons them)")
+            self.bar.note(drain_notice(reason, f"the {self.limit.in_flight:,} requests",
+                                       self.config.sweep.timeout_s))

@@ -41,7 +41,7 @@ from ttc.problems import Problem
 from ttc.progress import SweepProgress
 from ttc.providers.base import Provider
 from ttc.ratelimit import RequestLimiter, TokenBucket
-from ttc.retry import Halted, SweepAborted
+from ttc.retry import Halted, SweepAborted, drain_notice
 from ttc.store import DB_NAME, RunStore, SampleRecord, budget_label
 
 __all__ = ["AgentPlan", "AgentResult", "AgentSweep", "sample_label", "sweep_command"]
@@ -300,9 +300,7 @@ class AgentSweep:
                 return  # the sweep stops: this trajectory resumes from its stored steps
             except SweepAborted as exc:  # stop sending; the other workers' steps finish
                 if limits.halt.reason is None:
-                    bar.note(f"{exc}; sending nothing more, letting the steps in flight "
-                             f"finish (each within sweep.timeout_s = "
-                             f"{self.config.sweep.timeout_s:g}s; Ctrl-C abandons them)")
+                    bar.note(drain_notice(exc, "the steps", self.config.sweep.timeout_s))
                 limits.halt.halt(exc)
                 return
             except EnvironmentContractError as exc:
