@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ttc.batch.ids import Entry, Limits
-from ttc.batch.wire import BatchState, BatchWire, Outcome
+from ttc.batch.wire import BatchState, BatchWire, Outcome, request_counts
 from ttc.errors import FatalAPIError, MalformedResponseError, RetryableError, ServerError
 from ttc.providers.base import require_field
 from ttc.providers.responses import error_from_payload
@@ -65,9 +65,8 @@ class AnthropicBatches:
         for item in require_field(listing, "data", list, self.provider):
             if not isinstance(item, dict) or item.get("id") in exclude:
                 continue
-            counts = item.get("request_counts")
-            total = sum(v for v in counts.values() if isinstance(v, int)) if isinstance(
-                counts, dict) else -1
+            counts = request_counts(item)
+            total = sum(counts.values()) if counts is not None else -1
             when = _timestamp(item.get("created_at"))
             if total != requests or when is None or abs(when - created_at) > _FIND_WINDOW_S:
                 continue
@@ -89,9 +88,7 @@ class AnthropicBatches:
 def _state(data: dict[str, Any]) -> BatchState:
     remote_id = require_field(data, "id", str, "anthropic")
     status = require_field(data, "processing_status", str, "anthropic")
-    counts = data.get("request_counts")
-    counts = {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(
-        counts, dict) else {}
+    counts = request_counts(data) or {}
     ended = status == "ended"
     url = data.get("results_url")
     if not ended:

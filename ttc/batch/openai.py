@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from ttc.batch.ids import Entry, Limits
-from ttc.batch.wire import BatchState, BatchWire, Outcome
+from ttc.batch.wire import BatchState, BatchWire, Outcome, request_counts
 from ttc.errors import FatalAPIError, MalformedResponseError, RetryableError
 from ttc.http import HTTPResponse, Upload
 from ttc.providers.base import require_field
@@ -91,9 +91,7 @@ class OpenAIBatches:
 def _state(data: dict[str, Any]) -> BatchState:
     remote_id = require_field(data, "id", str, "openai")
     status = require_field(data, "status", str, "openai")
-    counts = data.get("request_counts")
-    counts = {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(
-        counts, dict) else {}
+    counts = request_counts(data) or {}
     ended = status in _ENDED
     failure = None
     if status == "failed":

@@ -31,7 +31,7 @@ from ttc.providers.responses import (
     scrub_secret,
 )
 
-__all__ = ["BatchAPI", "BatchState", "BatchWire", "OffOriginError", "Outcome"]
+__all__ = ["BatchAPI", "BatchState", "BatchWire", "OffOriginError", "Outcome", "request_counts"]
 
 
 class OffOriginError(FatalAPIError):
@@ -173,6 +173,15 @@ class BatchWire:
             return parse_json_body(response, self.provider)
         except APIError as exc:
             raise self.scrub(exc) from None
+
+
+def request_counts(batch: dict[str, Any]) -> dict[str, int] | None:
+    """A batch object's ``request_counts`` (both APIs name it so), integer entries only;
+    None when the provider sent no such object."""
+    counts = batch.get("request_counts")
+    if not isinstance(counts, dict):
+        return None
+    return {k: v for k, v in counts.items() if isinstance(v, int)}
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
