@@ -85,6 +85,14 @@ class Transport(Protocol):
 
 
 @functools.cache
+def _no_total_timeout() -> aiohttp.ClientTimeout:
+    """Per request, so a caller's session default (aiohttp: 5 minutes) never applies."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None)
+
+
+@functools.cache
 def _failures() -> Failures:
     import aiohttp
 
@@ -114,7 +122,7 @@ class AiohttpTransport(StreamingVerbs):
                 connector=connector,
                 auto_decompress=True,
                 trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=None),
+                timeout=_no_total_timeout(),
             )
         return self._session
 
@@ -146,22 +154,25 @@ class AiohttpTransport(StreamingVerbs):
         self, method: str, url: str, headers: Mapping[str, str], data: object,
         timeout: float | None,
     ) -> HTTPResponse:
-        import aiohttp
-
         session = self._client()
         with _failures().request(url, timeout):
+            if timeout is None:  # the caller's deadline rules (the sampler's): no timer here
+                return await self._exchange(session, method, url, headers, data)
             async with asyncio.timeout(timeout):
-                async with session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=dict(headers),
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=None),
-                ) as resp:
-                    body = await resp.read()
-                    hdrs = {k.lower(): v for k, v in resp.headers.items()}
-                    return HTTPResponse(resp.status, hdrs, body)
+                return await self._exchange(session, method, url, headers, data)
+
+    @staticmethod
+    async def _exchange(
+        session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str],
+        data: object,
+    ) -> HTTPResponse:
+        async with session.request(
+            method, url, data=data, headers=headers, allow_redirects=False,
+            timeout=_no_total_timeout(),
+        ) as resp:
+            body = await resp.read()
+            return HTTPResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                                body)
 
     @contextlib.asynccontextmanager
     async def _streamed(

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from ttc.config import Config
+from ttc.grading import decided_in_process, default_grader, extract_answer, grade
 from ttc.plan import Job
 from ttc.problems import Problem
 from ttc.providers.base import Completion, Provider, SampleRequest
@@ -185,8 +186,6 @@ async def _grade(
     text: str, problem: Problem, order: tuple[int, ...] | None, number_fallback: bool = True
 ) -> tuple[str | None, bool]:
     """Grade inline when the fast path applies; hand symbolic cases to a thread."""
-    from ttc.grading import decided_in_process, default_grader, extract_answer, grade
-
     if problem.kind == "mcq":
         return grade(text, problem, order)
     answer = extract_answer(text, "math", number_fallback=number_fallback)

@@ -12,8 +12,10 @@ into its own record. The policy:
   settled afterwards with the tokens actually used (on failure: ``exc.output_tokens``,
   what a cut stream cost), then a slot of the adaptive concurrency ``limit`` (429s and
   529s shrink it) held for the attempt only;
-* one ``asyncio.timeout(sweep.timeout_s)`` per attempt, the one total deadline (a
-  timeout becomes ``RequestTimeoutError`` carrying the streamed tokens seen so far);
+* one ``attempt_deadline(sweep.timeout_s)`` per attempt (``ttc.deadline``: what
+  ``asyncio.timeout`` does, at a fraction of its cost per request), the one total
+  deadline (a timeout becomes ``RequestTimeoutError`` carrying the streamed tokens seen
+  so far);
 * a fresh ``AttemptTokens`` per attempt handed to the call (live progress), closed after;
 * ``RetryableError`` or a timeout: back off (exponential, full jitter in the upper
   half, the server's retry hint honoured up to 5 x ``backoff_max_s``), try again; the
@@ -44,6 +46,7 @@ from typing import Generic, TypeVar
 
 from ttc.concurrency import AdaptiveLimit
 from ttc.config import SweepConfig
+from ttc.deadline import attempt_deadline
 from ttc.errors import (
     APIError,
     FatalAPIError,
@@ -206,7 +209,7 @@ async def call_with_retries(
         started = time.perf_counter()
         live = AttemptTokens(progress)
         try:
-            async with asyncio.timeout(sweep.timeout_s):
+            with attempt_deadline(sweep.timeout_s):
                 result = await call(live)
         except (RetryableError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):

@@ -208,6 +208,8 @@ async def post_json(
 def require_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
     """``data[key]`` checked against ``kind``; absent or mistyped is a malformed response."""
     value = data.get(key)
+    if type(value) is kind:  # decoded JSON has exact types: the usual case, checked first
+        return value
     if value is None:
         raise MalformedResponseError(f"{provider}: malformed response: missing field {key!r}")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -220,7 +222,10 @@ def require_field(data: dict[str, Any], key: str, kind: type, provider: str) -> 
 
 def optional_field(data: dict[str, Any], key: str, kind: type, provider: str) -> Any:
     """Like ``require_field`` but None when absent or null."""
-    return None if data.get(key) is None else require_field(data, key, kind, provider)
+    value = data.get(key)
+    if value is None or type(value) is kind:
+        return value
+    return require_field(data, key, kind, provider)
 
 
 #: one credential, or every credential a client sends (the env key, auth header values)
