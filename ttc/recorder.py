@@ -20,7 +20,7 @@ from ttc.config import Config
 from ttc.grading import decided_in_process, default_grader, extract_answer, grade
 from ttc.plan import Job
 from ttc.problems import Problem
-from ttc.providers.base import Completion, Provider, SampleRequest
+from ttc.providers.base import Completion, Provider, SampleRequest, TokenListener, TraceWatch
 from ttc.store import SampleRecord, budget_label, grading_rule
 
 __all__ = ["Recorder", "SweepResult", "sample_seed", "waste_cost"]
@@ -81,17 +81,14 @@ class Recorder:
         self.rule = grading_rule(config.grading.number_fallback)
         self._prompts: dict[tuple[str, tuple[int, ...] | None], str] = {}
 
-    def request(self, job: Job) -> SampleRequest:
-        """The request of one cell (the same online and in a batch)."""
-        return SampleRequest(
-            problem=job.problem,
-            prompt=self._prompt(job),
-            budget=job.budget,
-            sample_index=job.sample_index,
-            system=self.config.prompt.system,
-            seed=sample_seed(self.config.sweep.seed, job),
-            choice_order=job.order,
-        )
+    def request(self, job: Job, *, on_tokens: TokenListener | None = None,
+                watch: TraceWatch | None = None) -> SampleRequest:
+        """The request of one cell (the same online and in a batch); an online attempt
+        adds its live token counter and its trace watch."""
+        return SampleRequest(job.problem, self._prompt(job), job.budget, job.sample_index,
+                             self.config.prompt.system,
+                             sample_seed(self.config.sweep.seed, job), job.order,
+                             on_tokens, watch)
 
     def _prompt(self, job: Job) -> str:
         from ttc.prompts import render_prompt

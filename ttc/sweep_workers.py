@@ -19,7 +19,6 @@ once: nothing more can be stored.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -116,13 +115,11 @@ class Workers:
 
     async def _sample(self, job: Job) -> SampleRecord:
         """Draw one sample; raises ``Halted`` when the sweep stops before it was sent."""
-        provider = self.provider
-        request = self.recorder.request(job)
-        watch = job.watch
+        provider, recorder, watch = self.provider, self.recorder, job.watch
 
         async def call(live: AttemptTokens) -> Completion:
-            return await provider.complete(dataclasses.replace(
-                request, on_tokens=live, watch=watch() if watch is not None else None))
+            return await provider.complete(recorder.request(
+                job, on_tokens=live, watch=watch() if watch is not None else None))
 
         try:
             done = await call_with_retries(
