@@ -114,6 +114,8 @@ def _final_boxes(text: str) -> tuple[int, str] | None:
     if not chain:
         bare = list(_BOX_BARE_RE.finditer(text))
         return (bare[-1].end(), bare[-1].group(1)) if bare else None
+    if len(chain) == 1:
+        return chain[0][1], chain[0][3]
     return chain[-1][1], ", ".join(dict.fromkeys(box[3] for box in chain))
 
 

@@ -372,6 +372,8 @@ _default_lock = threading.Lock()
 def default_grader() -> Grader:
     """The process-wide grader behind the module functions (created on first use)."""
     global _default
+    if _default is not None:  # every graded sample asks: no lock once it exists
+        return _default
     with _default_lock:
         if _default is None:
             _default = Grader()

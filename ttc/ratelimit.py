@@ -31,6 +31,11 @@ class RequestLimiter:
                 rate_limit=burst, period=period, retry_interval=min(0.01, period / 4)
             )
 
+    @property
+    def limited(self) -> bool:
+        """Whether a rate is set (callers skip ``acquire`` on the hot path otherwise)."""
+        return self._throttler is not None
+
     async def acquire(self) -> None:
         if self._throttler is not None:
             async with self._throttler:
@@ -52,6 +57,11 @@ class TokenBucket:
             float(self.per_minute), self._level + (now - self._stamp) * self.per_minute / 60.0
         )
         self._stamp = now
+
+    @property
+    def limited(self) -> bool:
+        """Whether a rate is set (callers skip ``reserve`` on the hot path otherwise)."""
+        return self.per_minute > 0
 
     async def reserve(self, tokens: int) -> None:
         """Wait until the bucket is out of debt, then take ``tokens``."""

@@ -195,8 +195,10 @@ async def call_with_retries(
                     await asyncio.sleep(backoff(sweep, attempt - 1, retry_after))
                 if writable is not None:
                     await writable()
-                await requests.acquire()
-                await tokens.reserve(reserve)
+                if requests.limited:
+                    await requests.acquire()
+                if tokens.limited:
+                    await tokens.reserve(reserve)
                 reserved = True
                 slot = await limit.acquire() if limit is not None else None
         except Halted:

@@ -220,6 +220,8 @@ def estimate_tokens(text: str | None) -> int:
 
 def merge_body(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``model.extra_body`` wins, merging into nested objects (e.g. ``thinking.display``)."""
+    if not extra:
+        return base
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
