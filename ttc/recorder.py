@@ -20,6 +20,7 @@ from ttc.config import Config
 from ttc.grading import decided_in_process, default_grader, extract_answer, grade
 from ttc.plan import Job
 from ttc.problems import Problem
+from ttc.prompts import render_prompt
 from ttc.providers.base import Completion, Provider, SampleRequest, TokenListener, TraceWatch
 from ttc.store import SampleRecord, budget_label, grading_rule
 
@@ -91,8 +92,6 @@ class Recorder:
                              on_tokens, watch)
 
     def _prompt(self, job: Job) -> str:
-        from ttc.prompts import render_prompt
-
         key = (job.problem.id, job.order)
         text = self._prompts.get(key)
         if text is None:
