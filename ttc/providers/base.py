@@ -4,8 +4,8 @@ A provider turns one ``SampleRequest`` into one ``Completion`` or raises a
 ``ttc.errors.APIError``. It knows its wire format and nothing about retries, rate
 limits, deadlines or storage: the sampler owns those, so every backend gets them for
 free. In particular a provider sets no time limit of its own: the sampler's
-``asyncio.timeout(sweep.timeout_s)`` around ``complete`` is the one total deadline,
-and streams add only ``sweep.idle_timeout_s`` (silence, not length).
+``attempt_deadline(sweep.timeout_s)`` (``ttc.deadline``) around ``complete`` is the
+one total deadline, and streams add only ``sweep.idle_timeout_s`` (silence, not length).
 
 The HTTP plumbing the HTTP backends share (``HTTPProvider``, its one exit, streaming)
 lives in ``ttc.providers._http``, and the translation of exchanges into results and
