@@ -271,3 +271,31 @@ def test_bootstrap_counts_out_of_range_are_one_line(
     assert proc.returncode == 2 and len(err) == 1, proc.stderr
     assert "--bootstrap must be" in err[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "rep").exists()
+
+
+def test_an_in_process_sweep_gives_the_collector_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI tunes the garbage collector for a sweep (a higher young threshold, start-up
+    objects frozen); a caller running ``main`` in its own process gets its settings back,
+    and the sweep really ran with them."""
+    import gc
+
+    from ttc import cli
+
+    data(tmp_path)
+    write_config(tmp_path, SIM)
+    monkeypatch.chdir(tmp_path)
+    seen: list[tuple[tuple[int, ...], int]] = []
+    run = cli.asyncio.run
+
+    def watched(coro: object) -> object:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return run(coro)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli.asyncio, "run", watched)
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    assert cli.main(["sweep", "sweep.toml", "--out", "run", "--quiet"]) == 0
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    (threshold, frozen), = seen
+    assert threshold[0] == cli._GC_YOUNG and frozen > before[1]

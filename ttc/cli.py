@@ -139,8 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # threshold and the freeze in ``_run_sweep`` took 15% off the request phase of
     # benchmarks/sampler_throughput.py (16,000 requests, interleaved A/B runs). Garbage
     # that only a collection frees (cycles) is rare here, so collecting less often costs
-    # no memory worth counting; the process owns its collector, so the setting lives here.
-    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+    # no memory worth counting. A caller running ``main`` in its own process (tests, a
+    # notebook) gets its settings back afterwards.
+    before = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG, *before[1:])
+    try:
+        return _dispatch(argv)
+    finally:
+        gc.set_threshold(*before)
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(_COMMANDS[args.command](args) or 0)
@@ -279,10 +288,18 @@ def _run_sweep(sweep: Any) -> tuple[Any, int | None]:
                 if received:  # stopping: more signals must not cut the exit short
                     signal.signal(sig, signal.SIG_IGN)
 
-    # what is alive by now (modules, classes, the config) lives as long as the process:
-    # out of the collector's care, or every full collection of a sweep walks it again
-    gc.freeze()
-    return asyncio.run(supervise())
+    # what is alive by now (modules, classes, the config) lives as long as the sweep:
+    # out of the collector's care, or every full collection of a sweep walks it again;
+    # given back afterwards, so an in-process caller's later garbage is still collected
+    # (unless that caller froze objects itself: unfreezing cannot tell theirs from ours)
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        return asyncio.run(supervise())
+    finally:
+        if freeze:
+            gc.unfreeze()
 
 
 def _export(args: argparse.Namespace) -> int:
