@@ -1,16 +1,21 @@
 """``ttc.deadline.attempt_deadline``: ``asyncio.timeout``'s behaviour at a fraction of its
 cost, for every attempt of a sweep at once (one timer per loop and timeout).
 
-Attempts here either finish within a few loop turns or hang until cancelled, so
-whether one times out never depends on how loaded the machine running the suite is.
+Most cases run the same scenario under both and compare what the caller sees (the
+outcome and the task's ``cancelling()`` count), so the reference is ``asyncio.timeout``
+itself rather than a re-statement of it. Attempts either finish within a few loop turns
+or hang until cancelled, and timing is compared between the two in the same loop, so
+no result depends on how loaded the machine running the suite is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +23,17 @@ from hypothesis import strategies as st
 
 from ttc.deadline import attempt_deadline
 
-TIMEOUT = 0.15
+Block = Callable[[float], contextlib.AbstractAsyncContextManager[None]]
+
+
+@contextlib.asynccontextmanager
+async def ours(timeout: float) -> AsyncIterator[None]:
+    with attempt_deadline(timeout):
+        yield
+
+
+theirs: Block = asyncio.timeout
+BOTH = pytest.mark.parametrize("block", [ours, theirs], ids=["ours", "asyncio"])
 
 
 async def _hang() -> None:
@@ -31,71 +46,153 @@ async def _quick() -> str:
     return "done"
 
 
-def test_an_attempt_past_its_deadline_raises_timeout_error_and_the_task_goes_on() -> None:
+def _outcome(block: Block, scenario: Callable[[Block], Awaitable[str]]) -> tuple[str, int]:
+    """What a caller sees: the scenario's result (or exception name) and the task's
+    ``cancelling()`` count afterwards."""
+
     async def main() -> tuple[str, int]:
+        task = asyncio.create_task(scenario(block))
         try:
-            with attempt_deadline(TIMEOUT):
-                await _hang()
-        except TimeoutError:
-            outcome = "timeout"
-        else:
-            outcome = "finished"
-        task = asyncio.current_task()
-        assert task is not None
-        await asyncio.sleep(0)  # not left cancelled: the next await runs normally
-        return outcome, task.cancelling()
+            result = await task
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what we compare
+            result = type(exc).__name__
+        return result, task.cancelling()
 
-    assert asyncio.run(main()) == ("timeout", 0)
+    return asyncio.run(main())
 
 
-def test_an_attempt_that_ends_in_time_is_never_cancelled_later() -> None:
-    async def main() -> str:
-        with attempt_deadline(0.05):
-            result = await _quick()
-        await asyncio.sleep(0.12)  # the book's timer fires meanwhile and finds nothing due
-        return result
-
-    assert asyncio.run(main()) == "done"
+# ---------------------------------------------------------------- scenarios
 
 
-def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
-    async def attempt() -> None:
-        with attempt_deadline(60.0):
+async def hangs(block: Block) -> str:
+    try:
+        async with block(0.05):
             await _hang()
-
-    async def main() -> None:
-        task = asyncio.create_task(attempt())
-        await asyncio.sleep(0.01)
-        task.cancel()
-        await task
-
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(main())
+    except TimeoutError:
+        return "timeout"
+    return "finished"
 
 
-@pytest.mark.parametrize("kind", ["ours", "asyncio"])
-def test_a_ctrl_c_at_the_moment_of_expiry_is_not_swallowed_as_a_timeout(kind: str) -> None:
-    """The deadline cancels the task and, in the same loop turn, so does someone else:
-    the task must stay cancelled (as ``asyncio.timeout`` does), not report a timeout."""
+async def finishes(block: Block) -> str:
+    async with block(0.05):
+        result = await _quick()
+    await asyncio.sleep(0.12)  # the timer fires meanwhile and must find nothing due
+    return result
 
-    async def body() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # runs when the deadline cancels ``waiter``, before the task wakes up
-        waiter.add_done_callback(lambda _: task.cancel())
-        await waiter
 
-    async def main() -> None:
-        if kind == "ours":
-            with attempt_deadline(0.05):
-                await body()
-        else:
-            async with asyncio.timeout(0.05):
-                await body()
+async def nested_inner_shorter(block: Block) -> str:
+    try:
+        async with block(0.3):
+            try:
+                async with block(0.05):
+                    await _hang()
+            except TimeoutError:
+                return "inner timeout"
+    except TimeoutError:
+        return "outer timeout"
+    return "finished"
 
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(main())
+
+async def nested_inner_longer(block: Block) -> str:
+    try:
+        async with block(0.05):
+            try:
+                async with block(0.3):
+                    await _hang()
+            except TimeoutError:
+                return "inner timeout"
+    except TimeoutError:
+        return "outer timeout"
+    return "finished"
+
+
+async def swallows_and_returns(block: Block) -> str:
+    try:
+        async with block(0.05):
+            try:
+                await _hang()
+            except asyncio.CancelledError:
+                pass
+            return "swallowed"
+    except TimeoutError:
+        return "timeout"
+
+
+async def cleanup_fails(block: Block) -> str:
+    async with block(0.05):
+        try:
+            await _hang()
+        except asyncio.CancelledError:
+            raise ValueError("cleanup failed") from None
+    return "finished"
+
+
+async def entered_while_cancelling(block: Block) -> str:
+    """A task already asked to stop (it caught the cancellation and went on) enters a
+    block that then expires: still a timeout, and the earlier request still counts."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        pass
+    try:
+        async with block(0.05):
+            await _hang()
+    except TimeoutError:
+        return "timeout"
+    return "finished"
+
+
+async def outside_cancel_then_expiry(block: Block) -> str:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().call_later(0.02, task.cancel)
+    try:
+        async with block(0.05):
+            try:
+                await _hang()
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.08)  # still inside when the deadline passes
+                raise
+    except TimeoutError:
+        return "timeout"
+    return "finished"
+
+
+async def ctrl_c_at_expiry(block: Block) -> str:
+    """The deadline cancels the task and, in the same loop turn, so does someone else."""
+    task = asyncio.current_task()
+    assert task is not None
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # runs when the deadline cancels ``waiter``, before the task wakes up
+    waiter.add_done_callback(lambda _: task.cancel())
+    try:
+        async with block(0.05):
+            await waiter
+    except TimeoutError:
+        return "timeout"
+    return "finished"
+
+
+@pytest.mark.parametrize("scenario", [
+    hangs, finishes, nested_inner_shorter, nested_inner_longer, swallows_and_returns,
+    cleanup_fails, entered_while_cancelling, outside_cancel_then_expiry, ctrl_c_at_expiry,
+])
+def test_the_caller_sees_what_asyncio_timeout_shows(
+    scenario: Callable[[Block], Awaitable[str]],
+) -> None:
+    assert _outcome(ours, scenario) == _outcome(theirs, scenario)
+
+
+def test_the_expected_outcomes() -> None:
+    """The reference itself, so a change of CPython's semantics shows here first."""
+    assert _outcome(theirs, hangs) == ("timeout", 0)
+    assert _outcome(theirs, nested_inner_shorter) == ("inner timeout", 0)
+    assert _outcome(theirs, swallows_and_returns) == ("swallowed", 0)
+    assert _outcome(theirs, cleanup_fails) == ("ValueError", 0)
+    assert _outcome(theirs, ctrl_c_at_expiry) == ("CancelledError", 1)
 
 
 def test_no_deadline_with_none() -> None:
@@ -107,36 +204,50 @@ def test_no_deadline_with_none() -> None:
     assert asyncio.run(main()) == "done"
 
 
-def test_many_attempts_each_expire_on_their_own_time_oldest_first() -> None:
-    """Staggered attempts: the hanging ones time out in start order, the quick ones and
-    those still within their time are untouched, whatever the other timeouts do."""
+def test_it_fires_when_asyncio_timeout_does_and_oldest_first() -> None:
+    """Staggered hanging attempts under ours and under ``asyncio.timeout``, in one loop:
+    each of ours times out in the same loop turns as its twin (never early, never
+    late), in the order the attempts started, and the quick ones are left alone."""
+    timeout = 0.2
 
-    async def main() -> list[tuple[int, str, float]]:
+    async def main() -> list[tuple[str, int, float]]:
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        seen: list[tuple[int, str, float]] = []
+        seen: list[tuple[str, int, float]] = []
 
-        async def one(i: int, timeout: float, hang: bool) -> None:
-            await asyncio.sleep(0.01 * (i % 5))
-            began = loop.time()
+        async def one(name: str, block: Block, i: int) -> None:
+            await asyncio.sleep(0.01 * i)
             try:
-                with attempt_deadline(timeout):
-                    await (_hang() if hang else _quick())
+                async with block(timeout):
+                    await (_hang() if i % 3 else _quick())
             except TimeoutError:
-                seen.append((i, "timeout", loop.time() - began))
-            else:
-                seen.append((i, "done", loop.time() - start))
+                seen.append((name, i, loop.time()))
 
-        await asyncio.gather(*(one(i, 0.1 if i % 2 else 0.2, hang=i % 3 == 0)
-                               for i in range(30)))
+        await asyncio.gather(*(one(name, block, i) for i in range(12)
+                               for name, block in (("ours", ours), ("asyncio", theirs))))
         return seen
 
     seen = asyncio.run(main())
-    assert len(seen) == 30
-    for i, outcome, waited in seen:
-        assert outcome == ("timeout" if i % 3 == 0 else "done"), (i, outcome)
-        if outcome == "timeout":
-            assert waited >= (0.1 if i % 2 else 0.2) - 0.005  # never early
+    mine = [(i, at) for name, i, at in seen if name == "ours"]
+    twins = {i: at for name, i, at in seen if name == "asyncio"}
+    assert [i for i, _ in mine] == [i for i in range(12) if i % 3]  # in start order
+    assert sorted(twins) == [i for i, _ in mine]
+    for i, at in mine:
+        assert abs(at - twins[i]) < timeout / 2, (i, at - twins[i])
+
+
+def test_attempts_under_two_timeouts_keep_their_own() -> None:
+    async def main() -> list[str]:
+        order: list[str] = []
+
+        async def one(name: str, timeout: float) -> None:
+            with contextlib.suppress(TimeoutError), attempt_deadline(timeout):
+                await _hang()
+            order.append(name)
+
+        await asyncio.gather(one("long", 0.3), one("short", 0.05))
+        return order
+
+    assert asyncio.run(main()) == ["short", "long"]
 
 
 def test_a_book_does_not_keep_its_event_loop_alive() -> None:
@@ -153,42 +264,89 @@ def test_a_book_does_not_keep_its_event_loop_alive() -> None:
     assert [ref() for ref in loops] == [None, None]
 
 
-Scenario = list[tuple[float, bool, int]]  # (timeout, hangs, loop turns before it starts)
+def test_a_loop_closed_with_an_attempt_in_flight_is_freed(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    async def hang() -> None:
+        with attempt_deadline(30.0):
+            await _hang()
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(hang())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()  # the task is abandoned, never finished
+    ref = weakref.ref(loop)
+    del loop, task
+    gc.collect()
+    assert ref() is None
 
 
-async def _run(scenario: Scenario,
-               block: Callable[[float, Callable[[], Awaitable[object]]], Awaitable[str]]
-               ) -> list[str]:
-    async def one(timeout: float, hang: bool, delay: int) -> str:
+def test_loops_in_two_threads_never_share_a_book() -> None:
+    """Each thread runs its own loop with many short attempts and a few that expire;
+    every expiry lands in the thread whose attempt it was."""
+    results: dict[str, list[str]] = {}
+
+    def worker(name: str) -> None:
+        async def main() -> list[str]:
+            out: list[str] = []
+            for i in range(300):
+                try:
+                    with attempt_deadline(0.02):
+                        await (_hang() if i % 100 == 0 else _quick())
+                    out.append("done")
+                except TimeoutError:
+                    out.append("timeout")
+            return out
+
+        results[name] = asyncio.run(main())
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    expected = ["timeout" if i % 100 == 0 else "done" for i in range(300)]
+    assert results == {"a": expected, "b": expected}
+
+
+Scenario = list[tuple[str, int]]  # (what the block's body does, loop turns before it starts)
+
+
+async def _body(kind: str) -> str:
+    if kind == "quick":
+        return await _quick()
+    try:
+        await _hang()
+    except asyncio.CancelledError:
+        if kind == "swallow":
+            return "swallowed"
+        if kind == "fail":
+            raise ValueError("cleanup failed") from None
+        raise
+    return "unreachable"
+
+
+def _schedule(scenario: Scenario, block: Block) -> list[tuple[str, int]]:
+    async def one(kind: str, delay: int) -> tuple[str, int]:
         for _ in range(delay):
             await asyncio.sleep(0)
-        return await block(timeout, _hang if hang else _quick)
+        try:
+            async with block(0.04):
+                result = await _body(kind)
+        except (TimeoutError, ValueError) as exc:
+            result = type(exc).__name__
+        task = asyncio.current_task()
+        assert task is not None
+        return result, task.cancelling()
 
-    return list(await asyncio.gather(*(one(*s) for s in scenario)))
+    async def main() -> list[tuple[str, int]]:
+        return list(await asyncio.gather(*(one(*s) for s in scenario)))
 
-
-async def _ours(timeout: float, body: Callable[[], Awaitable[object]]) -> str:
-    try:
-        with attempt_deadline(timeout):
-            await body()
-    except TimeoutError:
-        return "timeout"
-    return "done"
-
-
-async def _asyncio(timeout: float, body: Callable[[], Awaitable[object]]) -> str:
-    try:
-        async with asyncio.timeout(timeout):
-            await body()
-    except TimeoutError:
-        return "timeout"
-    return "done"
+    return asyncio.run(main())
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0.03, 0.06]), st.booleans(),
-                          st.integers(0, 5)), min_size=1, max_size=12))
-def test_outcomes_match_asyncio_timeout(scenario: Scenario) -> None:
-    ours = asyncio.run(_run(scenario, _ours))
-    theirs = asyncio.run(_run(scenario, _asyncio))
-    assert ours == theirs == ["timeout" if hang else "done" for _, hang, _ in scenario]
+@given(st.lists(st.tuples(st.sampled_from(["quick", "hang", "swallow", "fail"]),
+                          st.integers(0, 5)), min_size=1, max_size=10))
+def test_generated_schedules_end_as_under_asyncio_timeout(scenario: Scenario) -> None:
+    assert _schedule(scenario, ours) == _schedule(scenario, theirs)

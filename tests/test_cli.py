@@ -299,3 +299,27 @@ def test_an_in_process_sweep_gives_the_collector_back(
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
     (threshold, frozen), = seen
     assert threshold[0] == cli._GC_YOUNG and frozen > before[1]
+
+
+def test_an_in_process_sweep_leaves_a_callers_frozen_objects_frozen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gc.unfreeze`` cannot tell whose objects it thaws, so a caller that froze its own
+    keeps them frozen: the sweep then runs without a freeze of its own."""
+    import gc
+
+    from ttc import cli
+
+    data(tmp_path)
+    write_config(tmp_path, SIM)
+    monkeypatch.chdir(tmp_path)
+    keep: list[list[int]] = [[i] for i in range(10)]  # tracked by the collector
+    gc.freeze()
+    try:
+        assert cli.main(["sweep", "sweep.toml", "--out", "run", "--quiet"]) == 0
+        # still frozen: the collector's generations (all but the frozen one) lack them
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(o) in tracked for o in keep)
+    finally:
+        gc.unfreeze()
+    assert all(id(o) in {id(x) for x in gc.get_objects()} for o in keep)

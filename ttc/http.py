@@ -31,7 +31,6 @@ once a stream is under way) and ``RequestTimeoutError``. The response shapes liv
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ttc._http_types import Failures, HTTPResponse, StreamingVerbs, StreamResponse, Upload
 from ttc._httpx import HttpxTransport
+from ttc.deadline import attempt_deadline
 
 if TYPE_CHECKING:
     import aiohttp
@@ -156,24 +156,16 @@ class AiohttpTransport(StreamingVerbs):
         timeout: float | None,
     ) -> HTTPResponse:
         session = self._client()
-        with _failures().request(url, timeout):
-            if timeout is None:  # the caller's deadline rules (the sampler's): no timer here
-                return await self._exchange(session, method, url, headers, data)
-            async with asyncio.timeout(timeout):
-                return await self._exchange(session, method, url, headers, data)
-
-    @staticmethod
-    async def _exchange(
-        session: aiohttp.ClientSession, method: str, url: str, headers: Mapping[str, str],
-        data: object,
-    ) -> HTTPResponse:
-        async with session.request(
-            method, url, data=data, headers=headers, allow_redirects=False,
-            timeout=_no_total_timeout(),
-        ) as resp:
-            body = await resp.read()
-            return HTTPResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()},
-                                body)
+        # ``timeout`` is a caller's own (batch polls); the sampler passes None and keeps
+        # the attempt's deadline itself, so no timer is set here per request
+        with _failures().request(url, timeout), attempt_deadline(timeout):
+            async with session.request(
+                method, url, data=data, headers=headers, allow_redirects=False,
+                timeout=_no_total_timeout(),
+            ) as resp:
+                body = await resp.read()
+                return HTTPResponse(resp.status,
+                                    {k.lower(): v for k, v in resp.headers.items()}, body)
 
     @contextlib.asynccontextmanager
     async def _streamed(

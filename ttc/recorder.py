@@ -86,10 +86,12 @@ class Recorder:
                 watch: TraceWatch | None = None) -> SampleRequest:
         """The request of one cell (the same online and in a batch); an online attempt
         adds its live token counter and its trace watch."""
-        return SampleRequest(job.problem, self._prompt(job), job.budget, job.sample_index,
-                             self.config.prompt.system,
-                             sample_seed(self.config.sweep.seed, job), job.order,
-                             on_tokens, watch)
+        return SampleRequest(
+            problem=job.problem, prompt=self._prompt(job), budget=job.budget,
+            sample_index=job.sample_index, system=self.config.prompt.system,
+            seed=sample_seed(self.config.sweep.seed, job), choice_order=job.order,
+            on_tokens=on_tokens, watch=watch,
+        )
 
     def _prompt(self, job: Job) -> str:
         key = (job.problem.id, job.order)

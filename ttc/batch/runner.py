@@ -38,6 +38,7 @@ from ttc.batch.ids import Entry, Packer, custom_id_for
 from ttc.batch.results import BatchResults
 from ttc.batch.wire import BatchAPI, BatchState, OffOriginError
 from ttc.config import Config, config_error
+from ttc.deadline import attempt_deadline
 from ttc.errors import (
     APIError,
     ConnectionFailedError,
@@ -227,7 +228,7 @@ class BatchSweep:
         s = self.config.sweep
         for attempt in range(1, s.max_attempts + 1):
             try:
-                async with asyncio.timeout(s.timeout_s):
+                with attempt_deadline(s.timeout_s):
                     return await api.submit(entries, token)
             except (RetryableError, TimeoutError) as raw:
                 exc = _retryable(raw, s.timeout_s)
@@ -326,7 +327,7 @@ class BatchSweep:
         s = self.config.sweep
         for attempt in range(1, s.max_attempts + 1):
             try:
-                async with asyncio.timeout(s.timeout_s):
+                with attempt_deadline(s.timeout_s):
                     return await send()
             except (RetryableError, TimeoutError) as raw:
                 exc = _retryable(raw, s.timeout_s)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ttc.config import ModelConfig
+from ttc.deadline import attempt_deadline
 from ttc.errors import APIError, ConfigError, FatalAPIError, MalformedResponseError
 from ttc.http import AiohttpTransport, Transport
 from ttc.providers.base import Provider, SampleRequest, post_json
@@ -327,7 +328,7 @@ class VerifierScorer:
         request = SampleRequest(problem=sample.problem, prompt=prompt, budget=self.budget,
                                 sample_index=sample.record.sample_index)
         try:
-            async with asyncio.timeout(self.timeout_s):
+            with attempt_deadline(self.timeout_s):
                 completion = await self._provider.complete(request)
         except TimeoutError:
             from ttc.errors import RequestTimeoutError
