@@ -109,10 +109,8 @@ async def nested_inner_longer(block: Block) -> str:
 async def swallows_and_returns(block: Block) -> str:
     try:
         async with block(0.05):
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await _hang()
-            except asyncio.CancelledError:
-                pass
             return "swallowed"
     except TimeoutError:
         return "timeout"
@@ -133,10 +131,8 @@ async def entered_while_cancelling(block: Block) -> str:
     task = asyncio.current_task()
     assert task is not None
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(0)
-    except asyncio.CancelledError:
-        pass
     try:
         async with block(0.05):
             await _hang()

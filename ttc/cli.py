@@ -136,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(name, "1")
     # A sweep keeps some hundred requests' objects alive at a time; with CPython's default
     # threshold the collector runs every few requests and walks all of them. This
-    # threshold and the freeze in ``_run_sweep`` took 15% off the request phase of
-    # benchmarks/sampler_throughput.py (16,000 requests, interleaved A/B runs). Garbage
+    # threshold and the freeze in ``_run_sweep`` save 12% of a sweep's time in
+    # benchmarks/sampler_throughput.py (its A/B arm; 6% in sampler_overhead.py). Garbage
     # that only a collection frees (cycles) is rare here, so collecting less often costs
     # no memory worth counting. A caller running ``main`` in its own process (tests, a
     # notebook) gets its settings back afterwards.

@@ -58,14 +58,14 @@ def check_agent(
     error: Callable[[str, str], Exception],
 ) -> None:
     """Cross-field rules; ``error(dotted_key, message)`` builds the located error to raise."""
-    from ttc.agent.envs import BUILTIN_ENVIRONMENTS
-
     if agent is None:
         if step_budgets:
             raise error("sweep.step_budgets", "sweep.step_budgets needs an [agent] section")
         if not has_dataset:
             raise error("dataset", "[dataset] needs 'path' (a file) or 'builtin' (a generated set)")
         return
+    from ttc.agent.envs import BUILTIN_ENVIRONMENTS  # the environments load only for agents
+
     name = agent.environment
     if name not in BUILTIN_ENVIRONMENTS and (":" not in name or name.startswith(":")
                                              or name.endswith(":")):
