@@ -191,8 +191,7 @@ class HTTPProvider(Provider):
 
     def _checked(self, completion: Completion, request: SampleRequest) -> Completion:
         check_usage(completion, self.output_cap(request), self.kind)
-        completion = cap_text(completion, self.max_text_bytes)
-        return scrub_completion(completion, self._secret) if self._secret else completion
+        return scrub_completion(cap_text(completion, self.max_text_bytes), self._secret)
 
     @abc.abstractmethod
     async def _complete(self, request: SampleRequest) -> Completion:

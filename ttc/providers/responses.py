@@ -287,8 +287,10 @@ def scrub_completion(completion: Completion, secret: Secrets) -> Completion:
     templated greeting) would otherwise have it stored with the text, graded into the
     answer and exported. Every field that holds text passes through ``scrub_value``:
     text, thinking, ``extra`` and any subclass's fields (an agent step's verbatim
-    message). No-op when there is no credential.
+    message). No-op when there is no credential (checked first: every sample passes here).
     """
+    if not secret:
+        return completion
     secrets = tuple(s for s in _as_tuple(secret) if s)
     if not secrets:
         return completion
