@@ -65,7 +65,7 @@ class TokenBucket:
 
     async def reserve(self, tokens: int) -> None:
         """Wait until the bucket is out of debt, then take ``tokens``."""
-        if self.per_minute <= 0:
+        if not self.limited:
             return
         async with self._lock:
             self._refill()
@@ -76,5 +76,5 @@ class TokenBucket:
 
     def settle(self, reserved: int, used: int) -> None:
         """Correct a reservation once the real usage is known."""
-        if self.per_minute > 0:
+        if self.limited:
             self._level += reserved - used
