@@ -80,30 +80,27 @@ async def finishes(block: Block) -> str:
     return result
 
 
-async def nested_inner_shorter(block: Block) -> str:
-    try:
-        async with block(0.3):
-            try:
-                async with block(0.05):
-                    await _hang()
-            except TimeoutError:
-                return "inner timeout"
-    except TimeoutError:
-        return "outer timeout"
-    return "finished"
+def nested(outer: float, inner: float) -> Callable[[Block], Awaitable[str]]:
+    """A hanging block inside another: which of the two reports the timeout."""
+
+    async def scenario(block: Block) -> str:
+        try:
+            async with block(outer):
+                try:
+                    async with block(inner):
+                        await _hang()
+                except TimeoutError:
+                    return "inner timeout"
+        except TimeoutError:
+            return "outer timeout"
+        return "finished"
+
+    scenario.__name__ = f"nested_{outer:g}_{inner:g}"
+    return scenario
 
 
-async def nested_inner_longer(block: Block) -> str:
-    try:
-        async with block(0.05):
-            try:
-                async with block(0.3):
-                    await _hang()
-            except TimeoutError:
-                return "inner timeout"
-    except TimeoutError:
-        return "outer timeout"
-    return "finished"
+nested_inner_shorter = nested(0.3, 0.05)
+nested_inner_longer = nested(0.05, 0.3)
 
 
 async def swallows_and_returns(block: Block) -> str:
