@@ -21,6 +21,15 @@ def _installed() -> bool:
     return True
 
 
+def gone(pid: int) -> bool:
+    """True when no process (and no process group) with this id is left."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 LOCAL_INSTALLED = _installed()
 LOCAL_REQUIRED = os.environ.get("TTC_REQUIRE_LOCAL") == "1"
 #: skip unless the engine is installed or required

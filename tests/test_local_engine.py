@@ -6,12 +6,12 @@ config change, and the context each slot gets."""
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 import sys
 from pathlib import Path
 
 import pytest
+from local_support import gone
 
 from ttc.config import BudgetForcingConfig, ModelConfig, SweepConfig, config_from_dict
 from ttc.errors import ConfigError, LocalModelError
@@ -42,12 +42,6 @@ def no_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(empty))
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_a_missing_binary_says_to_run_make_local(no_binary: None, model: Path) -> None:
@@ -114,7 +108,7 @@ def test_a_server_that_never_gets_healthy_is_killed(tmp_path: Path, model: Path)
     with pytest.raises(LocalModelError, match=r"did not get ready within 0.5s") as info:
         asyncio.run(go())
     assert "loading" in str(info.value)
-    assert pids and _gone(pids[0]) and server.pid is None
+    assert pids and gone(pids[0]) and server.pid is None
 
 
 def test_servers_is_replaced_by_slots_with_one_line() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from local_support import needs_local
+from local_support import gone, needs_local
 
 from ttc.config import BudgetForcingConfig, ModelConfig
 from ttc.errors import LocalModelError
@@ -29,13 +29,6 @@ _needs_model = needs_local
 _QUESTIONS = ("What is 3 + 5?", "What is 7 + 2?", "What is 4 + 4?")
 
 
-def _gone(pid: int) -> bool:
-    """True when no process (and no process group) with this id is left."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def _request(question: str, budget: int, index: int = 0) -> SampleRequest:
@@ -66,7 +59,7 @@ def test_default_model_is_the_bundled_gguf() -> None:
 def test_server_starts_serves_and_stops_cleanly() -> None:
     async def go() -> tuple[int, Path]:
         async with LlamaServer(n_ctx=512, threads=1) as server:
-            assert server.pid is not None and not _gone(server.pid)
+            assert server.pid is not None and not gone(server.pid)
             assert server.base_url.startswith("http://127.0.0.1:")
             for path in ("/v1/models", "/health", "/slots"):
                 assert await asyncio.to_thread(_get, server.root_url + path) == 200
@@ -74,7 +67,7 @@ def test_server_starts_serves_and_stops_cleanly() -> None:
             return server.pid, server.log_path
 
     pid, log = asyncio.run(go())
-    assert _gone(pid)
+    assert gone(pid)
     assert not log.exists()  # logs of clean runs are removed
 
 
@@ -102,7 +95,7 @@ def test_cancellation_leaves_no_orphan(when: str) -> None:
             await task
 
     asyncio.run(go())
-    assert pids and _gone(pids[0])
+    assert pids and gone(pids[0])
     assert server.pid is None
 
 
@@ -281,12 +274,12 @@ if sys.argv[1] == "hang":
 """
 
 
-def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
+def _waitgone(pid: int, timeout: float = 15.0) -> bool:
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _gone(pid):
+        if gone(pid):
             return True
         time.sleep(0.1)
     return False
@@ -311,12 +304,12 @@ def test_no_orphan_when_the_parent_forgets_or_dies(how: str) -> None:
     pid = int(child.stdout.readline())
     try:
         if how == "sigkill":
-            assert not _gone(pid)
+            assert not gone(pid)
             child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
-        assert _wait_gone(pid), f"llama.cpp server {pid} outlived its parent"
+        assert _waitgone(pid), f"llama.cpp server {pid} outlived its parent"
     finally:
-        if not _gone(pid):
+        if not gone(pid):
             os.killpg(pid, signal.SIGKILL)
         child.kill()
 
