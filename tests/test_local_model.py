@@ -274,7 +274,7 @@ if sys.argv[1] == "hang":
 """
 
 
-def _waitgone(pid: int, timeout: float = 15.0) -> bool:
+def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
     import time
 
     deadline = time.monotonic() + timeout
@@ -307,7 +307,7 @@ def test_no_orphan_when_the_parent_forgets_or_dies(how: str) -> None:
             assert not gone(pid)
             child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
-        assert _waitgone(pid), f"llama.cpp server {pid} outlived its parent"
+        assert _wait_gone(pid), f"llama.cpp server {pid} outlived its parent"
     finally:
         if not gone(pid):
             os.killpg(pid, signal.SIGKILL)
