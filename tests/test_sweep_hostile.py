@@ -293,6 +293,20 @@ def fill(disk: Path, leave: int) -> Path:
     return filler
 
 
+def full_disk_sweep(disk: Path, tmp_path: Path, dataset: Path) -> tuple[Path, Path, Path]:
+    """A run created on ``disk``, the disk then filled to 64 KiB of room, and a config of
+    100 simulated samples per problem and budget, more than that room holds:
+    (run, filler file, config file)."""
+    run = disk / "run"
+    with RunStore(run, create=True):
+        pass
+    filler = fill(disk, 64 * 1024)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nprovider = "simulated"\n[dataset]\npath = "{dataset}"\n'
+                   '[sweep]\nbudgets = [1024, 4096]\nsamples = 100\n')
+    return run, filler, cfg
+
+
 def test_a_tmpfs_that_fills_then_frees_loses_no_answer(
     small_disk: Path, addition_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,13 +347,7 @@ def test_a_tmpfs_that_stays_full_says_what_is_unsaved_and_where(
     capsys: pytest.CaptureFixture[str], addition_dataset: Path,
 ) -> None:
     monkeypatch.setattr(Committer, "RETRY_DELAYS", (0.02, 0.02, 0.02))
-    run = small_disk / "run"
-    with RunStore(run, create=True):
-        pass
-    filler = fill(small_disk, 64 * 1024)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nprovider = "simulated"\n[dataset]\npath = "{addition_dataset}"\n'
-                   '[sweep]\nbudgets = [1024, 4096]\nsamples = 100\n')
+    run, filler, cfg = full_disk_sweep(small_disk, tmp_path, addition_dataset)
     assert main(["sweep", str(cfg), "--out", str(run), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0], err
@@ -390,13 +398,7 @@ def test_a_quiet_sweep_says_at_once_that_it_waits_for_disk_space(
     """``--quiet`` printed nothing for the ~61 s of write retries before the final line:
     a real process now says at once (stdout) that it holds answers and waits; space
     freed after that line lets it finish with every answer stored once."""
-    run = small_disk / "run"
-    with RunStore(run, create=True):
-        pass
-    filler = fill(small_disk, 64 * 1024)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nprovider = "simulated"\n[dataset]\npath = "{addition_dataset}"\n'
-                   '[sweep]\nbudgets = [1024, 4096]\nsamples = 100\n')
+    run, filler, cfg = full_disk_sweep(small_disk, tmp_path, addition_dataset)
     proc = subprocess.Popen([sys.executable, "-m", "ttc", "sweep", str(cfg), "--out", str(run),
                              "--quiet"], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
