@@ -22,21 +22,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sampler_throughput import write_run_files  # noqa: E402
 
 from ttc.cli import _GC_YOUNG  # noqa: E402
-from ttc.config import config_from_dict  # noqa: E402
+from ttc.config import Config, load_config  # noqa: E402
 from ttc.deadline import attempt_deadline  # noqa: E402
 from ttc.http import HTTPResponse, Transport  # noqa: E402
 from ttc.providers import make_provider  # noqa: E402
@@ -71,17 +73,10 @@ class Instant:
         pass
 
 
-def config(folder: Path, problems: int, samples: int) -> Any:
-    with open(folder / "data.jsonl", "w") as fh:
-        for i in range(problems):
-            fh.write(json.dumps({"id": f"p{i}", "question": f"What is {i % 10} + {i % 7}?",
-                                 "answer": str(i % 10 + i % 7)}) + "\n")
-    return config_from_dict({
-        "model": {"provider": "openai", "name": "fake-model", "base_url": "http://127.0.0.1:9/v1"},
-        "dataset": {"path": str(folder / "data.jsonl")},
-        "sweep": {"budgets": [256], "samples": samples, "concurrency": 64,
-                  "store_thinking": False, "stream": False},
-    })
+def config(folder: Path, problems: int, samples: int) -> Config:
+    """The workload of ``sampler_throughput.py`` (its files), here with no server behind it."""
+    path = write_run_files(folder, "http://127.0.0.1:9", problems * samples, 64, samples)
+    return load_config(path)
 
 
 def sweep_cpu(problems: int, samples: int, *, cli_gc: bool) -> float:
@@ -180,7 +175,7 @@ def main() -> None:
           f"(ttc's own work: {(ours - bare) / n * 1e6:.1f} us; ratio bare/ttc "
           f"{bare / ours:.2f})")
     print(f"  ttc sweep (CPython's gc)    : {default_gc / n * 1e6:6.1f} us  "
-          f"(the CLI's settings save {(1 - ours / default_gc) * 100:.0f}%)")
+          f"(the CLI's settings save {round((1 - ours / default_gc) * 100)}%)")
     mine, theirs = min((deadline_cost(n) for _ in range(args.rounds)), key=lambda p: p[0])
     print(f"deadline per attempt (64 tasks at once): attempt_deadline {mine:.2f} us, "
           f"asyncio.timeout {theirs:.2f} us (ratio {theirs / mine:.1f}x)")
