@@ -15,7 +15,8 @@ import contextlib
 import gc
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,8 @@ from hypothesis import strategies as st
 
 from ttc.deadline import attempt_deadline
 
-Block = Callable[[float], contextlib.AbstractAsyncContextManager[None]]
+Block = Callable[[float], contextlib.AbstractAsyncContextManager[object]]
+ScenarioFn = Callable[[Block], Coroutine[Any, Any, str]]
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +48,7 @@ async def _quick() -> str:
     return "done"
 
 
-def _outcome(block: Block, scenario: Callable[[Block], Awaitable[str]]) -> tuple[str, int]:
+def _outcome(block: Block, scenario: ScenarioFn) -> tuple[str, int]:
     """What a caller sees: the scenario's result (or exception name) and the task's
     ``cancelling()`` count afterwards."""
 
@@ -80,7 +82,7 @@ async def finishes(block: Block) -> str:
     return result
 
 
-def nested(outer: float, inner: float) -> Callable[[Block], Awaitable[str]]:
+def nested(outer: float, inner: float) -> ScenarioFn:
     """A hanging block inside another: which of the two reports the timeout."""
 
     async def scenario(block: Block) -> str:
@@ -174,7 +176,7 @@ async def ctrl_c_at_expiry(block: Block) -> str:
     cleanup_fails, entered_while_cancelling, outside_cancel_then_expiry, ctrl_c_at_expiry,
 ])
 def test_the_caller_sees_what_asyncio_timeout_shows(
-    scenario: Callable[[Block], Awaitable[str]],
+    scenario: ScenarioFn,
 ) -> None:
     assert _outcome(ours, scenario) == _outcome(theirs, scenario)
 
